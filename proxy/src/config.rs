@@ -1,0 +1,43 @@
+//! The proxy's knobs, with defaults a user would expect.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Limits, timeouts and switches of one proxy server.
+#[derive(Clone, Debug)]
+pub struct ProxyConfig {
+    /// Where the proxy listens.
+    pub listen: SocketAddr,
+    /// Largest request body forwarded; larger ones are answered 413.
+    pub max_body_bytes: u64,
+    /// Largest request head (request line plus headers) read from a client; larger is 431.
+    pub max_header_bytes: usize,
+    /// Most headers accepted in one request.
+    pub max_headers: usize,
+    /// How long a client may take to send a request head, and stay idle between requests.
+    pub header_read_timeout: Duration,
+    /// How long connecting to an instance may take before the attempt counts as failed.
+    pub connect_timeout: Duration,
+    /// How long an unused keep-alive connection to an instance stays in the pool.
+    pub upstream_idle_timeout: Duration,
+    /// How long shutdown waits for in-flight requests before dropping them.
+    pub shutdown_grace: Duration,
+    /// Whether each request is logged as one access-log line.
+    pub access_log: bool,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8888)),
+            max_body_bytes: 64 * 1024 * 1024,
+            max_header_bytes: 64 * 1024,
+            max_headers: 100,
+            header_read_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(1),
+            upstream_idle_timeout: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(30),
+            access_log: true,
+        }
+    }
+}

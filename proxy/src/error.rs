@@ -1,0 +1,20 @@
+//! Errors the proxy library reports to its caller.
+
+use std::net::SocketAddr;
+
+/// What went wrong while starting or running the proxy.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// The listening socket could not be bound.
+    #[error("binding the proxy to {addr}")]
+    Bind {
+        /// The address that was asked for.
+        addr: SocketAddr,
+        /// Why binding failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The bound socket's own address could not be read.
+    #[error("reading the proxy's local address")]
+    LocalAddr(#[source] std::io::Error),
+}

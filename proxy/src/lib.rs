@@ -1,0 +1,27 @@
+//! faaso's HTTP proxy: routes `/funko/<name>/<rest>?<q>` to `/<rest>?<q>` on a ready instance.
+//!
+//! The proxy knows HTTP and a [`RouteTable`], not how the table is filled. A feeder either hands
+//! candidate instances to a [`HealthChecker`], which probes them and puts them into [`Routes`]
+//! once they answer 2xx, or (server mode) inserts instances it already knows are ready straight
+//! into [`Routes`]. [`Proxy`] serves the table.
+#![forbid(unsafe_code)]
+
+mod answer;
+mod body;
+mod config;
+mod error;
+mod forward;
+mod health;
+mod hop;
+mod metrics;
+mod prefix;
+mod request_id;
+mod route_table;
+mod server;
+mod upgrade;
+
+pub use config::ProxyConfig;
+pub use error::ProxyError;
+pub use health::{Candidate, HealthChecker, ProbeConfig};
+pub use route_table::{FunkoRoute, FunkoSettings, Instance, InstanceId, RouteTable, Routes};
+pub use server::Proxy;

@@ -1,0 +1,2 @@
+//! faaso reconciler.
+#![forbid(unsafe_code)]

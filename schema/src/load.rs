@@ -1,0 +1,313 @@
+//! Reading funko folders: funko.yml → `Spec`, with errors that point at the line and field.
+
+use std::path::{Path, PathBuf};
+
+use crate::problem::Problem;
+use crate::spec::Spec;
+
+/// The file every funko folder holds.
+pub const SPEC_FILE: &str = "funko.yml";
+
+/// The largest funko.yml we read; a spec is a few lines, so anything bigger is a mistake.
+const MAX_SPEC_BYTES: u64 = 256 * 1024;
+
+/// A funko folder whose funko.yml parsed and passed validation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Funko {
+    /// The funko's folder.
+    pub dir: PathBuf,
+    /// Its parsed funko.yml.
+    pub spec: Spec,
+}
+
+/// Reads and validates the funko in `dir`.
+pub fn load_funko(dir: &Path) -> Result<Funko, Problem> {
+    let file = dir.join(SPEC_FILE);
+    if !dir.is_dir() {
+        return Err(Problem::whole(
+            dir,
+            "is not a folder; a funko is a folder holding funko.yml",
+        ));
+    }
+    let size = std::fs::metadata(&file)
+        .map_err(|_| {
+            Problem::whole(
+                dir,
+                format!("has no {SPEC_FILE}; create one (for example with `faaso new`)"),
+            )
+        })?
+        .len();
+    if size > MAX_SPEC_BYTES {
+        return Err(Problem::whole(
+            &file,
+            format!("is {size} bytes; a funko.yml may be at most {MAX_SPEC_BYTES}"),
+        ));
+    }
+    let text = std::fs::read_to_string(&file)
+        .map_err(|e| Problem::whole(&file, format!("cannot be read: {e}")))?;
+    let spec = parse_spec(&text).map_err(|mut p| {
+        p.file = file.clone();
+        p
+    })?;
+    check_folder_name(dir, &file, &text, &spec)?;
+    Ok(Funko {
+        dir: dir.to_owned(),
+        spec,
+    })
+}
+
+/// Reads every funko under `root` (its immediate subfolders, hidden ones skipped), returning the
+/// valid funkos and a problem for each invalid one, sorted by folder name.
+pub fn load_funkos_dir(root: &Path) -> Result<(Vec<Funko>, Vec<Problem>), Problem> {
+    let entries = std::fs::read_dir(root)
+        .map_err(|e| Problem::whole(root, format!("cannot be read as a funkos folder: {e}")))?;
+    let mut dirs: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .map(|e| e.path())
+        .collect();
+    dirs.sort();
+    let mut funkos = Vec::new();
+    let mut problems = Vec::new();
+    for dir in dirs {
+        match load_funko(&dir) {
+            Ok(funko) => funkos.push(funko),
+            Err(problem) => problems.push(problem),
+        }
+    }
+    Ok((funkos, problems))
+}
+
+/// Parses funko.yml text. The returned problem has an empty file name; callers set it.
+pub fn parse_spec(text: &str) -> Result<Spec, Problem> {
+    let options = serde_saphyr::options! { with_snippet: false };
+    serde_saphyr::from_str_with_options(text, options).map_err(|e| yaml_problem(text, &e))
+}
+
+fn yaml_problem(text: &str, error: &serde_saphyr::Error) -> Problem {
+    let location = error.location();
+    let line = location.map(|l| l.line());
+    let raw = error.without_snippet().to_string();
+    let message = strip_position_prefix(&raw);
+    Problem {
+        file: PathBuf::new(),
+        line,
+        column: location.map(|l| l.column()),
+        field: line.and_then(|line| field_at(text, line)),
+        message: explain(message),
+    }
+}
+
+/// serde-saphyr puts `error: line N column M: ` in front; we print the position ourselves.
+fn strip_position_prefix(message: &str) -> &str {
+    let message = message.strip_prefix("error: ").unwrap_or(message);
+    match message.strip_prefix("line ") {
+        Some(rest) => rest.split_once(": ").map_or(message, |(_, m)| m),
+        None => message,
+    }
+}
+
+/// Adds a "did you mean" to serde's unknown-field message, choosing among the fields it lists.
+fn explain(message: &str) -> String {
+    let Some(rest) = message.strip_prefix("unknown field `") else {
+        return message.to_owned();
+    };
+    let Some((unknown, expected)) = rest.split_once('`') else {
+        return message.to_owned();
+    };
+    let known: Vec<&str> = expected
+        .split_once("expected one of ")
+        .or_else(|| expected.split_once("expected "))
+        .map(|(_, list)| {
+            list.split(", ")
+                .map(|f| f.trim_matches('`').trim())
+                .collect()
+        })
+        .unwrap_or_default();
+    let best = known
+        .iter()
+        .map(|k| (strsim::jaro_winkler(unknown, k), *k))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    match best {
+        Some((_, k)) => format!(
+            "unknown field `{unknown}`; did you mean `{k}`? (known fields: {})",
+            known.join(", ")
+        ),
+        None => format!(
+            "unknown field `{unknown}` (known fields: {})",
+            known.join(", ")
+        ),
+    }
+}
+
+/// The dotted path of the block-style key on `line`, from the keys of less-indented lines above.
+fn field_at(text: &str, line: u64) -> Option<String> {
+    let mut stack: Vec<(usize, String)> = Vec::new();
+    for (number, raw) in text.lines().enumerate().take(line as usize) {
+        let trimmed = raw.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with('-') {
+            continue;
+        }
+        let Some((key, _)) = trimmed.split_once(':') else {
+            continue;
+        };
+        let key = key.trim().trim_matches(['"', '\'']);
+        if key.is_empty() || key.contains([' ', '{', '[']) {
+            continue;
+        }
+        let indent = raw.len() - trimmed.len();
+        while stack.last().is_some_and(|(i, _)| *i >= indent) {
+            stack.pop();
+        }
+        stack.push((indent, key.to_owned()));
+        if number + 1 == line as usize {
+            break;
+        }
+    }
+    let path: Vec<&str> = stack.iter().map(|(_, k)| k.as_str()).collect();
+    (!path.is_empty()).then(|| path.join("."))
+}
+
+fn check_folder_name(dir: &Path, file: &Path, text: &str, spec: &Spec) -> Result<(), Problem> {
+    let folder = dir
+        .canonicalize()
+        .ok()
+        .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    if folder == spec.name.as_str() {
+        return Ok(());
+    }
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("name:"))
+        .map(|i| i as u64 + 1);
+    Err(Problem {
+        file: file.to_owned(),
+        line,
+        column: line.map(|_| 7),
+        field: Some("name".to_owned()),
+        message: format!(
+            "the name is `{}` but the folder is `{folder}`; they must agree (rename the folder or change `name`)",
+            spec.name
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problem(yaml: &str) -> Problem {
+        parse_spec(yaml).expect_err("the spec should be rejected")
+    }
+
+    #[test]
+    fn a_minimal_spec_gets_the_defaults() {
+        let spec = parse_spec("name: hello\n").unwrap();
+        assert_eq!(spec.scale, 1);
+        assert_eq!(spec.healthcheck.path, "/ping");
+        assert_eq!(spec.timeout.0, std::time::Duration::from_secs(30));
+        assert_eq!(spec.runtime, None);
+    }
+
+    #[test]
+    fn a_full_spec_parses() {
+        let spec = parse_spec(
+            "name: hello\nruntime: python\nscale: 3\nenv: {GREETING: hi, N: 3, ON: true}\n\
+             secrets: [api-key]\nhealthcheck: {path: /health, interval: 1s, timeout: 500ms, start_period: 0s, retries: 2}\n\
+             resources: {memory: 128M, cpus: 0.5}\ntimeout: 1m\noptions: {handler: main.py, debug: true}\n",
+        )
+        .unwrap();
+        assert_eq!(spec.scale, 3);
+        assert_eq!(spec.env.len(), 3);
+        assert_eq!(spec.resources.memory, Some(crate::Memory(128 << 20)));
+        assert_eq!(spec.options["debug"], serde_json::json!(true));
+    }
+
+    #[test]
+    fn an_unknown_key_suggests_the_closest_field() {
+        let p = problem("name: x\nscael: 2\n");
+        assert_eq!((p.line, p.column), (Some(2), Some(1)));
+        assert!(p.message.contains("did you mean `scale`?"), "{p}");
+    }
+
+    #[test]
+    fn a_nested_error_names_the_dotted_field() {
+        let p = problem("name: x\nhealthcheck:\n  path: /ping\n  interval: 5 parsecs\n");
+        assert_eq!(p.field.as_deref(), Some("healthcheck.interval"));
+        assert_eq!(p.line, Some(4));
+        assert!(p.message.contains("not a duration"), "{p}");
+    }
+
+    #[test]
+    fn wrong_types_and_bad_yaml_are_located() {
+        let p = problem("name: x\nscale: lots\n");
+        assert_eq!((p.line, p.field.as_deref()), (Some(2), Some("scale")));
+        let p = problem("name: x\nenv: [unclosed\n");
+        assert!(p.line.is_some(), "{p}");
+    }
+
+    #[test]
+    fn bad_names_are_rejected_with_the_rule() {
+        for (name, needle) in [
+            ("Hello", "lowercase"),
+            ("../x", "contains `.`"),
+            (&"a".repeat(41), "41 characters"),
+            ("''", "cannot be empty"),
+        ] {
+            let p = problem(&format!("name: {name}\n"));
+            assert!(p.message.contains(needle), "{name}: {p}");
+            assert_eq!(p.field.as_deref(), Some("name"));
+        }
+    }
+
+    #[test]
+    fn a_missing_name_is_an_error() {
+        let p = problem("scale: 1\n");
+        assert!(p.message.contains("name"), "{p}");
+    }
+
+    #[test]
+    fn the_folder_name_must_match() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("hello");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join(SPEC_FILE), "name: other\n").unwrap();
+        let p = load_funko(&dir).unwrap_err();
+        assert!(p.message.contains("folder is `hello`"), "{p}");
+        assert_eq!(p.line, Some(1));
+    }
+
+    #[test]
+    fn a_folder_without_funko_yml_says_so() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = load_funko(tmp.path()).unwrap_err();
+        assert!(p.message.contains("has no funko.yml"), "{p}");
+    }
+
+    #[test]
+    fn a_funkos_dir_reports_every_invalid_funko_and_keeps_the_valid_ones() {
+        let tmp = tempfile::tempdir().unwrap();
+        for (name, yaml) in [
+            ("good", "name: good\n"),
+            ("bad", "name: bad\nscale: x\n"),
+            ("worse", "nam: worse\n"),
+        ] {
+            std::fs::create_dir(tmp.path().join(name)).unwrap();
+            std::fs::write(tmp.path().join(name).join(SPEC_FILE), yaml).unwrap();
+        }
+        std::fs::create_dir(tmp.path().join(".git")).unwrap();
+        let (funkos, problems) = load_funkos_dir(tmp.path()).unwrap();
+        assert_eq!(funkos.len(), 1);
+        assert_eq!(problems.len(), 2);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_text_never_panics(text in ".{0,200}") {
+            let _ = parse_spec(&text);
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! Units written the way people write them in funko.yml: `5s`, `128M`, `0.5`.
+
+use std::fmt;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A duration written like `500ms`, `5s` or `1m30s`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Duration(pub std::time::Duration);
+
+impl Duration {
+    /// A duration of `secs` seconds.
+    pub const fn from_secs(secs: u64) -> Self {
+        Self(std::time::Duration::from_secs(secs))
+    }
+}
+
+impl fmt::Display for Duration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+impl Serialize for Duration {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Duration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        humantime::parse_duration(raw.trim())
+            .map(Self)
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "`{raw}` is not a duration ({e}); write it like `500ms`, `5s` or `1m30s`"
+                ))
+            })
+    }
+}
+
+impl JsonSchema for Duration {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "A duration such as `500ms`, `5s` or `1m30s`.",
+            "pattern": "^\\s*([0-9]+\\s*[a-zA-Z]+\\s*)+$",
+        })
+    }
+}
+
+/// An amount of memory in bytes, written like `128M`, `1G`, `512k` or a plain number of bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Memory(pub u64);
+
+impl Memory {
+    /// Parses `128M`-style text; units are binary (k = 1024), as in `docker run --memory`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
+        let (digits, unit) = text.split_at(split);
+        let number: u64 = digits.parse().map_err(|_| {
+            format!("`{text}` is not an amount of memory; write it like `128M` or `1G`")
+        })?;
+        let shift = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 0,
+            "k" | "kb" | "ki" | "kib" => 10,
+            "m" | "mb" | "mi" | "mib" => 20,
+            "g" | "gb" | "gi" | "gib" => 30,
+            other => {
+                return Err(format!(
+                    "`{text}` has an unknown unit `{other}`; use b, k, m or g (for example `128M`)"
+                ));
+            }
+        };
+        number
+            .checked_mul(1 << shift)
+            .map(Self)
+            .ok_or_else(|| format!("`{text}` is too large"))
+    }
+}
+
+impl fmt::Display for Memory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (shift, unit) in [(30, "G"), (20, "M"), (10, "K")] {
+            if self.0 != 0 && self.0 % (1 << shift) == 0 {
+                return write!(f, "{}{unit}", self.0 >> shift);
+            }
+        }
+        write!(f, "{}", self.0)
+    }
+}
+
+impl Serialize for Memory {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Memory {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = StringOrNumber::deserialize(deserializer)?.0;
+        let memory = Self::parse(&raw).map_err(serde::de::Error::custom)?;
+        if memory.0 < 6 << 20 {
+            return Err(serde::de::Error::custom(format!(
+                "`{raw}` is below Docker's minimum of 6M"
+            )));
+        }
+        Ok(memory)
+    }
+}
+
+impl JsonSchema for Memory {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Memory".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": ["string", "integer"],
+            "description": "Memory such as `128M` or `1G` (binary units), or a number of bytes.",
+            "pattern": "^\\s*[0-9]+\\s*([bBkKmMgG]([iI]?[bB])?)?\\s*$",
+        })
+    }
+}
+
+/// A CPU quota in cores, like `0.5` or `2`.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+pub struct Cpus(pub f64);
+
+impl Cpus {
+    /// The quota in billionths of a CPU, the unit Docker's `NanoCpus` takes.
+    pub fn nano_cpus(self) -> i64 {
+        (self.0 * 1e9).round() as i64
+    }
+}
+
+impl fmt::Display for Cpus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl Serialize for Cpus {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_f64(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Cpus {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = StringOrNumber::deserialize(deserializer)?.0;
+        match raw.trim().parse::<f64>() {
+            Ok(cpus) if cpus.is_finite() && cpus >= 0.01 && cpus <= 1024.0 => Ok(Self(cpus)),
+            _ => Err(serde::de::Error::custom(format!(
+                "`{raw}` is not a CPU quota; write a number of cores such as `0.5` or `2`"
+            ))),
+        }
+    }
+}
+
+impl JsonSchema for Cpus {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Cpus".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "number",
+            "description": "CPU cores, such as `0.5` or `2`.",
+            "minimum": 0.01,
+        })
+    }
+}
+
+/// YAML users write `memory: 134217728` as often as `memory: 128M`; accept both as text.
+struct StringOrNumber(String);
+
+impl<'de> Deserialize<'de> for StringOrNumber {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = StringOrNumber;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or a number")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(StringOrNumber(v.to_owned()))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(StringOrNumber(v.to_string()))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(StringOrNumber(v.to_string()))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(StringOrNumber(v.to_string()))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_units_are_binary() {
+        assert_eq!(Memory::parse("128M"), Ok(Memory(128 << 20)));
+        assert_eq!(Memory::parse("1g"), Ok(Memory(1 << 30)));
+        assert_eq!(Memory::parse("512k"), Ok(Memory(512 << 10)));
+        assert_eq!(Memory::parse("1000"), Ok(Memory(1000)));
+        assert!(Memory::parse("12X").is_err());
+        assert!(Memory::parse("lots").is_err());
+        assert!(Memory::parse("99999999999G").is_err());
+        assert_eq!(Memory(128 << 20).to_string(), "128M");
+    }
+
+    #[test]
+    fn cpus_convert_to_nano_cpus() {
+        assert_eq!(Cpus(0.5).nano_cpus(), 500_000_000);
+    }
+}
