@@ -1,14 +1,28 @@
 //! faaso's funko model: funko.yml as Rust types, the runtimes, and the build context they make.
 #![forbid(unsafe_code)]
 
+mod context;
 mod load;
 mod name;
 mod problem;
+mod runtime;
 mod spec;
 mod units;
 
+pub use context::{BuildContext, ContextFile, image_repository};
 pub use load::{Funko, SPEC_FILE, load_funko, load_funkos_dir, parse_spec};
 pub use name::{FunkoName, MAX_NAME_LEN, NameError};
 pub use problem::Problem;
+pub use runtime::{
+    BaseChoice, BaseImages, Runtime, RuntimeMeta, resolve as resolve_runtime, scaffold,
+};
 pub use spec::{EnvName, EnvValue, Healthcheck, Resources, SecretKey, Spec};
 pub use units::{Cpus, Duration, Memory};
+
+/// The JSON Schema of funko.yml, pretty-printed, as committed at `schema/funko.schema.json`.
+pub fn json_schema() -> String {
+    let schema = schemars::schema_for!(Spec);
+    let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
+    text.push('\n');
+    text
+}

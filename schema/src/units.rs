@@ -90,7 +90,7 @@ impl Memory {
 impl fmt::Display for Memory {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (shift, unit) in [(30, "G"), (20, "M"), (10, "K")] {
-            if self.0 != 0 && self.0 % (1 << shift) == 0 {
+            if self.0 != 0 && self.0.is_multiple_of(1 << shift) {
                 return write!(f, "{}{unit}", self.0 >> shift);
             }
         }
@@ -157,7 +157,7 @@ impl<'de> Deserialize<'de> for Cpus {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let raw = StringOrNumber::deserialize(deserializer)?.0;
         match raw.trim().parse::<f64>() {
-            Ok(cpus) if cpus.is_finite() && cpus >= 0.01 && cpus <= 1024.0 => Ok(Self(cpus)),
+            Ok(cpus) if (0.01..=1024.0).contains(&cpus) => Ok(Self(cpus)),
             _ => Err(serde::de::Error::custom(format!(
                 "`{raw}` is not a CPU quota; write a number of cores such as `0.5` or `2`"
             ))),

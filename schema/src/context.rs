@@ -1,0 +1,421 @@
+//! `BuildContext`: a funko merged with its runtime — the files `docker build` gets, and their hash.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::Path;
+
+use handlebars::{
+    Context, Handlebars, Helper, HelperDef, RenderContext, RenderError, RenderErrorReason,
+    ScopedJson,
+};
+use sha2::{Digest, Sha256};
+
+use crate::load::{Funko, SPEC_FILE};
+use crate::name::FunkoName;
+use crate::problem::Problem;
+use crate::runtime::{self, BaseChoice, DOCKERFILE_TEMPLATE, Runtime};
+
+/// The name Docker looks for at the root of the context.
+const DOCKERFILE: &str = "Dockerfile";
+/// Hex digits of the content hash kept in the image tag: 64 bits, ample for one host's images.
+const TAG_HASH_LEN: usize = 16;
+
+/// One file of a build context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContextFile {
+    /// Unix permission bits (the executable bit matters to `COPY`).
+    pub mode: u32,
+    /// The file's bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// A complete Docker build context: runtime glue, funko files and the rendered Dockerfile.
+#[derive(Debug, Clone)]
+pub struct BuildContext {
+    /// The funko it was made from.
+    pub name: FunkoName,
+    /// Every file by `/`-separated relative path, the Dockerfile included.
+    pub files: BTreeMap<String, ContextFile>,
+}
+
+impl BuildContext {
+    /// Merges `funko` with its runtime (if any) and renders the Dockerfile. `base` picks which of
+    /// the runtime's base images the Dockerfile starts from.
+    pub fn assemble(funko: &Funko, base: BaseChoice) -> Result<Self, Problem> {
+        let spec_file = funko.dir.join(SPEC_FILE);
+        let funko_files = funko_files(&funko.dir)?;
+        let mut files = BTreeMap::new();
+        match &funko.spec.runtime {
+            None => {
+                if !funko_files.contains_key(DOCKERFILE) {
+                    return Err(Problem::whole(
+                        &spec_file,
+                        "names no `runtime` and the funko has no Dockerfile; add `runtime: python` (see `faaso runtimes`) or a Dockerfile",
+                    ));
+                }
+            }
+            Some(name) => {
+                let runtime = runtime::resolve(&funko.dir, name).map_err(|message| Problem {
+                    field: Some("runtime".to_owned()),
+                    ..Problem::whole(&spec_file, message)
+                })?;
+                for (path, bytes) in &runtime.glue {
+                    let mode = if bytes.starts_with(b"#!") {
+                        0o755
+                    } else {
+                        0o644
+                    };
+                    files.insert(
+                        path.clone(),
+                        ContextFile {
+                            mode,
+                            bytes: bytes.clone(),
+                        },
+                    );
+                }
+                let names: BTreeSet<String> =
+                    files.keys().chain(funko_files.keys()).cloned().collect();
+                let dockerfile = render_dockerfile(funko, &runtime, base, names)?;
+                files.insert(
+                    DOCKERFILE.to_owned(),
+                    ContextFile {
+                        mode: 0o644,
+                        bytes: dockerfile.into_bytes(),
+                    },
+                );
+            }
+        }
+        // Funko files win over runtime files of the same path, as documented.
+        files.extend(funko_files);
+        Ok(Self {
+            name: funko.spec.name.clone(),
+            files,
+        })
+    }
+
+    /// The content hash of every file's path, mode and bytes: order- and mtime-independent.
+    pub fn content_hash(&self) -> String {
+        let mut hasher = Sha256::new();
+        for (path, file) in &self.files {
+            hasher.update((path.len() as u64).to_le_bytes());
+            hasher.update(path.as_bytes());
+            hasher.update(file.mode.to_le_bytes());
+            hasher.update((file.bytes.len() as u64).to_le_bytes());
+            hasher.update(&file.bytes);
+        }
+        hex::encode(hasher.finalize())[..TAG_HASH_LEN].to_owned()
+    }
+
+    /// The image reference this context builds: `faaso-<name>:<content hash>`.
+    pub fn image_tag(&self) -> String {
+        format!("{}:{}", image_repository(&self.name), self.content_hash())
+    }
+
+    /// The rendered Dockerfile.
+    pub fn dockerfile(&self) -> &str {
+        self.files
+            .get(DOCKERFILE)
+            .and_then(|f| std::str::from_utf8(&f.bytes).ok())
+            .unwrap_or_default()
+    }
+
+    /// The context as an uncompressed tar archive, as the Docker build API takes it.
+    /// Headers carry no mtimes or owners, so the same context gives the same bytes.
+    pub fn to_tar(&self) -> std::io::Result<Vec<u8>> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (path, file) in &self.files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(file.bytes.len() as u64);
+            header.set_mode(file.mode);
+            header.set_mtime(0);
+            header.set_cksum();
+            builder.append_data(&mut header, path, file.bytes.as_slice())?;
+        }
+        builder.into_inner()
+    }
+
+    /// Writes the context into `out`, a folder that plain `docker build` accepts.
+    pub fn export(&self, out: &Path) -> Result<(), Problem> {
+        for (path, file) in &self.files {
+            let target = out.join(path);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| Problem::whole(parent, format!("cannot be created: {e}")))?;
+            }
+            let mut handle = std::fs::File::create(&target)
+                .map_err(|e| Problem::whole(&target, format!("cannot be written: {e}")))?;
+            handle
+                .write_all(&file.bytes)
+                .map_err(|e| Problem::whole(&target, format!("cannot be written: {e}")))?;
+            set_mode(&target, file.mode)
+                .map_err(|e| Problem::whole(&target, format!("cannot set its mode: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+/// The image repository of a funko: `faaso-<name>`.
+pub fn image_repository(name: &FunkoName) -> String {
+    format!("faaso-{name}")
+}
+
+/// A handlebars registry as runtimes expect it: strict (a missing variable is an error) and
+/// without HTML escaping (Dockerfiles are not HTML).
+pub(crate) fn registry() -> Handlebars<'static> {
+    let mut registry = Handlebars::new();
+    registry.set_strict_mode(true);
+    registry.register_escape_fn(handlebars::no_escape);
+    registry
+}
+
+fn render_dockerfile(
+    funko: &Funko,
+    runtime: &Runtime,
+    base: BaseChoice,
+    names: BTreeSet<String>,
+) -> Result<String, Problem> {
+    let mut options = runtime.meta.options.clone();
+    options.extend(funko.spec.options.clone());
+    let data = serde_json::json!({
+        "name": funko.spec.name.as_str(),
+        "base_image": runtime.base_image(base),
+        "options": options,
+    });
+    let mut registry = registry();
+    registry.register_helper("exists", Box::new(Exists(names)));
+    registry
+        .render_template(&runtime.dockerfile_template, &data)
+        .map_err(|e| Problem {
+            file: runtime.origin.join(DOCKERFILE_TEMPLATE),
+            line: e.line_no.map(|l| l as u64),
+            column: e.column_no.map(|c| c as u64),
+            field: None,
+            message: format!(
+                "cannot be rendered for funko `{}`: {}",
+                funko.spec.name,
+                e.reason()
+            ),
+        })
+}
+
+/// `{{#if (exists "requirements.txt")}}`: whether the merged context has that file.
+struct Exists(BTreeSet<String>);
+
+impl HelperDef for Exists {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        helper: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        _: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, RenderError> {
+        let path = helper
+            .param(0)
+            .and_then(|p| p.value().as_str())
+            .ok_or_else(|| RenderErrorReason::ParamNotFoundForName("exists", "path".into()))?;
+        let present =
+            self.0.contains(path) || self.0.iter().any(|f| f.starts_with(&format!("{path}/")));
+        Ok(ScopedJson::Derived(serde_json::Value::Bool(present)))
+    }
+}
+
+/// The funko's own files, minus funko.yml (scale and env changes must not change the image) and
+/// whatever `.gitignore` or `.dockerignore` exclude.
+fn funko_files(dir: &Path) -> Result<BTreeMap<String, ContextFile>, Problem> {
+    let mut files = BTreeMap::new();
+    let walker = ignore::WalkBuilder::new(dir)
+        .hidden(false)
+        .git_global(false)
+        .git_exclude(false)
+        .require_git(false)
+        .parents(false)
+        .add_custom_ignore_filename(".dockerignore")
+        .filter_entry(|e| e.file_name() != ".git")
+        .build();
+    for entry in walker {
+        let entry = entry.map_err(|e| Problem::whole(dir, format!("cannot be read: {e}")))?;
+        let Some(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_dir() {
+            continue;
+        }
+        let rel = runtime::relative(dir, entry.path());
+        if kind.is_symlink() {
+            return Err(Problem::whole(
+                entry.path(),
+                "is a symbolic link; a funko may hold only regular files and folders",
+            ));
+        }
+        if rel == SPEC_FILE {
+            continue;
+        }
+        let bytes = std::fs::read(entry.path())
+            .map_err(|e| Problem::whole(entry.path(), format!("cannot be read: {e}")))?;
+        let mode = file_mode(entry.path());
+        files.insert(rel, ContextFile { mode, bytes });
+    }
+    Ok(files)
+}
+
+/// 0755 for executables, 0644 otherwise: only the executable bit survives into the image.
+fn file_mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = std::fs::metadata(path)
+        .map(|m| m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false);
+    if executable { 0o755 } else { 0o644 }
+}
+
+fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::load_funko;
+
+    fn funko_in(root: &Path, name: &str, yml: &str, files: &[(&str, &str)]) -> Funko {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(SPEC_FILE), yml).unwrap();
+        for (path, text) in files {
+            let path = dir.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        load_funko(&dir).unwrap()
+    }
+
+    #[test]
+    fn the_hash_ignores_order_mtime_scale_and_ignored_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = funko_in(
+            tmp.path(),
+            "a/f",
+            "name: f\nruntime: python\n",
+            &[("handler.py", "x"), ("lib/b.py", "y")],
+        );
+        let first = BuildContext::assemble(&a, BaseChoice::Local)
+            .unwrap()
+            .content_hash();
+        // Same content written in another order, later, with another scale and an ignored file.
+        let b = funko_in(
+            tmp.path(),
+            "b/f",
+            "name: f\nruntime: python\nscale: 5\n",
+            &[
+                ("lib/b.py", "y"),
+                (".gitignore", "*.pyc\n"),
+                ("handler.py", "x"),
+                ("junk.pyc", "z"),
+            ],
+        );
+        std::fs::remove_file(b.dir.join(".gitignore")).unwrap();
+        std::fs::write(b.dir.join(".dockerignore"), "*.pyc\n").unwrap();
+        let ctx = BuildContext::assemble(&b, BaseChoice::Local).unwrap();
+        assert!(!ctx.files.contains_key("junk.pyc"));
+        let mut without_ignore_file = ctx.clone();
+        without_ignore_file.files.remove(".dockerignore");
+        assert_eq!(without_ignore_file.content_hash(), first);
+    }
+
+    #[test]
+    fn the_hash_changes_with_code_and_base_image() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = funko_in(
+            tmp.path(),
+            "f",
+            "name: f\nruntime: python\n",
+            &[("handler.py", "x")],
+        );
+        let local = BuildContext::assemble(&f, BaseChoice::Local).unwrap();
+        let official = BuildContext::assemble(&f, BaseChoice::Official).unwrap();
+        assert_ne!(local.content_hash(), official.content_hash());
+        std::fs::write(f.dir.join("handler.py"), "changed").unwrap();
+        let changed = BuildContext::assemble(&f, BaseChoice::Local).unwrap();
+        assert_ne!(local.content_hash(), changed.content_hash());
+        assert!(local.image_tag().starts_with("faaso-f:"));
+    }
+
+    #[test]
+    fn funko_files_override_runtime_files_and_options_reach_the_template() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rt = tmp.path().join("rt");
+        std::fs::create_dir_all(&rt).unwrap();
+        std::fs::write(
+            rt.join("runtime.yml"),
+            "description: test\noptions: {greeting: hi, port: 1}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            rt.join("Dockerfile.hbs"),
+            "FROM scratch\n# {{name}} {{options.greeting}} {{options.port}} <&>\n{{#if (exists \"extra.txt\")}}COPY extra.txt /\n{{/if}}",
+        )
+        .unwrap();
+        std::fs::write(rt.join("glue.txt"), "runtime").unwrap();
+        let f = funko_in(
+            tmp.path(),
+            "f",
+            "name: f\nruntime: ../rt\noptions: {greeting: hello}\n",
+            &[("glue.txt", "funko"), ("extra.txt", "1")],
+        );
+        let ctx = BuildContext::assemble(&f, BaseChoice::Local).unwrap();
+        assert_eq!(ctx.files["glue.txt"].bytes, b"funko");
+        assert_eq!(
+            ctx.dockerfile(),
+            "FROM scratch\n# f hello 1 <&>\nCOPY extra.txt /\n"
+        );
+    }
+
+    #[test]
+    fn an_unknown_template_variable_is_located() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rt = tmp.path().join("rt");
+        std::fs::create_dir_all(&rt).unwrap();
+        std::fs::write(rt.join("runtime.yml"), "description: test\n").unwrap();
+        std::fs::write(
+            rt.join("Dockerfile.hbs"),
+            "FROM scratch\nRUN {{options.nope}}\n",
+        )
+        .unwrap();
+        let f = funko_in(tmp.path(), "f", "name: f\nruntime: ../rt\n", &[]);
+        let p = BuildContext::assemble(&f, BaseChoice::Local).unwrap_err();
+        assert!(p.file.ends_with("Dockerfile.hbs"), "{p}");
+        assert_eq!(p.line, Some(2), "{p}");
+        assert!(p.message.contains("options.nope"), "{p}");
+    }
+
+    #[test]
+    fn missing_runtime_and_missing_dockerfile_are_reported() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = funko_in(tmp.path(), "f", "name: f\nruntime: pyhton\n", &[]);
+        let p = BuildContext::assemble(&f, BaseChoice::Local).unwrap_err();
+        assert!(p.message.contains("did you mean `python`?"), "{p}");
+        assert_eq!(p.field.as_deref(), Some("runtime"));
+        let g = funko_in(tmp.path(), "g", "name: g\n", &[]);
+        let p = BuildContext::assemble(&g, BaseChoice::Local).unwrap_err();
+        assert!(p.message.contains("no Dockerfile"), "{p}");
+    }
+
+    #[test]
+    fn export_writes_what_the_tar_holds() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = funko_in(
+            tmp.path(),
+            "f",
+            "name: f\nruntime: python\n",
+            &[("handler.py", "x")],
+        );
+        let ctx = BuildContext::assemble(&f, BaseChoice::Local).unwrap();
+        let out = tmp.path().join("out");
+        ctx.export(&out).unwrap();
+        assert!(out.join("Dockerfile").is_file());
+        assert_eq!(std::fs::read(out.join("handler.py")).unwrap(), b"x");
+        let mut archive = tar::Archive::new(std::io::Cursor::new(ctx.to_tar().unwrap()));
+        assert_eq!(archive.entries().unwrap().count(), ctx.files.len());
+        assert_eq!(ctx.to_tar().unwrap(), ctx.to_tar().unwrap());
+    }
+}

@@ -1,0 +1,278 @@
+//! Runtimes: the templates that turn a funko folder into a Docker build context.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use include_dir::{Dir, include_dir};
+use serde::Deserialize;
+
+use crate::problem::Problem;
+
+/// The runtimes shipped inside the faaso binary, so it works from any directory.
+static BUILTIN: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../runtimes");
+
+/// The runtime's own description file.
+const RUNTIME_FILE: &str = "runtime.yml";
+/// The Dockerfile template.
+pub(crate) const DOCKERFILE_TEMPLATE: &str = "Dockerfile.hbs";
+/// The folder `faaso new` renders.
+const TEMPLATE_DIR: &str = "template";
+
+/// A runtime loaded into memory: its description, defaults, Dockerfile template, glue and template.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    /// The built-in name, or the folder path for a runtime given by path.
+    pub name: String,
+    /// Where it came from, for error messages (`<builtin>/python` or a folder).
+    pub origin: PathBuf,
+    /// What runtime.yml says of it.
+    pub meta: RuntimeMeta,
+    /// The Dockerfile template text.
+    pub dockerfile_template: String,
+    /// Files copied into every build context, by relative path (`/`-separated).
+    pub glue: BTreeMap<String, Vec<u8>>,
+    /// Files `faaso new` renders into a new funko, by relative path.
+    pub template: BTreeMap<String, Vec<u8>>,
+}
+
+/// The contents of a runtime's runtime.yml.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeMeta {
+    /// One line saying what the runtime is for.
+    pub description: String,
+    /// The base images it builds on; absent for `FROM scratch` runtimes.
+    #[serde(default)]
+    pub base_images: Option<BaseImages>,
+    /// Defaults for every option the template reads.
+    #[serde(default)]
+    pub options: BTreeMap<String, serde_json::Value>,
+}
+
+/// A runtime's two base images: one made offline, one from a public registry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaseImages {
+    /// Built on this machine by `scripts/base-images` (no registry needed).
+    pub local: String,
+    /// The official image, for hosts that can pull.
+    pub official: String,
+}
+
+/// Which of a runtime's base images a build uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BaseChoice {
+    /// The image made offline by `scripts/base-images`.
+    Local,
+    /// The official registry image.
+    Official,
+}
+
+impl Runtime {
+    /// The names of the built-in runtimes, sorted.
+    pub fn builtin_names() -> Vec<String> {
+        let mut names: Vec<String> = BUILTIN
+            .dirs()
+            .filter(|d| d.get_file(d.path().join(RUNTIME_FILE)).is_some())
+            .filter_map(|d| d.path().file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Loads the built-in runtime `name`; the error suggests the closest built-in name.
+    pub fn builtin(name: &str) -> Result<Self, String> {
+        let Some(dir) = BUILTIN.get_dir(name).filter(|_| !name.contains(['/', '.'])) else {
+            let names = Self::builtin_names();
+            let closest = names
+                .iter()
+                .map(|n| (strsim::jaro_winkler(name, n), n))
+                .filter(|(score, _)| *score > 0.7)
+                .max_by(|a, b| a.0.total_cmp(&b.0));
+            let hint = match closest {
+                Some((_, n)) => format!("did you mean `{n}`? "),
+                None => String::new(),
+            };
+            return Err(format!(
+                "there is no runtime `{name}`; {hint}built-in runtimes: {} (or give a path to a runtime folder, like `./my-runtime`)",
+                names.join(", ")
+            ));
+        };
+        let mut files = BTreeMap::new();
+        collect_embedded(dir, dir.path(), &mut files);
+        Self::from_files(name, Path::new("<builtin>").join(name), files)
+    }
+
+    /// Loads a runtime from a folder on disk.
+    pub fn from_folder(dir: &Path) -> Result<Self, String> {
+        if !dir.join(RUNTIME_FILE).is_file() {
+            return Err(format!(
+                "`{}` is not a runtime folder: it has no {RUNTIME_FILE}",
+                dir.display()
+            ));
+        }
+        let mut files = BTreeMap::new();
+        for entry in walkdir(dir)? {
+            let bytes = std::fs::read(&entry)
+                .map_err(|e| format!("cannot read `{}`: {e}", entry.display()))?;
+            files.insert(relative(dir, &entry), bytes);
+        }
+        Self::from_files(&dir.display().to_string(), dir.to_owned(), files)
+    }
+
+    fn from_files(
+        name: &str,
+        origin: PathBuf,
+        mut files: BTreeMap<String, Vec<u8>>,
+    ) -> Result<Self, String> {
+        let meta_bytes = files.remove(RUNTIME_FILE).unwrap_or_default();
+        let meta_text = String::from_utf8_lossy(&meta_bytes);
+        let meta: RuntimeMeta = serde_saphyr::from_str(&meta_text).map_err(|e| {
+            format!(
+                "{}: {}",
+                origin.join(RUNTIME_FILE).display(),
+                e.without_snippet()
+            )
+        })?;
+        let dockerfile_template = files
+            .remove(DOCKERFILE_TEMPLATE)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .ok_or_else(|| format!("runtime `{name}` has no {DOCKERFILE_TEMPLATE}"))?;
+        let prefix = format!("{TEMPLATE_DIR}/");
+        let (template, glue): (BTreeMap<_, _>, BTreeMap<_, _>) = files
+            .into_iter()
+            .partition(|(path, _)| path.starts_with(&prefix));
+        let template = template
+            .into_iter()
+            .map(|(path, bytes)| (path[prefix.len()..].to_owned(), bytes))
+            .collect();
+        Ok(Self {
+            name: name.to_owned(),
+            origin,
+            meta,
+            dockerfile_template,
+            glue,
+            template,
+        })
+    }
+
+    /// The base image for `choice`, or `None` for a runtime that builds `FROM scratch`.
+    pub fn base_image(&self, choice: BaseChoice) -> Option<&str> {
+        self.meta.base_images.as_ref().map(|b| match choice {
+            BaseChoice::Local => b.local.as_str(),
+            BaseChoice::Official => b.official.as_str(),
+        })
+    }
+}
+
+fn collect_embedded(dir: &Dir<'_>, root: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+    for file in dir.files() {
+        let rel = file.path().strip_prefix(root).unwrap_or(file.path());
+        out.insert(slash_path(rel), file.contents().to_vec());
+    }
+    for sub in dir.dirs() {
+        collect_embedded(sub, root, out);
+    }
+}
+
+/// Every regular file under `dir`, skipping `.git`, in a stable order.
+pub(crate) fn walkdir(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(current) = stack.pop() {
+        let entries = std::fs::read_dir(&current)
+            .map_err(|e| format!("cannot read `{}`: {e}", current.display()))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| format!("cannot read `{}`: {e}", current.display()))?;
+            let kind = entry
+                .file_type()
+                .map_err(|e| format!("cannot read `{}`: {e}", entry.path().display()))?;
+            if kind.is_dir() && entry.file_name() != ".git" {
+                stack.push(entry.path());
+            } else if kind.is_file() {
+                files.push(entry.path());
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// `path` relative to `root`, with `/` separators as in a tar archive.
+pub(crate) fn relative(root: &Path, path: &Path) -> String {
+    slash_path(path.strip_prefix(root).unwrap_or(path))
+}
+
+fn slash_path(path: &Path) -> String {
+    path.components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The runtime a funko names: a built-in, or a folder relative to the funko.
+pub fn resolve(funko_dir: &Path, runtime: &str) -> Result<Runtime, String> {
+    if runtime.contains('/') || runtime.starts_with('.') {
+        Runtime::from_folder(&funko_dir.join(runtime))
+    } else {
+        Runtime::builtin(runtime)
+    }
+}
+
+/// Renders the runtime's `template/` into a new funko folder `dir` named `name`.
+pub fn scaffold(runtime: &Runtime, name: &crate::FunkoName, dir: &Path) -> Result<(), Problem> {
+    if dir.exists() {
+        return Err(Problem::whole(
+            dir,
+            "already exists; choose another name or folder",
+        ));
+    }
+    let data = serde_json::json!({ "name": name.as_str(), "runtime": runtime.name });
+    let registry = crate::context::registry();
+    let mut rendered = Vec::new();
+    for (path, bytes) in &runtime.template {
+        let text = String::from_utf8_lossy(bytes);
+        let out = registry.render_template(&text, &data).map_err(|e| {
+            Problem::whole(
+                runtime.origin.join(TEMPLATE_DIR).join(path),
+                format!("cannot be rendered: {e}"),
+            )
+        })?;
+        rendered.push((dir.join(path), out));
+    }
+    for (path, text) in rendered {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| Problem::whole(parent, format!("cannot be created: {e}")))?;
+        }
+        std::fs::write(&path, text)
+            .map_err(|e| Problem::whole(&path, format!("cannot be written: {e}")))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_builtin_runtimes_load() {
+        let names = Runtime::builtin_names();
+        for expected in ["binary", "node", "python"] {
+            assert!(names.iter().any(|n| n == expected), "{names:?}");
+        }
+        for name in names {
+            let runtime = Runtime::builtin(&name).unwrap();
+            assert!(!runtime.meta.description.is_empty(), "{name}");
+            assert!(runtime.template.contains_key("funko.yml"), "{name}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_runtime_suggests_a_builtin() {
+        let err = Runtime::builtin("pyton").unwrap_err();
+        assert!(err.contains("did you mean `python`?"), "{err}");
+        assert!(Runtime::builtin("../python").is_err());
+    }
+}
