@@ -1,0 +1,174 @@
+//! Request counters and the Prometheus text rendering of `GET /metrics`.
+//!
+//! Each funko's counters live next to its route, so counting a request touches no lock and
+//! no map; counters of a funko that leaves the table go with it.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::route_table::RouteTable;
+
+/// Upper bounds (seconds) of the request duration histogram.
+const BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+const FIRST_STATUS: u16 = 100;
+const STATUSES: usize = 500;
+
+/// Counters of one funko (or of requests that matched no funko).
+#[derive(Debug)]
+pub(crate) struct FunkoStats {
+    by_status: Box<[AtomicU64]>,
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+    pub(crate) in_flight: AtomicI64,
+}
+
+impl Default for FunkoStats {
+    fn default() -> Self {
+        Self {
+            by_status: (0..STATUSES).map(|_| AtomicU64::new(0)).collect(),
+            buckets: Default::default(),
+            count: AtomicU64::new(0),
+            sum_micros: AtomicU64::new(0),
+            in_flight: AtomicI64::new(0),
+        }
+    }
+}
+
+impl FunkoStats {
+    /// Counts one answered request: its status and the time until its response head.
+    pub(crate) fn observe(&self, status: u16, elapsed: Duration) {
+        let slot = usize::from(status.saturating_sub(FIRST_STATUS)).min(STATUSES - 1);
+        self.by_status[slot].fetch_add(1, Ordering::Relaxed);
+        let secs = elapsed.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+}
+
+/// Proxy-wide counters that belong to no route.
+#[derive(Debug, Default)]
+pub(crate) struct Metrics {
+    /// Requests for no known funko (and the proxy's own endpoints are not counted).
+    pub(crate) unrouted: FunkoStats,
+    /// Requests being forwarded right now, over all funkos.
+    pub(crate) in_flight: AtomicI64,
+}
+
+impl Metrics {
+    /// The Prometheus text exposition of every counter.
+    pub(crate) fn render(&self, table: &RouteTable) -> String {
+        let mut funkos: Vec<_> = table.iter().collect();
+        funkos.sort_by_key(|(name, _)| *name);
+        let all: Vec<(&str, &FunkoStats)> = funkos
+            .iter()
+            .map(|(name, route)| (*name, route.stats.as_ref()))
+            .chain(std::iter::once(("", &self.unrouted)))
+            .collect();
+        let mut out = String::with_capacity(4096);
+
+        out.push_str(
+            "# HELP faaso_proxy_requests_total Requests answered, by funko and status code.\n",
+        );
+        out.push_str("# TYPE faaso_proxy_requests_total counter\n");
+        for (name, stats) in &all {
+            for (i, n) in stats.by_status.iter().enumerate() {
+                let n = n.load(Ordering::Relaxed);
+                if n > 0 {
+                    let code = usize::from(FIRST_STATUS) + i;
+                    let _ = writeln!(
+                        out,
+                        "faaso_proxy_requests_total{{funko=\"{name}\",code=\"{code}\"}} {n}"
+                    );
+                }
+            }
+        }
+
+        out.push_str(
+            "# HELP faaso_proxy_request_duration_seconds Time until the response head, by funko.\n",
+        );
+        out.push_str("# TYPE faaso_proxy_request_duration_seconds histogram\n");
+        for (name, stats) in &all {
+            let mut cumulative = 0;
+            for (bound, n) in BUCKETS.iter().zip(&stats.buckets) {
+                cumulative += n.load(Ordering::Relaxed);
+                let _ = writeln!(
+                    out,
+                    "faaso_proxy_request_duration_seconds_bucket{{funko=\"{name}\",le=\"{bound}\"}} {cumulative}"
+                );
+            }
+            let count = stats.count.load(Ordering::Relaxed);
+            let sum = stats.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+            let _ = writeln!(
+                out,
+                "faaso_proxy_request_duration_seconds_bucket{{funko=\"{name}\",le=\"+Inf\"}} {count}"
+            );
+            let _ = writeln!(
+                out,
+                "faaso_proxy_request_duration_seconds_sum{{funko=\"{name}\"}} {sum}"
+            );
+            let _ = writeln!(
+                out,
+                "faaso_proxy_request_duration_seconds_count{{funko=\"{name}\"}} {count}"
+            );
+        }
+
+        out.push_str("# HELP faaso_proxy_in_flight_requests Requests being forwarded now.\n");
+        out.push_str("# TYPE faaso_proxy_in_flight_requests gauge\n");
+        let _ = writeln!(
+            out,
+            "faaso_proxy_in_flight_requests {}",
+            self.in_flight.load(Ordering::Relaxed)
+        );
+        for (name, route) in &funkos {
+            let n = route.stats.in_flight.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "faaso_proxy_in_flight_requests{{funko=\"{name}\"}} {n}"
+            );
+        }
+
+        out.push_str(
+            "# HELP faaso_proxy_ready_instances Instances that receive requests, by funko.\n",
+        );
+        out.push_str("# TYPE faaso_proxy_ready_instances gauge\n");
+        for (name, route) in &funkos {
+            let n = route.instances().len();
+            let _ = writeln!(out, "faaso_proxy_ready_instances{{funko=\"{name}\"}} {n}");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::route_table::{InstanceId, Routes};
+
+    #[test]
+    fn rendering_shows_counts_histogram_and_ready_instances() {
+        let routes = Routes::new();
+        routes.insert_ready("hello", InstanceId::new("a"), ([127, 0, 0, 1], 1).into());
+        let metrics = Metrics::default();
+        let table = routes.load();
+        let stats = &table.get("hello").unwrap().stats;
+        stats.observe(200, Duration::from_millis(3));
+        stats.observe(200, Duration::from_millis(30));
+        metrics.unrouted.observe(404, Duration::from_micros(10));
+        let text = metrics.render(&table);
+        assert!(text.contains("faaso_proxy_requests_total{funko=\"hello\",code=\"200\"} 2"));
+        assert!(text.contains("faaso_proxy_requests_total{funko=\"\",code=\"404\"} 1"));
+        assert!(text.contains(
+            "faaso_proxy_request_duration_seconds_bucket{funko=\"hello\",le=\"0.005\"} 1"
+        ));
+        assert!(text.contains("faaso_proxy_request_duration_seconds_count{funko=\"hello\"} 2"));
+        assert!(text.contains("faaso_proxy_ready_instances{funko=\"hello\"} 1"));
+    }
+}

@@ -1,0 +1,155 @@
+//! The listening side: accepting clients (HTTP/1.1 with keep-alive, or h2c), the proxy's own
+//! endpoints, and graceful shutdown.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tracing::{debug, info, warn};
+
+use crate::answer;
+use crate::body::ProxyBody;
+use crate::config::ProxyConfig;
+use crate::error::ProxyError;
+use crate::forward::Forwarder;
+use crate::metrics::Metrics;
+use crate::route_table::Routes;
+
+/// hyper refuses read buffers smaller than this.
+const MIN_HEADER_BUFFER: usize = 8192;
+
+/// A bound proxy, ready to serve its route table.
+#[derive(Debug)]
+pub struct Proxy {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    config: ProxyConfig,
+    routes: Routes,
+}
+
+impl Proxy {
+    /// Binds `config.listen`; requests are routed by whatever `routes` holds at the time.
+    pub async fn bind(config: ProxyConfig, routes: Routes) -> Result<Self, ProxyError> {
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| ProxyError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let local_addr = listener.local_addr().map_err(ProxyError::LocalAddr)?;
+        Ok(Self {
+            listener,
+            local_addr,
+            config,
+            routes,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting and lets in-flight requests
+    /// finish for up to the configured grace period.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), ProxyError> {
+        let Self {
+            listener,
+            local_addr,
+            config,
+            routes,
+        } = self;
+        let metrics = Arc::new(Metrics::default());
+        let forwarder = Arc::new(Forwarder::new(routes.clone(), config.clone(), metrics));
+        let builder = connection_builder(&config);
+        let graceful = GracefulShutdown::new();
+        info!(%local_addr, "The proxy is listening.");
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(err) => {
+                        // Usually out of file descriptors: pause instead of spinning.
+                        warn!(?err, "Accepting a connection failed.");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let forwarder = forwarder.clone();
+            let routes = routes.clone();
+            let service = service_fn(move |req| {
+                let forwarder = forwarder.clone();
+                let routes = routes.clone();
+                async move { Ok::<_, Infallible>(route(&forwarder, &routes, req, peer).await) }
+            });
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                if let Err(err) = connection.await {
+                    debug!(%peer, ?err, "A client connection ended with an error.");
+                }
+            });
+        }
+        drop(listener);
+        info!("The proxy stopped accepting; waiting for in-flight requests.");
+        tokio::select! {
+            () = graceful.shutdown() => info!("All client connections finished."),
+            () = tokio::time::sleep(config.shutdown_grace) => {
+                warn!(grace = ?config.shutdown_grace, "Requests still in flight after the grace period were dropped.");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The connection settings: header limits and the slow-header / idle timeout.
+fn connection_builder(config: &ProxyConfig) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .header_read_timeout(config.header_read_timeout)
+        .max_buf_size(config.max_header_bytes.max(MIN_HEADER_BUFFER))
+        .max_headers(config.max_headers);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX));
+    builder
+}
+
+/// The proxy's own endpoints, and everything else to the forwarder.
+async fn route(
+    forwarder: &Forwarder,
+    routes: &Routes,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<ProxyBody> {
+    match (req.method(), req.uri().path()) {
+        (&Method::GET, "/healthz") => {
+            answer::text("application/json", "{\"status\":\"ok\"}\n".into())
+        }
+        (&Method::GET, "/metrics") => answer::text(
+            "text/plain; version=0.0.4",
+            forwarder.metrics.render(&routes.load()),
+        ),
+        _ => forwarder.forward(req, peer).await,
+    }
+}
