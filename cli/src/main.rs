@@ -1,1 +1,74 @@
-fn main() {}
+//! `faaso`: the command line of faaso, wiring the schema, reconciler and proxy crates together.
+#![forbid(unsafe_code)]
+
+mod cmd;
+mod report;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// faaso: self-hosted functions on Docker. Drop a funko folder into funkos/, faaso builds and
+/// serves it.
+#[derive(Debug, Parser)]
+#[command(
+    name = "faaso",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+struct Cli {
+    #[command(flatten)]
+    global: cmd::Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a new funko from a runtime's template.
+    New(cmd::new::NewArgs),
+    /// List the built-in runtimes.
+    Runtimes,
+    /// Check funko folders (or a whole funkos/ folder) and list every problem.
+    Validate(cmd::validate::ValidateArgs),
+    /// Print the JSON Schema of funko.yml.
+    Schema,
+    /// Write a funko's complete build context (runtime merged, Dockerfile rendered) to a folder.
+    Export(cmd::export::ExportArgs),
+    /// Build funko images through the Docker API, reusing an existing tag.
+    Build(cmd::build::BuildArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FAASO_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::New(args) => cmd::new::run(&cli.global, args),
+        Command::Runtimes => cmd::runtimes::run(),
+        Command::Validate(args) => cmd::validate::run(&cli.global, args),
+        Command::Schema => {
+            print!("{}", faaso_schema::json_schema());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Export(args) => cmd::export::run(&cli.global, args),
+        Command::Build(args) => block_on(cmd::build::run(&cli.global, args)),
+    };
+    result.unwrap_or_else(|error| {
+        eprintln!("error: {error:#}");
+        ExitCode::FAILURE
+    })
+}
+
+fn block_on<F: Future<Output = anyhow::Result<ExitCode>>>(future: F) -> anyhow::Result<ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(future)
+}

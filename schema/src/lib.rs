@@ -9,7 +9,7 @@ mod runtime;
 mod spec;
 mod units;
 
-pub use context::{BuildContext, ContextFile, image_repository};
+pub use context::{BuildContext, ContextFile};
 pub use load::{Funko, SPEC_FILE, load_funko, load_funkos_dir, parse_spec};
 pub use name::{FunkoName, MAX_NAME_LEN, NameError};
 pub use problem::Problem;

@@ -1,0 +1,104 @@
+//! `faaso build`: funko images through the Docker API, tagged by content hash.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Args;
+use faaso_reconciler::{BuildOutcome, build_image, resolve_base_choice};
+use faaso_schema::{BaseChoice, BuildContext, Funko};
+
+use super::{BaseImages, Global, load_paths};
+use crate::report::{self, Progress};
+
+/// Arguments of `faaso build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Funko folders, or folders of funkos.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+}
+
+/// Builds every funko at `paths` whose image tag is missing; exit 1 if any funko is invalid or
+/// fails to build (the others are still built).
+pub async fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
+    let (funkos, problems) = load_paths(&args.paths);
+    report::problems(&problems);
+    if funkos.is_empty() {
+        return Ok(ExitCode::FAILURE);
+    }
+    let docker = faaso_reconciler::connect().await?;
+    let namespace = global.namespace();
+    let mut failed = !problems.is_empty();
+    for funko in &funkos {
+        let progress = Progress::start(funko.spec.name.as_str());
+        match build_one(&docker, global, &namespace, funko, &progress).await {
+            Ok(line) => progress.finish(&line),
+            Err(error) => {
+                progress.finish(&format!("failed: {error:#}"));
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn build_one(
+    docker: &faaso_reconciler::Docker,
+    global: &Global,
+    namespace: &faaso_reconciler::Namespace,
+    funko: &Funko,
+    progress: &Progress,
+) -> anyhow::Result<String> {
+    let started = Instant::now();
+    let base = base_choice(docker, global.base_images, funko).await?;
+    let context = BuildContext::assemble(funko, base)?;
+    let image = namespace.image_ref(&funko.spec.name, &context.content_hash());
+    let outcome = build_image(docker, namespace, &context, &image, |line| {
+        progress.line(line)
+    })
+    .await
+    .with_context(|| format!("funko `{}` ({})", funko.spec.name, funko.dir.display()))?;
+    Ok(match outcome {
+        BuildOutcome::Reused => format!("{image} is up to date"),
+        BuildOutcome::Built => format!("built {image} in {:.1?}", started.elapsed()),
+    })
+}
+
+/// The base choice for `setting`, asking the engine whether the local base exists for `auto`.
+async fn base_choice(
+    docker: &faaso_reconciler::Docker,
+    setting: BaseImages,
+    funko: &Funko,
+) -> anyhow::Result<BaseChoice> {
+    Ok(match setting {
+        BaseImages::Local => BaseChoice::Local,
+        BaseImages::Official => BaseChoice::Official,
+        BaseImages::Auto => {
+            let runtime = funko
+                .spec
+                .runtime
+                .as_deref()
+                .map(|r| faaso_schema::resolve_runtime(&funko.dir, r))
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            let local = runtime
+                .as_ref()
+                .and_then(|r| r.base_image(BaseChoice::Local));
+            resolve_base_choice(docker, local).await?
+        }
+    })
+}
+
+/// The base choice when no engine is asked (export): `auto` means local, the offline default.
+pub fn base_choice_offline(setting: BaseImages) -> BaseChoice {
+    match setting {
+        BaseImages::Official => BaseChoice::Official,
+        BaseImages::Auto | BaseImages::Local => BaseChoice::Local,
+    }
+}

@@ -1,0 +1,99 @@
+//! Images: whether one exists, and building one from a funko's build context.
+
+use std::collections::HashMap;
+
+use bollard::Docker;
+use bollard::query_parameters::BuildImageOptionsBuilder;
+use faaso_schema::{BaseChoice, BuildContext};
+use futures_util::StreamExt;
+
+use crate::docker::{DockerError, is_not_found};
+use crate::namespace::Namespace;
+
+/// How a build went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildOutcome {
+    /// The tag already existed, so nothing was built.
+    Reused,
+    /// The image was built now.
+    Built,
+}
+
+/// Whether the engine has `image`.
+pub async fn image_exists(docker: &Docker, image: &str) -> Result<bool, DockerError> {
+    match docker.inspect_image(image).await {
+        Ok(_) => Ok(true),
+        Err(e) if is_not_found(&e) => Ok(false),
+        Err(source) => Err(DockerError::InspectImage {
+            image: image.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Which base image to use when the setting is `auto`: the offline-built one when the engine has
+/// it, the official one otherwise.
+pub async fn resolve_base_choice(
+    docker: &Docker,
+    local_image: Option<&str>,
+) -> Result<BaseChoice, DockerError> {
+    match local_image {
+        Some(image) if !image_exists(docker, image).await? => Ok(BaseChoice::Official),
+        _ => Ok(BaseChoice::Local),
+    }
+}
+
+/// Builds `context` as `image` with the classic builder (BuildKit may be absent on older
+/// engines), unless `image` exists already. Each line of build output goes to `on_output`.
+pub async fn build_image(
+    docker: &Docker,
+    namespace: &Namespace,
+    context: &BuildContext,
+    image: &str,
+    mut on_output: impl FnMut(&str),
+) -> Result<BuildOutcome, DockerError> {
+    if image_exists(docker, image).await? {
+        return Ok(BuildOutcome::Reused);
+    }
+    let tar = context.to_tar().map_err(|source| DockerError::Pack {
+        image: image.to_owned(),
+        source,
+    })?;
+    let labels = HashMap::from([
+        (namespace.label("managed"), "true".to_owned()),
+        (namespace.label("funko"), context.name.to_string()),
+    ]);
+    let options = BuildImageOptionsBuilder::new()
+        .t(image)
+        .rm(true)
+        .forcerm(true)
+        .labels(&labels)
+        .build();
+    let mut stream = docker.build_image(options, None, Some(bollard::body_full(tar.into())));
+    let build_error = |message: String| DockerError::Build {
+        image: image.to_owned(),
+        message,
+    };
+    while let Some(item) = stream.next().await {
+        let info = item.map_err(|e| build_error(e.to_string()))?;
+        if let Some(detail) = info.error_detail {
+            return Err(build_error(
+                detail.message.unwrap_or_default().trim().to_owned(),
+            ));
+        }
+        for line in info.stream.iter().flat_map(|s| s.lines()) {
+            if !line.trim().is_empty() {
+                on_output(line);
+            }
+        }
+    }
+    // The classic builder can end the stream without an error yet leave no image (a dropped
+    // connection, say); only the tag's presence proves success.
+    if image_exists(docker, image).await? {
+        Ok(BuildOutcome::Built)
+    } else {
+        Err(build_error(
+            "the build ended without producing the image".to_owned(),
+        ))
+    }
+}
