@@ -52,9 +52,8 @@ impl Progress {
 
     /// Ends the display with a final line.
     pub fn finish(self, line: &str) {
-        match self.bar {
-            Some(bar) => bar.finish_and_clear(),
-            None => {}
+        if let Some(bar) = self.bar {
+            bar.finish_and_clear();
         }
         eprintln!("{}: {line}", self.prefix);
     }
