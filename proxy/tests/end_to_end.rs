@@ -1,0 +1,414 @@
+//! The proxy against real backend containers and real HTTP.
+//!
+//! Needs a Docker engine; each test builds its own backend image `FROM scratch`, runs it on its
+//! own network and removes everything it made afterwards.
+
+mod support;
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use faaso_proxy::{Candidate, FunkoSettings, InstanceId, ProxyConfig};
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use hyper::{Method, Request, StatusCode};
+use support::{Backend, Lab, RunningProxy, empty, full, get, json, send};
+use tokio_tungstenite::tungstenite::Message;
+
+fn candidate(backend: &Backend) -> Candidate {
+    Candidate {
+        id: InstanceId::new(backend.id.as_str()),
+        addr: backend.addr,
+        health_path: "/ping".into(),
+    }
+}
+
+fn quiet_config() -> ProxyConfig {
+    ProxyConfig {
+        access_log: false,
+        connect_timeout: Duration::from_millis(300),
+        ..ProxyConfig::default()
+    }
+}
+
+/// A lab with one ready backend behind a proxy, as funko `hello`.
+async fn one_backend(test: &str, config: ProxyConfig) -> (Lab, Backend, RunningProxy) {
+    let lab = Lab::new(test);
+    let backend = lab.start("a", &[]);
+    let proxy = RunningProxy::start(config).await;
+    proxy
+        .health
+        .set_funko("hello", FunkoSettings::default(), vec![candidate(&backend)]);
+    proxy.wait_ready("hello", 1).await;
+    (lab, backend, proxy)
+}
+
+fn header<'a>(headers: &'a hyper::HeaderMap, name: &str) -> &'a str {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+fn unix_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_method_passes_with_path_query_and_forwarding_headers() {
+    let (_lab, _backend, proxy) = one_backend("methods", quiet_config()).await;
+    for method in ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"] {
+        let request = Request::builder()
+            .method(Method::from_bytes(method.as_bytes()).unwrap())
+            .uri(proxy.url("/funko/hello/some/path?a=1&b=two"))
+            .header("connection", "x-hop")
+            .header("x-hop", "must not pass")
+            .header("x-forwarded-for", "6.6.6.6")
+            .header("x-request-id", "abc-123")
+            .body(if method == "GET" || method == "HEAD" {
+                empty()
+            } else {
+                full("payload")
+            })
+            .unwrap();
+        let (status, headers, body) = send(request).await;
+        assert_eq!(status, StatusCode::OK, "{method}");
+        assert_eq!(header(&headers, "x-echo-method"), method);
+        assert_eq!(
+            header(&headers, "x-echo-uri"),
+            "/some/path?a=1&b=two",
+            "{method}"
+        );
+        assert_eq!(header(&headers, "x-request-id"), "abc-123");
+        if method == "HEAD" {
+            continue;
+        }
+        let seen = json(&body);
+        let seen = &seen["headers"];
+        assert_eq!(seen["x-forwarded-for"], "127.0.0.1");
+        assert_eq!(seen["x-forwarded-proto"], "http");
+        assert_eq!(seen["x-forwarded-prefix"], "/funko/hello");
+        assert_eq!(seen["x-forwarded-host"], proxy.addr.to_string());
+        assert_eq!(seen["x-request-id"], "abc-123");
+        assert!(
+            seen.get("x-hop").is_none(),
+            "a header named by Connection passed"
+        );
+    }
+    // A request without an id gets one, and the client sees the same one.
+    let (_, headers, body) = get(&proxy.url("/funko/hello/")).await;
+    let made = header(&headers, "x-request-id").to_owned();
+    assert!(!made.is_empty());
+    assert_eq!(json(&body)["headers"]["x-request-id"], made.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bare_slashed_and_percent_encoded_paths_arrive_as_sent() {
+    let (_lab, _backend, proxy) = one_backend("paths", quiet_config()).await;
+    for (path, expected) in [
+        ("/funko/hello", "/"),
+        ("/funko/hello/", "/"),
+        ("/funko/hello?x=1", "/?x=1"),
+        ("/funko/hello/a%2Fb/c%20d?q=%41%26", "/a%2Fb/c%20d?q=%41%26"),
+    ] {
+        let (status, headers, _) = get(&proxy.url(path)).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert_eq!(header(&headers, "x-echo-uri"), expected, "{path}");
+    }
+    // Redirects from a funko pass through untouched.
+    let (status, headers, _) = get(&proxy.url("/funko/hello/redirect")).await;
+    assert_eq!(status, StatusCode::FOUND);
+    assert_eq!(header(&headers, "location"), "/elsewhere");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_megabytes_stream_up_and_down() {
+    let (_lab, _backend, proxy) = one_backend("bodies", quiet_config()).await;
+    const SIZE: usize = 10 * 1024 * 1024;
+    // Upload in chunks without a Content-Length, so nothing can pre-size a buffer.
+    let chunk = Bytes::from(vec![7u8; 64 * 1024]);
+    let frames = futures_util::stream::iter(
+        (0..SIZE / chunk.len())
+            .map(move |_| Ok::<_, support::BoxError>(Frame::data(chunk.clone()))),
+    );
+    let request = Request::post(proxy.url("/funko/hello/count"))
+        .body(BodyExt::boxed(StreamBody::new(frames)))
+        .unwrap();
+    let (status, _, body) = send(request).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json(&body)["bytes"], SIZE as u64);
+
+    let (status, headers, body) = get(&proxy.url(&format!("/funko/hello/bytes?n={SIZE}"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(header(&headers, "content-length"), SIZE.to_string());
+    assert_eq!(body.len(), SIZE);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_response_streams_before_it_is_complete() {
+    let (_lab, _backend, proxy) = one_backend("chunks", quiet_config()).await;
+    let started = Instant::now();
+    let request = Request::get(proxy.url("/funko/hello/chunks?delay_ms=2000"))
+        .body(empty())
+        .unwrap();
+    let response = support::client().request(request).await.unwrap();
+    let mut body = response.into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    let first_at = started.elapsed();
+    assert_eq!(&first[..], b"first\n");
+    assert!(
+        first_at < Duration::from_millis(1500),
+        "the first chunk took {first_at:?}, so it waited for the last"
+    );
+    let rest = body.collect().await.unwrap().to_bytes();
+    assert_eq!(&rest[..], b"last\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_echoes_through_the_proxy() {
+    let (_lab, _backend, proxy) = one_backend("ws", quiet_config()).await;
+    let url = format!("ws://{}/funko/hello/ws", proxy.addr);
+    let (mut ws, response) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("websocket handshake");
+    assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+    for text in ["hello", "wörld", &"x".repeat(100_000)] {
+        ws.send(Message::text(text)).await.unwrap();
+        let echoed = ws.next().await.unwrap().unwrap();
+        assert_eq!(echoed.into_text().unwrap().as_str(), text);
+    }
+    ws.send(Message::binary(vec![0u8, 1, 2, 255]))
+        .await
+        .unwrap();
+    assert_eq!(
+        ws.next().await.unwrap().unwrap().into_data().as_ref(),
+        &[0u8, 1, 2, 255]
+    );
+    ws.close(None).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_are_json_with_the_promised_status() {
+    let lab = Lab::new("errors");
+    let slow = lab.start("slow", &[]);
+    let starting = lab.start("starting", &[("READY_AFTER_MS", "600000")]);
+    let proxy = RunningProxy::start(quiet_config()).await;
+    let quick = FunkoSettings {
+        request_timeout: Duration::from_millis(300),
+    };
+    proxy
+        .health
+        .set_funko("slow", quick, vec![candidate(&slow)]);
+    proxy.health.set_funko(
+        "starting",
+        FunkoSettings::default(),
+        vec![candidate(&starting)],
+    );
+    proxy.wait_ready("slow", 1).await;
+
+    let (status, headers, body) = get(&proxy.url("/funko/nobody/x")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(header(&headers, "content-type"), "application/json");
+    assert!(json(&body)["error"].as_str().unwrap().contains("nobody"));
+
+    let (status, _, body) = get(&proxy.url("/elsewhere")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(json(&body)["error"].is_string());
+
+    // Known, but its only instance never answered /ping with 2xx: never routed.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, headers, body) = get(&proxy.url("/funko/starting/")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(header(&headers, "retry-after"), "1");
+    assert!(json(&body)["error"].is_string());
+
+    let started = Instant::now();
+    let (status, _, body) = get(&proxy.url("/funko/slow/slow?ms=3000")).await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    assert!(started.elapsed() < Duration::from_millis(2000));
+    assert!(json(&body)["error"].is_string());
+    // The funko itself still answers quick requests.
+    assert_eq!(get(&proxy.url("/funko/slow/hello")).await.0, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_over_the_limit_is_refused_with_413() {
+    let config = ProxyConfig {
+        max_body_bytes: 1024 * 1024,
+        ..quiet_config()
+    };
+    let (_lab, _backend, proxy) = one_backend("limit", config).await;
+    let big = Bytes::from(vec![1u8; 2 * 1024 * 1024]);
+    let request = Request::post(proxy.url("/funko/hello/count"))
+        .body(full(big.clone()))
+        .unwrap();
+    let (status, _, body) = send(request).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(json(&body)["error"].is_string());
+    // Without a Content-Length the limit is found while streaming.
+    let frames = futures_util::stream::iter(
+        big.chunks(64 * 1024)
+            .map(|c| Ok::<_, support::BoxError>(Frame::data(Bytes::copy_from_slice(c))))
+            .collect::<Vec<_>>(),
+    );
+    let request = Request::post(proxy.url("/funko/hello/count"))
+        .body(BodyExt::boxed(StreamBody::new(frames)))
+        .unwrap();
+    let (status, _, _) = send(request).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let request = Request::post(proxy.url("/funko/hello/count"))
+        .body(full(vec![1u8; 1000]))
+        .unwrap();
+    assert_eq!(send(request).await.0, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_connect_is_retried_on_another_instance_and_ejected() {
+    let (_lab, backend, proxy) = one_backend("retry", quiet_config()).await;
+    // Nothing listens on port 3001 of the same container: connects there are refused.
+    let refusing = InstanceId::new("refusing");
+    let mut closed_port = backend.addr;
+    closed_port.set_port(3001);
+    proxy
+        .routes
+        .insert_ready("hello", refusing.clone(), closed_port);
+    for _ in 0..10 {
+        let (status, headers, _) = get(&proxy.url("/funko/hello/")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(header(&headers, "x-instance"), "a");
+    }
+    assert!(
+        !proxy.routes.contains("hello", &refusing),
+        "the refusing instance was not ejected"
+    );
+    // A POST body survives the retry too, since not a byte of it was sent.
+    proxy
+        .routes
+        .insert_ready("hello", refusing.clone(), closed_port);
+    for _ in 0..4 {
+        let request = Request::post(proxy.url("/funko/hello/count"))
+            .body(full("12345"))
+            .unwrap();
+        let (status, _, body) = send(request).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(json(&body)["bytes"], 5);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_instance_fails_its_request_with_502_then_traffic_moves_on() {
+    let lab = Lab::new("kill");
+    let a = lab.start("a", &[]);
+    let b = lab.start("b", &[]);
+    let proxy = RunningProxy::start(quiet_config()).await;
+    proxy
+        .health
+        .set_funko("hello", FunkoSettings::default(), vec![candidate(&a)]);
+    proxy.wait_ready("hello", 1).await;
+    let in_flight = {
+        let url = proxy.url("/funko/hello/slow?ms=5000");
+        tokio::spawn(async move { get(&url).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.health.set_funko(
+        "hello",
+        FunkoSettings::default(),
+        vec![candidate(&a), candidate(&b)],
+    );
+    proxy.wait_ready("hello", 2).await;
+    lab.kill(&a);
+    let (status, _, body) = in_flight.await.unwrap();
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert!(json(&body)["error"].is_string());
+    // a is still in the table until a probe or a connect fails; no request may see that.
+    for _ in 0..10 {
+        let (status, headers, _) = get(&proxy.url("/funko/hello/")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(header(&headers, "x-instance"), "b");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_instance_is_routed_once_ready_and_a_removed_one_gets_nothing() {
+    let lab = Lab::new("update");
+    let a = lab.start("a", &[]);
+    let b = lab.start("b", &[("READY_AFTER_MS", "1500")]);
+    let proxy = RunningProxy::start(quiet_config()).await;
+    proxy.health.set_funko(
+        "hello",
+        FunkoSettings::default(),
+        vec![candidate(&a), candidate(&b)],
+    );
+    let client = support::client();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let lag_micros = loop {
+        assert!(Instant::now() < deadline, "b never got traffic");
+        let request = Request::get(proxy.url("/funko/hello/hello"))
+            .body(empty())
+            .unwrap();
+        let Ok(response) = client.request(request).await else {
+            continue;
+        };
+        let headers = response.headers();
+        if header(headers, "x-instance") == "b" {
+            let ready_at: u64 = header(headers, "x-ready-at").parse().unwrap();
+            break unix_micros().saturating_sub(ready_at);
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    assert!(
+        lag_micros < 100_000,
+        "b was routed {lag_micros} µs after it became ready"
+    );
+
+    proxy
+        .health
+        .remove_instance("hello", &InstanceId::new(b.id.as_str()));
+    for _ in 0..50 {
+        let (status, headers, _) = get(&proxy.url("/funko/hello/hello")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(header(&headers, "x-instance"), "a");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_metrics_and_graceful_shutdown() {
+    let (_lab, _backend, mut proxy) = one_backend("ops", quiet_config()).await;
+    let (status, _, body) = get(&proxy.url("/healthz")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json(&body)["status"], "ok");
+    assert_eq!(get(&proxy.url("/funko/hello/")).await.0, StatusCode::OK);
+    let (_, _, body) = get(&proxy.url("/metrics")).await;
+    let text = String::from_utf8_lossy(&body);
+    assert!(
+        text.contains("faaso_proxy_requests_total{funko=\"hello\",code=\"200\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("faaso_proxy_ready_instances{funko=\"hello\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("faaso_proxy_request_duration_seconds_count{funko=\"hello\"} 1"),
+        "{text}"
+    );
+
+    // A request in flight when shutdown starts still gets its answer.
+    let in_flight = {
+        let url = proxy.url("/funko/hello/slow?ms=800");
+        tokio::spawn(async move { get(&url).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stopped = proxy.shutdown();
+    let (status, _, _) = in_flight.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    tokio::time::timeout(Duration::from_secs(5), stopped)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(tokio::net::TcpStream::connect(proxy.addr).await.is_err());
+}
