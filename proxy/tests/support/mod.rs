@@ -202,6 +202,11 @@ pub struct RunningProxy {
 impl RunningProxy {
     /// Binds on 127.0.0.1 with `config` (its `listen` is overridden) and starts serving.
     pub async fn start(mut config: ProxyConfig) -> Self {
+        // RUST_LOG=faaso_proxy=debug shows what the proxy did in a failing test.
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .try_init();
         config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         let routes = Routes::new();
         let health = HealthChecker::new(routes.clone(), ProbeConfig::default());
