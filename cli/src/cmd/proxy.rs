@@ -1,0 +1,126 @@
+//! `faaso proxy`: serve `/funko/<name>/…` on a port, with routes discovered from Docker.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use faaso_proxy::{HealthChecker, ProbeConfig, Proxy, ProxyConfig, Routes};
+use tracing::info;
+
+use crate::cmd::Global;
+use crate::discovery::{DiscoveryConfig, DockerDiscovery};
+
+/// Flags of `faaso proxy`; each is also an environment variable.
+#[derive(Debug, Args)]
+pub struct ProxyArgs {
+    /// Address and port to listen on.
+    #[arg(long, env = "FAASO_LISTEN", default_value = "0.0.0.0:8888")]
+    pub listen: SocketAddr,
+    /// Largest request body forwarded, in bytes; larger ones are answered 413.
+    #[arg(long, env = "FAASO_MAX_BODY_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_body_bytes: u64,
+    /// Largest request head (request line and headers), in bytes; larger ones are answered 431.
+    #[arg(long, env = "FAASO_MAX_HEADER_BYTES", default_value_t = 64 * 1024)]
+    pub max_header_bytes: usize,
+    /// Most headers in one request.
+    #[arg(long, env = "FAASO_MAX_HEADERS", default_value_t = 100)]
+    pub max_headers: usize,
+    /// How long a client may take to send a request head, or stay idle between requests.
+    #[arg(long, env = "FAASO_HEADER_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub header_timeout: Duration,
+    /// Request timeout of funkos whose containers do not name one (label `<labels>.timeout`).
+    #[arg(long, env = "FAASO_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+    /// How long connecting to an instance may take before another one is tried.
+    #[arg(long, env = "FAASO_CONNECT_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub connect_timeout: Duration,
+    /// How long shutdown waits for in-flight requests.
+    #[arg(long, env = "FAASO_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+    /// Time between readiness probes of a routed instance.
+    #[arg(long, env = "FAASO_PROBE_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub probe_interval: Duration,
+    /// Failed probes in a row that take an instance out of rotation.
+    #[arg(long, env = "FAASO_PROBE_FAILURES", default_value_t = 3)]
+    pub probe_failures: u32,
+    /// Time between full relists of the containers, besides reacting to events.
+    #[arg(long, env = "FAASO_RESYNC", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub resync: Duration,
+    /// Do not log a line per request.
+    #[arg(long, env = "FAASO_NO_ACCESS_LOG")]
+    pub no_access_log: bool,
+}
+
+impl ProxyArgs {
+    fn proxy_config(&self) -> ProxyConfig {
+        ProxyConfig {
+            listen: self.listen,
+            max_body_bytes: self.max_body_bytes,
+            max_header_bytes: self.max_header_bytes,
+            max_headers: self.max_headers,
+            header_read_timeout: self.header_timeout,
+            connect_timeout: self.connect_timeout,
+            shutdown_grace: self.shutdown_grace,
+            access_log: !self.no_access_log,
+            ..ProxyConfig::default()
+        }
+    }
+
+    fn probe_config(&self) -> ProbeConfig {
+        ProbeConfig {
+            interval: self.probe_interval,
+            unhealthy_threshold: self.probe_failures.max(1),
+            ..ProbeConfig::default()
+        }
+    }
+}
+
+/// Runs the proxy in the foreground until SIGINT or SIGTERM, then drains in-flight requests.
+pub async fn run(global: &Global, args: ProxyArgs) -> anyhow::Result<ExitCode> {
+    let routes = Routes::new();
+    let health = HealthChecker::new(routes.clone(), args.probe_config());
+    let discovery = DockerDiscovery::new(
+        DiscoveryConfig {
+            namespace: global.namespace(),
+            resync: args.resync,
+            default_timeout: args.request_timeout,
+        },
+        health,
+    );
+    let proxy = Proxy::bind(args.proxy_config(), routes)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {}; is another proxy running?",
+                args.listen
+            )
+        })?;
+    info!(network = %global.network, "Discovering funko containers.");
+    let discovery = tokio::spawn(discovery.run());
+    let served = proxy.serve(shutdown_signal()).await;
+    discovery.abort();
+    served.context("serving the proxy")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Completes on the first SIGINT (Ctrl-C) or SIGTERM (`docker stop`).
+async fn shutdown_signal() {
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(err) => {
+                tracing::warn!(
+                    ?err,
+                    "Cannot listen for SIGTERM; only Ctrl-C stops the proxy."
+                );
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => info!("Interrupted; shutting down."),
+        _ = terminate.recv() => info!("Terminated; shutting down."),
+    }
+}
