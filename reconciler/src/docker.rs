@@ -21,12 +21,78 @@ pub enum DockerError {
         /// bollard's error.
         source: bollard::errors::Error,
     },
-    /// The image build failed; `log` holds the last lines of its output.
+    /// The image build failed.
     #[error("building image `{image}` failed: {message}")]
     Build {
         /// The image reference.
         image: String,
         /// The builder's error message.
+        message: String,
+    },
+    /// Listing containers failed.
+    #[error("cannot list containers: {source}")]
+    ListContainers {
+        /// bollard's error.
+        source: bollard::errors::Error,
+    },
+    /// Listing images failed.
+    #[error("cannot list images: {source}")]
+    ListImages {
+        /// bollard's error.
+        source: bollard::errors::Error,
+    },
+    /// Inspecting a container failed.
+    #[error("cannot inspect container `{id}`: {source}")]
+    Inspect {
+        /// The container.
+        id: String,
+        /// bollard's error.
+        source: bollard::errors::Error,
+    },
+    /// Inspecting or creating the network failed.
+    #[error("cannot set up network `{network}`: {source}")]
+    Network {
+        /// The network name.
+        network: String,
+        /// bollard's error.
+        source: bollard::errors::Error,
+    },
+    /// Creating a container failed.
+    #[error("cannot create container `{name}`: {source}")]
+    Create {
+        /// The container name.
+        name: String,
+        /// bollard's error.
+        source: bollard::errors::Error,
+    },
+    /// Starting a container failed.
+    #[error("cannot start container `{name}`: {source}")]
+    Start {
+        /// The container name.
+        name: String,
+        /// bollard's error.
+        source: bollard::errors::Error,
+    },
+    /// Stopping or removing a container failed.
+    #[error("cannot remove container `{id}`: {source}")]
+    Remove {
+        /// The container.
+        id: String,
+        /// bollard's error.
+        source: bollard::errors::Error,
+    },
+    /// A new instance never answered its healthcheck.
+    #[error("instance `{id}` never became ready: {reason}")]
+    NotReady {
+        /// The container name.
+        id: String,
+        /// What was seen.
+        reason: String,
+    },
+    /// The funkos folder could not be read at all.
+    #[error("{message}")]
+    Desired {
+        /// The problem.
         message: String,
     },
     /// The build context could not be packed.

@@ -50,7 +50,7 @@ pub async fn build_image(
     namespace: &Namespace,
     context: &BuildContext,
     image: &str,
-    mut on_output: impl FnMut(&str),
+    on_output: impl Fn(&str),
 ) -> Result<BuildOutcome, DockerError> {
     if image_exists(docker, image).await? {
         return Ok(BuildOutcome::Reused);

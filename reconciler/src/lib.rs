@@ -2,16 +2,30 @@
 //! the first match the second.
 #![forbid(unsafe_code)]
 
+mod container;
+mod desired;
 mod docker;
+mod docker_engine;
+mod engine;
+mod failures;
 mod image;
 mod model;
 mod namespace;
 mod plan;
+mod probe;
+mod reconcile;
 pub mod twin;
 
 pub use bollard::Docker;
+pub use container::{FUNKO_PORT, config_hash, container_config, container_name};
+pub use desired::{BasePolicy, DesiredState, Prepared, SecretMount, load_desired, secret_path};
 pub use docker::{DockerError, connect};
+pub use docker_engine::DockerEngine;
+pub use engine::{Engine, Started};
+pub use failures::{Failure, Failures};
 pub use image::{BuildOutcome, build_image, image_exists, resolve_base_choice};
 pub use model::{Desired, DesiredFunko, Instance, InstanceState, Observed};
 pub use namespace::Namespace;
 pub use plan::{InstanceRef, RemoveReason, Step, plan};
+pub use probe::probe;
+pub use reconcile::{FunkoStatus, Listener, PassReport, Quiet, Reconciler, Settings};

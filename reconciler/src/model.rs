@@ -59,6 +59,8 @@ pub struct Instance {
     pub image: String,
     /// Its state.
     pub state: InstanceState,
+    /// Its address on the faaso network, when it has one.
+    pub ip: Option<std::net::IpAddr>,
 }
 
 /// The actual state: the containers and the funko images the engine has.

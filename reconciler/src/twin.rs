@@ -68,6 +68,7 @@ impl Twin {
             config_hash: spec.config_hash.clone(),
             image: spec.image.clone(),
             state: InstanceState::Running,
+            ip: None,
         });
     }
 }
@@ -256,6 +257,7 @@ mod tests {
             config_hash: cfg.into(),
             image: format!("faaso-a:v{}", &cfg[3..]),
             state: InstanceState::Running,
+            ip: None,
         };
         let observed = Observed {
             instances: vec![instance("old", "cfg1"), instance("new", "cfg2")],

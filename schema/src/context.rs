@@ -42,6 +42,15 @@ impl BuildContext {
     /// Merges `funko` with its runtime (if any) and renders the Dockerfile. `base` picks which of
     /// the runtime's base images the Dockerfile starts from.
     pub fn assemble(funko: &Funko, base: BaseChoice) -> Result<Self, Problem> {
+        Self::assemble_with(funko, |_| base)
+    }
+
+    /// Like [`BuildContext::assemble`], letting `choose_base` pick the base image once the
+    /// runtime is known (for example: the local image if the engine has it).
+    pub fn assemble_with(
+        funko: &Funko,
+        choose_base: impl FnOnce(&Runtime) -> BaseChoice,
+    ) -> Result<Self, Problem> {
         let spec_file = funko.dir.join(SPEC_FILE);
         let funko_files = funko_files(&funko.dir)?;
         let mut files = BTreeMap::new();
@@ -75,6 +84,7 @@ impl BuildContext {
                 }
                 let names: BTreeSet<String> =
                     files.keys().chain(funko_files.keys()).cloned().collect();
+                let base = choose_base(&runtime);
                 let dockerfile = render_dockerfile(funko, &runtime, base, names)?;
                 files.insert(
                     DOCKERFILE.to_owned(),

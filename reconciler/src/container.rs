@@ -1,0 +1,166 @@
+//! The container a funko instance runs in: its name, labels and config, built by pure functions.
+
+use std::collections::HashMap;
+
+use bollard::models::{ContainerCreateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum};
+use faaso_schema::Spec;
+
+use crate::desired::{Prepared, SecretMount, short_hash};
+use crate::namespace::Namespace;
+
+/// The port every funko listens on inside its container.
+pub const FUNKO_PORT: u16 = 3000;
+/// How long an instance gets between SIGTERM and SIGKILL.
+pub const STOP_GRACE_SECS: i64 = 10;
+/// The most processes an instance may run: stops a fork bomb, leaves room for real servers.
+const PIDS_LIMIT: i64 = 512;
+
+/// The hash of everything that needs a new container; the scale is deliberately left out.
+pub fn config_hash(
+    spec: &Spec,
+    image: &str,
+    secrets: &[SecretMount],
+    namespace: &Namespace,
+) -> String {
+    let env: Vec<(&str, &str)> = spec
+        .env
+        .iter()
+        .map(|(k, v)| (k.0.as_str(), v.0.as_str()))
+        .collect();
+    let secrets: Vec<(&str, &str)> = secrets
+        .iter()
+        .map(|s| (s.key.as_str(), s.version.as_str()))
+        .collect();
+    let identity = serde_json::json!({
+        "image": image,
+        "env": env,
+        "secrets": secrets,
+        "memory": spec.resources.memory.map(|m| m.0),
+        "cpus": spec.resources.cpus.map(|c| c.nano_cpus()),
+        "network": namespace.network,
+    });
+    short_hash(identity.to_string().as_bytes())
+}
+
+/// The container name of instance `number`: `<prefix>-<funko>-<number>-<config hash>`, so an old
+/// and a new instance of the same number can coexist during a rollout.
+pub fn container_name(
+    namespace: &Namespace,
+    funko: &str,
+    number: u32,
+    config_hash: &str,
+) -> String {
+    format!(
+        "{}-{funko}-{number}-{}",
+        namespace.prefix,
+        &config_hash[..config_hash.len().min(8)]
+    )
+}
+
+/// The labels that let faaso find and understand the container later; Docker is the only record.
+pub fn labels(
+    namespace: &Namespace,
+    funko: &str,
+    number: u32,
+    config_hash: &str,
+) -> HashMap<String, String> {
+    HashMap::from([
+        (namespace.label("managed"), "true".to_owned()),
+        (namespace.label("funko"), funko.to_owned()),
+        (namespace.label("instance"), number.to_string()),
+        (namespace.label("config-hash"), config_hash.to_owned()),
+    ])
+}
+
+/// The create request for instance `number` of `prepared`.
+pub fn container_config(
+    namespace: &Namespace,
+    prepared: &Prepared,
+    number: u32,
+) -> ContainerCreateBody {
+    let spec = &prepared.funko.spec;
+    let mut env = vec![format!("PORT={FUNKO_PORT}")];
+    env.extend(spec.env.iter().map(|(k, v)| format!("{}={}", k.0, v.0)));
+    let binds = prepared
+        .secrets
+        .iter()
+        .map(|s| format!("{}:/secrets/{}:ro", s.host_path.display(), s.key))
+        .collect();
+    ContainerCreateBody {
+        image: Some(prepared.image.clone()),
+        env: Some(env),
+        labels: Some(labels(
+            namespace,
+            spec.name.as_str(),
+            number,
+            &prepared.config_hash,
+        )),
+        stop_timeout: Some(STOP_GRACE_SECS),
+        host_config: Some(HostConfig {
+            network_mode: Some(namespace.network.clone()),
+            binds: Some(binds),
+            memory: spec.resources.memory.map(|m| m.0 as i64),
+            nano_cpus: spec.resources.cpus.map(|c| c.nano_cpus()),
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                maximum_retry_count: None,
+            }),
+            security_opt: Some(vec!["no-new-privileges".to_owned()]),
+            cap_drop: Some(vec!["ALL".to_owned()]),
+            pids_limit: Some(PIDS_LIMIT),
+            init: Some(false),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(yaml: &str) -> Spec {
+        faaso_schema::parse_spec(yaml).unwrap()
+    }
+
+    #[test]
+    fn scale_does_not_change_the_config_hash_but_env_does() {
+        let ns = Namespace::default();
+        let one = config_hash(&spec("name: a\nscale: 1\n"), "img:1", &[], &ns);
+        let five = config_hash(&spec("name: a\nscale: 5\n"), "img:1", &[], &ns);
+        let env = config_hash(&spec("name: a\nenv: {A: b}\n"), "img:1", &[], &ns);
+        let image = config_hash(&spec("name: a\n"), "img:2", &[], &ns);
+        assert_eq!(one, five);
+        assert_ne!(one, env);
+        assert_ne!(one, image);
+    }
+
+    #[test]
+    fn a_changed_secret_value_changes_the_config_hash() {
+        let ns = Namespace::default();
+        let secret = |version: &str| SecretMount {
+            key: "k".into(),
+            host_path: "/s/k".into(),
+            version: version.into(),
+        };
+        let a = config_hash(&spec("name: a\n"), "i", &[secret("1")], &ns);
+        let b = config_hash(&spec("name: a\n"), "i", &[secret("2")], &ns);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn names_and_labels_follow_the_namespace() {
+        let ns = Namespace {
+            network: "n".into(),
+            prefix: "t1".into(),
+            labels: "t1".into(),
+        };
+        assert_eq!(
+            container_name(&ns, "hello", 2, "abcdef0123456"),
+            "t1-hello-2-abcdef01"
+        );
+        let labels = labels(&ns, "hello", 2, "abc");
+        assert_eq!(labels["t1.managed"], "true");
+        assert_eq!(labels["t1.instance"], "2");
+    }
+}

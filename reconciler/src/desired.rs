@@ -1,0 +1,183 @@
+//! Reading the funkos folder into the desired state, with everything the executor needs to
+//! build images and create containers.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use faaso_schema::{BaseChoice, BuildContext, Funko, Problem, Runtime};
+
+use crate::container::config_hash;
+use crate::model::{Desired, DesiredFunko};
+use crate::namespace::Namespace;
+
+/// Which base image a runtime builds on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BasePolicy {
+    /// The offline-built image when the engine has it, else the official one.
+    #[default]
+    Auto,
+    /// Always the offline-built image.
+    Local,
+    /// Always the official registry image.
+    Official,
+}
+
+impl BasePolicy {
+    /// The choice for `runtime`, given the images the engine has.
+    pub fn choose(self, runtime: &Runtime, images: &BTreeSet<String>) -> BaseChoice {
+        match self {
+            BasePolicy::Local => BaseChoice::Local,
+            BasePolicy::Official => BaseChoice::Official,
+            BasePolicy::Auto => match runtime.base_image(BaseChoice::Local) {
+                Some(local)
+                    if !images.contains(local) && !images.contains(&format!("{local}:latest")) =>
+                {
+                    BaseChoice::Official
+                }
+                _ => BaseChoice::Local,
+            },
+        }
+    }
+}
+
+/// A secret file mounted into a funko's instances.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretMount {
+    /// The key: the file appears at `/secrets/<key>`.
+    pub key: String,
+    /// The file on the host.
+    pub host_path: PathBuf,
+    /// A hash of its content, so a changed value rolls the instances.
+    pub version: String,
+}
+
+/// A valid funko, ready to be built and run.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The funko folder and its spec.
+    pub funko: Funko,
+    /// Its build context.
+    pub context: BuildContext,
+    /// The image reference its context builds.
+    pub image: String,
+    /// The secrets it lists that have a value.
+    pub secrets: Vec<SecretMount>,
+    /// The hash of its container config.
+    pub config_hash: String,
+}
+
+/// The desired state of a funkos folder.
+#[derive(Debug, Clone, Default)]
+pub struct DesiredState {
+    /// What the planner reads.
+    pub desired: Desired,
+    /// Each valid funko, by name.
+    pub prepared: BTreeMap<String, Prepared>,
+    /// Each invalid funko's problem, by folder name (its instances are left alone).
+    pub problems: BTreeMap<String, Problem>,
+    /// Things worth telling that do not stop a funko (a listed secret with no value).
+    pub warnings: Vec<String>,
+}
+
+/// Where secret values live: `<secrets dir>/<funko>/<key>`.
+pub fn secret_path(secrets_dir: &Path, funko: &str, key: &str) -> PathBuf {
+    secrets_dir.join(funko).join(key)
+}
+
+/// Reads every funko under `dir`. `images` is what the engine has (it decides `auto` bases).
+pub fn load_desired(
+    dir: &Path,
+    namespace: &Namespace,
+    policy: BasePolicy,
+    images: &BTreeSet<String>,
+    secrets_dir: &Path,
+) -> Result<DesiredState, Problem> {
+    let (funkos, problems) = faaso_schema::load_funkos_dir(dir)?;
+    let mut state = DesiredState::default();
+    for problem in problems {
+        state
+            .problems
+            .insert(folder_of(&problem.file, dir), problem);
+    }
+    for funko in funkos {
+        let name = funko.spec.name.to_string();
+        match prepare(
+            funko,
+            namespace,
+            policy,
+            images,
+            secrets_dir,
+            &mut state.warnings,
+        ) {
+            Ok(prepared) => {
+                state.desired.funkos.insert(
+                    name.clone(),
+                    DesiredFunko {
+                        name: name.clone(),
+                        image: prepared.image.clone(),
+                        config_hash: prepared.config_hash.clone(),
+                        scale: prepared.funko.spec.scale,
+                    },
+                );
+                state.prepared.insert(name, prepared);
+            }
+            Err(problem) => {
+                state.problems.insert(name, problem);
+            }
+        }
+    }
+    state.desired.held = state.problems.keys().cloned().collect();
+    Ok(state)
+}
+
+fn prepare(
+    funko: Funko,
+    namespace: &Namespace,
+    policy: BasePolicy,
+    images: &BTreeSet<String>,
+    secrets_dir: &Path,
+    warnings: &mut Vec<String>,
+) -> Result<Prepared, Problem> {
+    let context = BuildContext::assemble_with(&funko, |runtime| policy.choose(runtime, images))?;
+    let image = namespace.image_ref(&funko.spec.name, &context.content_hash());
+    let mut secrets = Vec::new();
+    for key in &funko.spec.secrets {
+        let host_path = secret_path(secrets_dir, funko.spec.name.as_str(), &key.0);
+        match std::fs::read(&host_path) {
+            Ok(bytes) => secrets.push(SecretMount {
+                key: key.0.clone(),
+                host_path: std::path::absolute(&host_path).unwrap_or(host_path),
+                version: short_hash(&bytes),
+            }),
+            Err(_) => warnings.push(format!(
+                "funko `{}` lists secret `{}` but {} does not exist; its instances run without it",
+                funko.spec.name,
+                key.0,
+                host_path.display()
+            )),
+        }
+    }
+    let config_hash = config_hash(&funko.spec, &image, &secrets, namespace);
+    Ok(Prepared {
+        funko,
+        context,
+        image,
+        secrets,
+        config_hash,
+    })
+}
+
+/// The first 12 hex digits of the SHA-256 of `bytes`.
+pub(crate) fn short_hash(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(bytes))[..12].to_owned()
+}
+
+/// The funko folder a problem belongs to: the first component of its path under `dir`.
+fn folder_of(file: &Path, dir: &Path) -> String {
+    file.strip_prefix(dir)
+        .ok()
+        .and_then(|rest| rest.components().next())
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .unwrap_or_else(|| file.display().to_string())
+}

@@ -1,0 +1,401 @@
+//! `Reconciler`: one pass of "read the funkos folder, list Docker, plan, act", with each funko's
+//! steps run in order and different funkos run concurrently.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde::Serialize;
+
+use crate::desired::{BasePolicy, DesiredState, Prepared, load_desired};
+use crate::docker::DockerError;
+use crate::engine::{Engine, Started};
+use crate::failures::Failures;
+use crate::model::{InstanceState, Observed};
+use crate::namespace::Namespace;
+use crate::plan::{Step, plan};
+use crate::probe::probe;
+
+/// Where the reconciler reads from and writes to.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The funkos folder: the desired state.
+    pub funkos_dir: PathBuf,
+    /// Names, labels and network.
+    pub namespace: Namespace,
+    /// Which base images runtimes build on.
+    pub base_policy: BasePolicy,
+    /// Where secret values are kept (`<dir>/<funko>/<key>`).
+    pub secrets_dir: PathBuf,
+    /// Where the last errors are kept; `None` keeps them in memory.
+    pub state_dir: Option<PathBuf>,
+    /// How many funkos are worked on at once.
+    pub concurrency: usize,
+}
+
+/// Told about what a pass does as it happens: build output for a terminal, instance changes for
+/// a route table. Every method has a do-nothing default.
+pub trait Listener: Send + Sync {
+    /// One line of a funko's build output.
+    fn build_output(&self, _funko: &str, _line: &str) {}
+    /// A step is about to run.
+    fn step_started(&self, _step: &Step) {}
+    /// A step ended; `error` says why when it failed.
+    fn step_finished(&self, _step: &Step, _error: Option<&str>) {}
+    /// A new instance answers its healthcheck: it may get traffic now.
+    fn instance_ready(&self, _funko: &str, _instance: &Started) {}
+    /// An instance is about to be stopped: it must get no new traffic.
+    fn instance_leaving(&self, _funko: &str, _id: &str) {}
+}
+
+/// A listener that ignores everything.
+pub struct Quiet;
+impl Listener for Quiet {}
+
+/// How one funko stands after a pass.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FunkoStatus {
+    /// The funko.
+    pub name: String,
+    /// Instances its spec asks for (absent for an invalid or removed funko).
+    pub desired: Option<u32>,
+    /// Running instances with the current config that answer their healthcheck.
+    pub ready: u32,
+    /// Running instances with an older config.
+    pub outdated: u32,
+    /// The image it should run.
+    pub image: Option<String>,
+    /// Why it is not where it should be, if it is not.
+    pub error: Option<String>,
+}
+
+impl FunkoStatus {
+    /// Whether the funko is at its desired scale, every instance current and ready.
+    pub fn converged(&self) -> bool {
+        self.error.is_none() && self.desired.is_some_and(|d| d == self.ready) && self.outdated == 0
+    }
+}
+
+/// What a pass did and where it left things.
+#[derive(Debug, Clone, Serialize)]
+pub struct PassReport {
+    /// The steps planned.
+    pub plan: Vec<Step>,
+    /// Each funko's status after the pass, by name.
+    pub funkos: Vec<FunkoStatus>,
+    /// Non-fatal notes (a secret without a value).
+    pub warnings: Vec<String>,
+}
+
+impl PassReport {
+    /// Whether every funko is converged.
+    pub fn converged(&self) -> bool {
+        self.funkos.iter().all(FunkoStatus::converged)
+    }
+}
+
+/// The reconciler: an engine, settings, and the memory of what failed.
+pub struct Reconciler<E> {
+    engine: E,
+    settings: Settings,
+    failures: Failures,
+}
+
+/// A funko's steps failed: which content (image or config hash) and why.
+struct FunkoFailure {
+    key: String,
+    error: String,
+}
+
+impl<E: Engine> Reconciler<E> {
+    /// A reconciler acting through `engine`.
+    pub fn new(engine: E, settings: Settings) -> Self {
+        let failures = Failures::load(settings.state_dir.as_deref());
+        Self {
+            engine,
+            settings,
+            failures,
+        }
+    }
+
+    /// The engine it acts through.
+    pub fn engine(&self) -> &E {
+        &self.engine
+    }
+
+    /// Its settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Forgets every failure, so failed content is tried again (`--retry`).
+    pub fn retry_failed(&mut self) {
+        self.failures.clear_all();
+    }
+
+    /// Reads both states and plans, touching nothing.
+    pub async fn plan(&self) -> Result<(DesiredState, Observed, Vec<Step>), DockerError> {
+        let observed = self.engine.observe().await?;
+        let state = self.desired(&observed)?;
+        let steps = plan(&state.desired, &observed);
+        Ok((state, observed, steps))
+    }
+
+    fn desired(&self, observed: &Observed) -> Result<DesiredState, DockerError> {
+        let s = &self.settings;
+        let mut state = load_desired(
+            &s.funkos_dir,
+            &s.namespace,
+            s.base_policy,
+            &observed.images,
+            &s.secrets_dir,
+        )
+        .map_err(|problem| DockerError::Desired {
+            message: problem.to_string(),
+        })?;
+        // Content that failed before waits for a change; changed content gets a fresh try.
+        for (name, prepared) in &state.prepared {
+            if let Some(failure) = self.failures.get(name) {
+                if failure.key == prepared.image || failure.key == prepared.config_hash {
+                    state.desired.held.insert(name.clone());
+                }
+            }
+        }
+        Ok(state)
+    }
+
+    /// One full pass: plan, act, and report where every funko stands.
+    pub async fn pass(&mut self, listener: &dyn Listener) -> Result<PassReport, DockerError> {
+        let (state, _, steps) = self.plan().await?;
+        // Funkos whose content changed since their failure are no longer held: forget it.
+        let changed: Vec<String> = self
+            .failures
+            .all()
+            .keys()
+            .filter(|name| {
+                state.prepared.contains_key(*name) && !state.desired.held.contains(*name)
+            })
+            .cloned()
+            .collect();
+        for name in changed {
+            self.failures.clear(&name);
+        }
+        if steps
+            .iter()
+            .any(|s| matches!(s, Step::Start { .. } | Step::Replace { .. }))
+        {
+            self.engine.ensure_network().await?;
+        }
+        let mut groups: BTreeMap<&str, Vec<&Step>> = BTreeMap::new();
+        for step in &steps {
+            groups.entry(step.funko()).or_default().push(step);
+        }
+        let engine = &self.engine;
+        let results: Vec<(String, Result<(), FunkoFailure>)> =
+            futures_util::stream::iter(groups.into_iter().map(|(funko, steps)| {
+                let prepared = state.prepared.get(funko);
+                async move {
+                    let result = run_funko(engine, prepared, &steps, listener).await;
+                    (funko.to_owned(), result)
+                }
+            }))
+            .buffer_unordered(self.settings.concurrency.max(1))
+            .collect()
+            .await;
+        for (funko, result) in results {
+            match result {
+                Ok(()) => self.failures.clear(&funko),
+                Err(failure) => self.failures.record(&funko, &failure.key, failure.error),
+            }
+        }
+        let funkos = self.status_of(&state).await?;
+        Ok(PassReport {
+            plan: steps,
+            funkos,
+            warnings: state.warnings,
+        })
+    }
+
+    /// Where every funko stands now, without changing anything.
+    pub async fn status(&self) -> Result<Vec<FunkoStatus>, DockerError> {
+        let observed = self.engine.observe().await?;
+        let state = self.desired(&observed)?;
+        self.status_from(&state, &observed).await
+    }
+
+    async fn status_of(&self, state: &DesiredState) -> Result<Vec<FunkoStatus>, DockerError> {
+        let observed = self.engine.observe().await?;
+        self.status_from(state, &observed).await
+    }
+
+    async fn status_from(
+        &self,
+        state: &DesiredState,
+        observed: &Observed,
+    ) -> Result<Vec<FunkoStatus>, DockerError> {
+        let mut names: BTreeSet<String> = state.desired.funkos.keys().cloned().collect();
+        names.extend(state.problems.keys().cloned());
+        names.extend(
+            observed
+                .instances
+                .iter()
+                .filter(|i| i.managed)
+                .map(|i| i.funko.clone()),
+        );
+        let mut statuses = Vec::new();
+        for name in names {
+            let desired = state.desired.funkos.get(&name);
+            let live: Vec<_> = observed
+                .instances
+                .iter()
+                .filter(|i| i.managed && i.funko == name && i.state == InstanceState::Running)
+                .collect();
+            let current_hash = desired.map(|d| d.config_hash.as_str());
+            let health = state
+                .prepared
+                .get(&name)
+                .map(|p| p.funko.spec.healthcheck.clone())
+                .unwrap_or_default();
+            let probes = live
+                .iter()
+                .filter(|i| Some(i.config_hash.as_str()) == current_hash)
+                .map(|i| instance_ready(i, &health));
+            let ready = futures_util::future::join_all(probes)
+                .await
+                .into_iter()
+                .filter(|ok| *ok)
+                .count() as u32;
+            let outdated = live
+                .iter()
+                .filter(|i| Some(i.config_hash.as_str()) != current_hash)
+                .count() as u32;
+            let error = state
+                .problems
+                .get(&name)
+                .map(|p| p.to_string())
+                .or_else(|| self.failures.get(&name).map(|f| f.error.clone()))
+                .or_else(|| {
+                    desired
+                        .is_none()
+                        .then(|| "its funko folder is gone".to_owned())
+                });
+            statuses.push(FunkoStatus {
+                name,
+                desired: desired.map(|d| d.scale),
+                ready,
+                outdated,
+                image: desired.map(|d| d.image.clone()),
+                error,
+            });
+        }
+        Ok(statuses)
+    }
+}
+
+/// Whether a running instance answers its healthcheck now.
+async fn instance_ready(
+    instance: &crate::model::Instance,
+    health: &faaso_schema::Healthcheck,
+) -> bool {
+    let Some(ip) = instance.ip else { return false };
+    let addr = std::net::SocketAddr::new(ip, crate::container::FUNKO_PORT);
+    probe(
+        addr,
+        &health.path,
+        health.timeout.0.min(Duration::from_secs(2)),
+    )
+    .await
+}
+
+/// Runs one funko's steps in order; the first failure stops the rest (so the old instances,
+/// whose removal comes last, keep serving).
+async fn run_funko<E: Engine>(
+    engine: &E,
+    prepared: Option<&Prepared>,
+    steps: &[&Step],
+    listener: &dyn Listener,
+) -> Result<(), FunkoFailure> {
+    for step in steps {
+        listener.step_started(step);
+        let result = run_step(engine, prepared, step, listener).await;
+        listener.step_finished(step, result.as_ref().err().map(|f| f.error.as_str()));
+        match &result {
+            Ok(()) => tracing::info!(funko = step.funko(), step = ?step, "step done"),
+            Err(failure) => {
+                tracing::warn!(funko = step.funko(), step = ?step, error = %failure.error, "step failed")
+            }
+        }
+        result?;
+    }
+    Ok(())
+}
+
+async fn run_step<E: Engine>(
+    engine: &E,
+    prepared: Option<&Prepared>,
+    step: &Step,
+    listener: &dyn Listener,
+) -> Result<(), FunkoFailure> {
+    let funko = step.funko();
+    let need = || {
+        prepared.ok_or_else(|| FunkoFailure {
+            key: String::new(),
+            error: format!("funko `{funko}` has no valid spec"),
+        })
+    };
+    match step {
+        Step::Build { image, .. } => {
+            let output = |line: &str| listener.build_output(funko, line);
+            engine
+                .build(need()?, &output)
+                .await
+                .map_err(|e| FunkoFailure {
+                    key: image.clone(),
+                    error: e.to_string(),
+                })
+        }
+        Step::Start { number, .. } => start_ready(engine, need()?, *number, listener)
+            .await
+            .map(|_| ()),
+        Step::Replace { old, .. } => {
+            start_ready(engine, need()?, old.number, listener).await?;
+            listener.instance_leaving(funko, &old.id);
+            remove(engine, &old.id).await
+        }
+        Step::Remove { instance, .. } => {
+            listener.instance_leaving(funko, &instance.id);
+            remove(engine, &instance.id).await
+        }
+    }
+}
+
+/// Starts an instance and waits until it is ready; one that never is gets removed again.
+async fn start_ready<E: Engine>(
+    engine: &E,
+    prepared: &Prepared,
+    number: u32,
+    listener: &dyn Listener,
+) -> Result<Started, FunkoFailure> {
+    let failure = |error: DockerError| FunkoFailure {
+        key: prepared.config_hash.clone(),
+        error: error.to_string(),
+    };
+    let started = engine.start(prepared, number).await.map_err(failure)?;
+    if let Err(error) = engine
+        .wait_ready(&started, &prepared.funko.spec.healthcheck)
+        .await
+    {
+        let _ = engine.remove(&started.id).await;
+        return Err(failure(error));
+    }
+    listener.instance_ready(prepared.funko.spec.name.as_str(), &started);
+    Ok(started)
+}
+
+async fn remove<E: Engine>(engine: &E, id: &str) -> Result<(), FunkoFailure> {
+    engine.remove(id).await.map_err(|e| FunkoFailure {
+        key: String::new(),
+        error: e.to_string(),
+    })
+}
