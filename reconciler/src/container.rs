@@ -38,6 +38,8 @@ pub fn config_hash(
         "memory": spec.resources.memory.map(|m| m.0),
         "cpus": spec.resources.cpus.map(|c| c.nano_cpus()),
         "network": namespace.network,
+        "timeout": spec.timeout.0.as_millis() as u64,
+        "health_path": spec.healthcheck.path,
     });
     short_hash(identity.to_string().as_bytes())
 }
@@ -57,18 +59,21 @@ pub fn container_name(
     )
 }
 
-/// The labels that let faaso find and understand the container later; Docker is the only record.
+/// The labels that let faaso find and understand the container later (Docker is the only
+/// record), including what a proxy that discovers it needs: the request timeout and health path.
 pub fn labels(
     namespace: &Namespace,
-    funko: &str,
+    spec: &Spec,
     number: u32,
     config_hash: &str,
 ) -> HashMap<String, String> {
     HashMap::from([
         (namespace.label("managed"), "true".to_owned()),
-        (namespace.label("funko"), funko.to_owned()),
+        (namespace.label("funko"), spec.name.to_string()),
         (namespace.label("instance"), number.to_string()),
         (namespace.label("config-hash"), config_hash.to_owned()),
+        (namespace.label("timeout"), spec.timeout.to_string()),
+        (namespace.label("health-path"), spec.healthcheck.path.clone()),
     ])
 }
 
@@ -91,7 +96,7 @@ pub fn container_config(
         env: Some(env),
         labels: Some(labels(
             namespace,
-            spec.name.as_str(),
+            spec,
             number,
             &prepared.config_hash,
         )),
@@ -159,7 +164,8 @@ mod tests {
             container_name(&ns, "hello", 2, "abcdef0123456"),
             "t1-hello-2-abcdef01"
         );
-        let labels = labels(&ns, "hello", 2, "abc");
+        let labels = labels(&ns, &spec("name: hello\ntimeout: 5s\n"), 2, "abc");
+        assert_eq!(labels["t1.timeout"], "5s");
         assert_eq!(labels["t1.managed"], "true");
         assert_eq!(labels["t1.instance"], "2");
     }

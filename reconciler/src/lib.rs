@@ -15,6 +15,7 @@ mod plan;
 mod probe;
 mod reconcile;
 pub mod twin;
+mod watch;
 
 pub use bollard::Docker;
 pub use container::{FUNKO_PORT, config_hash, container_config, container_name};
@@ -29,3 +30,4 @@ pub use namespace::Namespace;
 pub use plan::{InstanceRef, RemoveReason, Step, plan};
 pub use probe::probe;
 pub use reconcile::{FunkoStatus, Listener, PassReport, Quiet, Reconciler, Settings};
+pub use watch::{Trigger, WatchTiming, watch};

@@ -130,6 +130,7 @@ mod tests {
                     InstanceState::Restarting,
                     InstanceState::Stopped,
                 ][state as usize],
+                ip: None,
             })
     }
 

@@ -246,8 +246,14 @@ pub fn scaffold(runtime: &Runtime, name: &crate::FunkoName, dir: &Path) -> Resul
             std::fs::create_dir_all(parent)
                 .map_err(|e| Problem::whole(parent, format!("cannot be created: {e}")))?;
         }
-        std::fs::write(&path, text)
+        std::fs::write(&path, &text)
             .map_err(|e| Problem::whole(&path, format!("cannot be written: {e}")))?;
+        // Embedded files carry no mode: a script (`#!`) is what must stay executable.
+        if text.starts_with("#!") {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+                .map_err(|e| Problem::whole(&path, format!("cannot be made executable: {e}")))?;
+        }
     }
     Ok(())
 }

@@ -1,0 +1,153 @@
+//! Watch mode: a pass whenever the funkos folder changes, Docker reports a container event, or
+//! the periodic resync comes due; surviving the Docker engine going away and coming back.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use bollard::query_parameters::EventsOptionsBuilder;
+use futures_util::StreamExt;
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::docker_engine::DockerEngine;
+use crate::reconcile::{Listener, Reconciler};
+
+/// Timing of watch mode.
+#[derive(Debug, Clone, Copy)]
+pub struct WatchTiming {
+    /// How long the folder must be quiet before a pass: editors save in several writes.
+    pub debounce: Duration,
+    /// A pass at least this often, to catch anything an event missed.
+    pub resync: Duration,
+    /// The longest wait between attempts when the engine is unreachable.
+    pub max_backoff: Duration,
+}
+
+impl Default for WatchTiming {
+    fn default() -> Self {
+        Self {
+            debounce: Duration::from_millis(150),
+            resync: Duration::from_secs(30),
+            max_backoff: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why a pass runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// Something under the funkos folder changed.
+    Files,
+    /// Docker reported a container event.
+    Docker,
+}
+
+/// Runs passes until `stop` is cancelled.
+pub async fn watch(
+    reconciler: &mut Reconciler<DockerEngine>,
+    listener: &dyn Listener,
+    timing: WatchTiming,
+    stop: CancellationToken,
+) -> Result<(), notify::Error> {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let _watcher = watch_files(&reconciler.settings().funkos_dir, tx.clone())?;
+    tokio::spawn(forward_docker_events(reconciler.engine().clone(), tx, timing, stop.clone()));
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        match reconciler.pass(listener).await {
+            Ok(report) => {
+                backoff = Duration::from_millis(250);
+                let pending: Vec<_> = report.funkos.iter().filter(|f| !f.converged()).map(|f| &f.name).collect();
+                tracing::info!(steps = report.plan.len(), ?pending, "pass finished");
+            }
+            Err(error) => {
+                tracing::warn!(%error, retry_in = ?backoff, "pass failed; retrying");
+                tokio::select! {
+                    _ = stop.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(jitter(backoff)) => {}
+                }
+                backoff = (backoff * 2).min(timing.max_backoff);
+                continue;
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(timing.resync) => tracing::debug!("periodic resync"),
+            Some(trigger) = rx.recv() => {
+                // Let a burst of events settle, then take them all as one reason to look again.
+                tokio::time::sleep(timing.debounce).await;
+                while rx.try_recv().is_ok() {}
+                tracing::debug!(?trigger, "change seen");
+            }
+        }
+    }
+}
+
+/// Up to 25% random-looking spread, so restarted processes do not retry in lockstep.
+fn jitter(base: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    base + base.mul_f64(f64::from(nanos % 1000) / 4000.0)
+}
+
+fn watch_files(dir: &Path, tx: mpsc::UnboundedSender<Trigger>) -> Result<notify::RecommendedWatcher, notify::Error> {
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok_and(|e| !e.kind.is_access()) {
+            let _ = tx.send(Trigger::Files);
+        }
+    })?;
+    watcher.watch(dir, RecursiveMode::Recursive)?;
+    Ok(watcher)
+}
+
+/// Turns the engine's container events for our namespace into triggers, reconnecting with
+/// backoff when the stream breaks (the engine restarted, the socket was cut).
+async fn forward_docker_events(
+    engine: DockerEngine,
+    tx: mpsc::UnboundedSender<Trigger>,
+    timing: WatchTiming,
+    stop: CancellationToken,
+) {
+    let filters = HashMap::from([
+        ("type", vec!["container".to_owned()]),
+        ("label", vec![engine.namespace().managed_filter()]),
+    ]);
+    let mut backoff = Duration::from_millis(250);
+    while !stop.is_cancelled() {
+        let options = EventsOptionsBuilder::new().filters(&filters).build();
+        let mut events = engine.docker().events(Some(options));
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                event = events.next() => match event {
+                    Some(Ok(event)) => {
+                        backoff = Duration::from_millis(250);
+                        let action = event.action.unwrap_or_default();
+                        if matches!(action.as_str(), "die" | "start" | "destroy" | "stop" | "oom") {
+                            tracing::debug!(%action, "container event");
+                            if tx.send(Trigger::Docker).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Some(Err(error)) => {
+                        tracing::warn!(%error, "docker events stream broke; reconnecting");
+                        break;
+                    }
+                    None => break,
+                },
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(jitter(backoff)) => {}
+        }
+        backoff = (backoff * 2).min(timing.max_backoff);
+        // After a gap the engine may have changed behind our back: look again.
+        let _ = tx.send(Trigger::Docker);
+    }
+}
+
