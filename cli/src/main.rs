@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod cmd;
+mod discovery;
 mod report;
 
 use std::process::ExitCode;
@@ -38,6 +39,22 @@ enum Command {
     Export(cmd::export::ExportArgs),
     /// Build funko images through the Docker API, reusing an existing tag.
     Build(cmd::build::BuildArgs),
+    /// Show what `reconcile` would do, touching nothing.
+    Plan(cmd::plan::PlanArgs),
+    /// Make Docker match the funkos folder: `--once`, or `--watch` until stopped.
+    Reconcile(cmd::reconcile::ReconcileArgs),
+    /// Show each funko's desired and ready instances, image and last error.
+    Status(cmd::status::StatusArgs),
+    /// Show the output of all of a funko's instances.
+    Logs(cmd::logs::LogsArgs),
+    /// Start a funko (scale it to at least 1 in its funko.yml) and converge.
+    Up(cmd::scale::NameArgs),
+    /// Stop a funko (scale 0 in its funko.yml) and converge.
+    Down(cmd::scale::NameArgs),
+    /// Set a funko's scale in its funko.yml and converge.
+    Scale(cmd::scale::ScaleArgs),
+    /// Run the proxy in the foreground, routing /funko/<name>/ to ready instances.
+    Proxy(cmd::proxy::ProxyArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +65,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = match cli.command {
         Command::New(args) => cmd::new::run(&cli.global, args),
@@ -59,6 +77,29 @@ fn main() -> ExitCode {
         }
         Command::Export(args) => cmd::export::run(&cli.global, args),
         Command::Build(args) => block_on(cmd::build::run(&cli.global, args)),
+        Command::Plan(args) => block_on(cmd::plan::run(&cli.global, args)),
+        Command::Reconcile(args) => block_on(cmd::reconcile::run(&cli.global, args)),
+        Command::Status(args) => block_on(cmd::status::run(&cli.global, args)),
+        Command::Logs(args) => block_on(cmd::logs::run(&cli.global, args)),
+        Command::Up(args) => block_on(cmd::scale::run(
+            &cli.global,
+            &args.name,
+            &args.funkos.dir,
+            None,
+        )),
+        Command::Down(args) => block_on(cmd::scale::run(
+            &cli.global,
+            &args.name,
+            &args.funkos.dir,
+            Some(0),
+        )),
+        Command::Scale(args) => block_on(cmd::scale::run(
+            &cli.global,
+            &args.name,
+            &args.funkos.dir,
+            Some(args.scale),
+        )),
+        Command::Proxy(args) => block_on(cmd::proxy::run(&cli.global, args)),
     };
     result.unwrap_or_else(|error| {
         eprintln!("error: {error:#}");

@@ -73,7 +73,10 @@ pub fn labels(
         (namespace.label("instance"), number.to_string()),
         (namespace.label("config-hash"), config_hash.to_owned()),
         (namespace.label("timeout"), spec.timeout.to_string()),
-        (namespace.label("health-path"), spec.healthcheck.path.clone()),
+        (
+            namespace.label("health-path"),
+            spec.healthcheck.path.clone(),
+        ),
     ])
 }
 
@@ -94,12 +97,7 @@ pub fn container_config(
     ContainerCreateBody {
         image: Some(prepared.image.clone()),
         env: Some(env),
-        labels: Some(labels(
-            namespace,
-            spec,
-            number,
-            &prepared.config_hash,
-        )),
+        labels: Some(labels(namespace, spec, number, &prepared.config_hash)),
         stop_timeout: Some(STOP_GRACE_SECS),
         host_config: Some(HostConfig {
             network_mode: Some(namespace.network.clone()),

@@ -156,10 +156,11 @@ impl<E: Engine> Reconciler<E> {
         })?;
         // Content that failed before waits for a change; changed content gets a fresh try.
         for (name, prepared) in &state.prepared {
-            if let Some(failure) = self.failures.get(name) {
-                if failure.key == prepared.image || failure.key == prepared.config_hash {
-                    state.desired.held.insert(name.clone());
-                }
+            let failed = self.failures.get(name).is_some_and(|failure| {
+                failure.key == prepared.image || failure.key == prepared.config_hash
+            });
+            if failed {
+                state.desired.held.insert(name.clone());
             }
         }
         Ok(state)
@@ -321,9 +322,9 @@ async fn run_funko<E: Engine>(
         let result = run_step(engine, prepared, step, listener).await;
         listener.step_finished(step, result.as_ref().err().map(|f| f.error.as_str()));
         match &result {
-            Ok(()) => tracing::info!(funko = step.funko(), step = ?step, "step done"),
+            Ok(()) => tracing::debug!(funko = step.funko(), step = ?step, "step done"),
             Err(failure) => {
-                tracing::warn!(funko = step.funko(), step = ?step, error = %failure.error, "step failed")
+                tracing::debug!(funko = step.funko(), step = ?step, error = %failure.error, "step failed")
             }
         }
         result?;

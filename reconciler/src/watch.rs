@@ -53,13 +53,23 @@ pub async fn watch(
 ) -> Result<(), notify::Error> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let _watcher = watch_files(&reconciler.settings().funkos_dir, tx.clone())?;
-    tokio::spawn(forward_docker_events(reconciler.engine().clone(), tx, timing, stop.clone()));
+    tokio::spawn(forward_docker_events(
+        reconciler.engine().clone(),
+        tx,
+        timing,
+        stop.clone(),
+    ));
     let mut backoff = Duration::from_millis(250);
     loop {
         match reconciler.pass(listener).await {
             Ok(report) => {
                 backoff = Duration::from_millis(250);
-                let pending: Vec<_> = report.funkos.iter().filter(|f| !f.converged()).map(|f| &f.name).collect();
+                let pending: Vec<_> = report
+                    .funkos
+                    .iter()
+                    .filter(|f| !f.converged())
+                    .map(|f| &f.name)
+                    .collect();
                 tracing::info!(steps = report.plan.len(), ?pending, "pass finished");
             }
             Err(error) => {
@@ -93,7 +103,10 @@ fn jitter(base: Duration) -> Duration {
     base + base.mul_f64(f64::from(nanos % 1000) / 4000.0)
 }
 
-fn watch_files(dir: &Path, tx: mpsc::UnboundedSender<Trigger>) -> Result<notify::RecommendedWatcher, notify::Error> {
+fn watch_files(
+    dir: &Path,
+    tx: mpsc::UnboundedSender<Trigger>,
+) -> Result<notify::RecommendedWatcher, notify::Error> {
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if event.is_ok_and(|e| !e.kind.is_access()) {
             let _ = tx.send(Trigger::Files);
@@ -150,4 +163,3 @@ async fn forward_docker_events(
         let _ = tx.send(Trigger::Docker);
     }
 }
-

@@ -2,14 +2,20 @@
 
 pub mod build;
 pub mod export;
+pub mod logs;
 pub mod new;
+pub mod plan;
+pub mod proxy;
+pub mod reconcile;
 pub mod runtimes;
+pub mod scale;
+pub mod status;
 pub mod validate;
 
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
-use faaso_reconciler::Namespace;
+use faaso_reconciler::{BasePolicy, DockerEngine, Namespace, Reconciler, Settings};
 use faaso_schema::{Funko, Problem};
 
 /// Flags every command takes; each is also an environment variable.
@@ -33,6 +39,12 @@ pub struct Global {
     /// Namespace of the labels faaso puts on what it creates.
     #[arg(long, global = true, env = "FAASO_LABELS", default_value = "faaso")]
     pub labels: String,
+    /// Where faaso keeps its state: secret values (`secrets/<funko>/<key>`) and the last errors.
+    #[arg(long, global = true, env = "FAASO_STATE_DIR", default_value = ".faaso")]
+    pub state_dir: PathBuf,
+    /// How many funkos are built or rolled at once.
+    #[arg(long, global = true, env = "FAASO_CONCURRENCY", default_value_t = 4)]
+    pub concurrency: usize,
 }
 
 impl Global {
@@ -43,6 +55,37 @@ impl Global {
             prefix: self.prefix.clone(),
             labels: self.labels.clone(),
         }
+    }
+}
+
+/// The funkos folder argument of the commands that act on one.
+#[derive(Debug, Args)]
+pub struct FunkosDir {
+    /// The funkos folder: each subfolder with a funko.yml is a funko.
+    #[arg(default_value = "funkos", env = "FAASO_FUNKOS")]
+    pub dir: PathBuf,
+}
+
+impl Global {
+    /// A reconciler for `dir` on the Docker engine.
+    pub async fn reconciler(&self, dir: &Path) -> anyhow::Result<Reconciler<DockerEngine>> {
+        let docker = faaso_reconciler::connect().await?;
+        let settings = Settings {
+            funkos_dir: dir.to_owned(),
+            namespace: self.namespace(),
+            base_policy: match self.base_images {
+                BaseImages::Auto => BasePolicy::Auto,
+                BaseImages::Local => BasePolicy::Local,
+                BaseImages::Official => BasePolicy::Official,
+            },
+            secrets_dir: self.state_dir.join("secrets"),
+            state_dir: Some(self.state_dir.clone()),
+            concurrency: self.concurrency,
+        };
+        Ok(Reconciler::new(
+            DockerEngine::new(docker, self.namespace()),
+            settings,
+        ))
     }
 }
 

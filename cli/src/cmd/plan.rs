@@ -1,0 +1,91 @@
+//! `faaso plan`: what `reconcile` would do, touching nothing.
+
+use std::process::ExitCode;
+
+use clap::Args;
+use faaso_reconciler::Step;
+
+use super::{FunkosDir, Global};
+use crate::report;
+
+/// Arguments of `faaso plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub funkos: FunkosDir,
+    /// Print the plan as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Exit 2 when anything would change (a drift check for CI).
+    #[arg(long)]
+    pub exit_code: bool,
+}
+
+/// Prints the plan.
+pub async fn run(global: &Global, args: PlanArgs) -> anyhow::Result<ExitCode> {
+    let reconciler = global.reconciler(&args.funkos.dir).await?;
+    let (state, _, steps) = reconciler.plan().await?;
+    if args.json {
+        let problems: Vec<_> = state.problems.values().collect();
+        let out =
+            serde_json::json!({ "steps": steps, "problems": problems, "warnings": state.warnings });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        print_table(&steps);
+        report::problems(&state.problems.values().cloned().collect::<Vec<_>>());
+        for warning in &state.warnings {
+            eprintln!("warning: {warning}");
+        }
+    }
+    Ok(if args.exit_code && !steps.is_empty() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn print_table(steps: &[Step]) {
+    if steps.is_empty() {
+        println!("nothing to do: Docker matches the funkos folder");
+        return;
+    }
+    let rows: Vec<(String, &str, String)> = steps.iter().map(describe).collect();
+    let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(5).max(5);
+    println!("{:width$}  {:8}  DETAIL", "FUNKO", "ACTION");
+    for (funko, action, detail) in rows {
+        println!("{funko:width$}  {action:8}  {detail}");
+    }
+    println!(
+        "{} step{}",
+        steps.len(),
+        if steps.len() == 1 { "" } else { "s" }
+    );
+}
+
+/// One table row: funko, action, detail.
+pub fn describe(step: &Step) -> (String, &'static str, String) {
+    let funko = step.funko().to_owned();
+    match step {
+        Step::Build { image, .. } => (funko, "build", image.clone()),
+        Step::Start { number, .. } => (funko, "start", format!("instance {number}")),
+        Step::Replace { old, .. } => (
+            funko,
+            "replace",
+            format!("instance {} ({})", old.number, old.name),
+        ),
+        Step::Remove {
+            instance, reason, ..
+        } => (
+            funko,
+            "remove",
+            format!(
+                "{} ({})",
+                instance.name,
+                serde_json::to_value(reason)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            ),
+        ),
+    }
+}
