@@ -147,12 +147,25 @@ impl Forwarder {
         mut req: Request<Incoming>,
         peer: SocketAddr,
     ) -> (Response<ProxyBody>, Option<SocketAddr>) {
+        let request_id = match req.headers().get(X_REQUEST_ID) {
+            Some(id) => id.clone(),
+            None => {
+                HeaderValue::from_str(&request_id::next()).unwrap_or(HeaderValue::from_static("-"))
+            }
+        };
+        let with_id = |mut response: Response<ProxyBody>| {
+            response
+                .headers_mut()
+                .insert(X_REQUEST_ID, request_id.clone());
+            response
+        };
         let limit = self.config.max_body_bytes;
-        if content_length(req.headers()).is_some_and(|len| len > limit) {
-            return (too_large(limit), None);
+        if let Some(len) = content_length(req.headers()).filter(|len| *len > limit) {
+            tokio::spawn(discard(req.into_body(), len.min(limit.saturating_mul(2))));
+            return (with_id(too_large(limit)), None);
         }
         let Some(first) = route.pick(None) else {
-            return (answer::no_ready_instance(funko), None);
+            return (with_id(answer::no_ready_instance(funko)), None);
         };
         let client_upgrade = req
             .headers()
@@ -164,7 +177,7 @@ impl Forwarder {
         if let Some(protocol) = protocol {
             hop::ask_upgrade(&mut headers, protocol);
         }
-        let request_id = add_forwarding_headers(&mut headers, &parts.uri, peer, funko);
+        add_forwarding_headers(&mut headers, &parts.uri, peer, funko, &request_id);
         let (body, reclaim) = if body.is_end_stream() {
             (Outgoing::Empty, None)
         } else {
@@ -187,7 +200,7 @@ impl Forwarder {
             stats: route.stats.clone(),
             _instance: instance.start_request(),
         };
-        let (mut response, served_by) = match result {
+        let (response, served_by) = match result {
             Ok(Ok((response, instance))) => {
                 let addr = instance.addr();
                 (
@@ -234,8 +247,7 @@ impl Forwarder {
                 (response, None)
             }
         };
-        response.headers_mut().insert(X_REQUEST_ID, request_id);
-        (response, served_by)
+        (with_id(response), served_by)
     }
 
     /// One attempt, and a second on another instance when the first could not connect.
@@ -290,7 +302,7 @@ impl Forwarder {
     ) -> Result<Response<Incoming>, Failure> {
         let uri = Uri::builder()
             .scheme("http")
-            .authority(instance.addr().to_string())
+            .authority(instance.authority().clone())
             .path_and_query(outbound.path_and_query.as_str())
             .build()
             .map_err(Failure::Uri)?;
@@ -364,13 +376,14 @@ impl Forwarder {
     }
 }
 
-/// Sets the headers DESIGN.md promises an instance; returns the request id.
+/// Sets the headers DESIGN.md promises an instance.
 fn add_forwarding_headers(
     headers: &mut HeaderMap,
     uri: &Uri,
     peer: SocketAddr,
     funko: &str,
-) -> HeaderValue {
+    request_id: &HeaderValue,
+) {
     // HTTP/2 clients send the host as the URI's authority, not as a header.
     if !headers.contains_key(header::HOST)
         && let Some(host) = uri
@@ -390,15 +403,7 @@ fn add_forwarding_headers(
     if let Ok(prefix) = HeaderValue::from_str(&format!("/funko/{funko}")) {
         headers.insert(X_FORWARDED_PREFIX, prefix);
     }
-    match headers.get(X_REQUEST_ID) {
-        Some(id) => id.clone(),
-        None => {
-            let id =
-                HeaderValue::from_str(&request_id::next()).unwrap_or(HeaderValue::from_static("-"));
-            headers.insert(X_REQUEST_ID, id.clone());
-            id
-        }
-    }
+    headers.insert(X_REQUEST_ID, request_id.clone());
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
@@ -408,6 +413,21 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
         .ok()?
         .parse()
         .ok()
+}
+
+/// Reads and drops (up to `cap` bytes of) a refused body, so that the client can finish sending
+/// and then read the 413, instead of failing on a connection closed under its upload.
+async fn discard(mut body: Incoming, cap: u64) {
+    let mut seen = 0u64;
+    let drain = async {
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, |d| d.len() as u64);
+            if seen >= cap {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), drain).await;
 }
 
 fn too_large(limit: u64) -> Response<ProxyBody> {

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::{ArcSwap, Guard};
+use hyper::http::uri::Authority;
 
 use crate::metrics::FunkoStats;
 
@@ -56,10 +57,28 @@ impl Default for FunkoSettings {
 pub struct Instance {
     id: InstanceId,
     addr: SocketAddr,
+    // Built once here rather than per request.
+    authority: Authority,
     in_flight: AtomicUsize,
 }
 
 impl Instance {
+    fn new(id: InstanceId, addr: SocketAddr) -> Self {
+        let authority = Authority::try_from(addr.to_string().as_str())
+            .unwrap_or_else(|_| Authority::from_static("invalid"));
+        Self {
+            id,
+            addr,
+            authority,
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    /// `ip:port` as a URI authority.
+    pub(crate) fn authority(&self) -> &Authority {
+        &self.authority
+    }
+
     /// The instance's identifier.
     pub fn id(&self) -> &InstanceId {
         &self.id
@@ -209,11 +228,7 @@ impl Routes {
                 .filter(|i| i.id != id || i.addr == addr)
                 .collect();
             if !instances.iter().any(|i| i.id == id) {
-                instances.push(Arc::new(Instance {
-                    id,
-                    addr,
-                    in_flight: AtomicUsize::new(0),
-                }));
+                instances.push(Arc::new(Instance::new(id, addr)));
                 instances.sort_by(|a, b| a.id.cmp(&b.id));
             }
             Some((settings, instances))
@@ -255,13 +270,7 @@ impl Routes {
                     previous
                         .and_then(|r| r.instances.iter().find(|i| i.id == id && i.addr == addr))
                         .cloned()
-                        .unwrap_or_else(|| {
-                            Arc::new(Instance {
-                                id,
-                                addr,
-                                in_flight: AtomicUsize::new(0),
-                            })
-                        })
+                        .unwrap_or_else(|| Arc::new(Instance::new(id, addr)))
                 })
                 .collect();
             instances.sort_by(|a, b| a.id.cmp(&b.id));
