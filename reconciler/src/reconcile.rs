@@ -193,14 +193,17 @@ impl<E: Engine> Reconciler<E> {
             groups.entry(step.funko()).or_default().push(step);
         }
         let engine = &self.engine;
-        let results: Vec<(String, Result<(), FunkoFailure>)> =
-            futures_util::stream::iter(groups.into_iter().map(|(funko, steps)| {
-                let prepared = state.prepared.get(funko);
-                async move {
-                    let result = run_funko(engine, prepared, &steps, listener).await;
-                    (funko.to_owned(), result)
-                }
-            }))
+        // Built in a loop, not a `map` closure: that keeps the pass future `Send` (it can be
+        // spawned) without higher-ranked lifetime trouble.
+        let mut work = Vec::new();
+        for (funko, steps) in groups {
+            let prepared = state.prepared.get(funko);
+            work.push(async move {
+                let result = run_funko(engine, prepared, &steps, listener).await;
+                (funko.to_owned(), result)
+            });
+        }
+        let results: Vec<(String, Result<(), FunkoFailure>)> = futures_util::stream::iter(work)
             .buffer_unordered(self.settings.concurrency.max(1))
             .collect()
             .await;

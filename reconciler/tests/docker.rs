@@ -1,0 +1,352 @@
+//! The reconciler against the real Docker engine: converging, and each fault of the issue.
+
+mod common;
+
+use std::time::Duration;
+
+use bollard::query_parameters::{CreateContainerOptionsBuilder, KillContainerOptionsBuilder};
+use common::{Env, get};
+use faaso_reconciler::{Quiet, Step, WatchTiming};
+
+/// A healthcheck that gives up quickly, for funkos that are meant never to become ready.
+const IMPATIENT: &str =
+    "healthcheck: {start_period: 0s, interval: 1s, retries: 2, timeout: 500ms}\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn converges_serves_and_then_has_nothing_to_do() {
+    let env = Env::new().await;
+    env.python_funko("alpha", "alpha v1", "scale: 2\nenv: {GREETING: hi}\n");
+    env.python_funko("beta", "beta v1", "");
+    let mut reconciler = env.reconciler();
+    let report = reconciler.pass(&Quiet).await.unwrap();
+    assert!(report.converged(), "{report:#?}");
+    let alpha = env.running("alpha").await;
+    assert_eq!(alpha.len(), 2);
+    for instance in &alpha {
+        assert_eq!(get(instance, "/").await, Some((200, "alpha v1".into())));
+        assert_eq!(get(instance, "/ping").await.map(|r| r.0), Some(200));
+    }
+    let (_, _, steps) = reconciler.plan().await.unwrap();
+    assert_eq!(steps, vec![], "a converged environment plans nothing");
+    let again = reconciler.pass(&Quiet).await.unwrap();
+    assert!(again.plan.is_empty() && again.converged());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_invalid_funko_is_reported_and_its_instances_left_alone() {
+    let env = Env::new().await;
+    let dir = env.python_funko("keep", "keep v1", "");
+    let mut reconciler = env.reconciler();
+    assert!(reconciler.pass(&Quiet).await.unwrap().converged());
+    let before = env.running("keep").await;
+    std::fs::write(
+        dir.join("funko.yml"),
+        "name: keep\nruntime: python\nscael: 2\n",
+    )
+    .unwrap();
+    env.python_funko("other", "other v1", "");
+    let report = reconciler.pass(&Quiet).await.unwrap();
+    let keep = report.funkos.iter().find(|f| f.name == "keep").unwrap();
+    let error = keep.error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains("funko.yml:3:1") && error.contains("did you mean `scale`"),
+        "{error}"
+    );
+    assert_eq!(
+        env.running("keep").await,
+        before,
+        "the invalid funko's instance must stay"
+    );
+    assert_eq!(
+        env.running("other").await.len(),
+        1,
+        "a bad funko holds no other back"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_build_keeps_the_old_version_serving_and_waits_for_a_change() {
+    let env = Env::new().await;
+    let dir = env.python_funko("svc", "svc v1", "");
+    let mut reconciler = env.reconciler();
+    assert!(reconciler.pass(&Quiet).await.unwrap().converged());
+    let before = env.running("svc").await;
+    // v2 cannot build: the funko now brings a Dockerfile whose RUN fails.
+    common::write(
+        &dir.join("Dockerfile"),
+        "FROM faaso-base/python:bookworm\nRUN false\n",
+    );
+    std::fs::write(dir.join("funko.yml"), "name: svc\n").unwrap();
+    let report = reconciler.pass(&Quiet).await.unwrap();
+    assert!(!report.converged());
+    let svc = report.funkos.iter().find(|f| f.name == "svc").unwrap();
+    assert!(
+        svc.error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("building image"),
+        "{svc:?}"
+    );
+    let after = env.running("svc").await;
+    assert_eq!(after, before, "the old instance keeps serving");
+    assert_eq!(get(&after[0], "/").await, Some((200, "svc v1".into())));
+    // The same content is not built again…
+    let held = reconciler.pass(&Quiet).await.unwrap();
+    assert!(
+        held.plan.is_empty(),
+        "failed content must wait for a change: {:?}",
+        held.plan
+    );
+    // …until it changes.
+    common::write(
+        &dir.join("Dockerfile"),
+        "FROM faaso-base/python:bookworm\nCOPY . /app\nUSER 10001:10001\nCMD [\"python3\", \"/app/serve.py\"]\n",
+    );
+    common::write(
+        &dir.join("serve.py"),
+        "import http.server as h, signal, sys\nsignal.signal(signal.SIGTERM, lambda *a: sys.exit(0))\n\
+         class H(h.BaseHTTPRequestHandler):\n    def do_GET(self):\n        self.send_response(200); self.end_headers(); self.wfile.write(b'svc v3')\n\
+         h.ThreadingHTTPServer(('', 3000), H).serve_forever()\n",
+    );
+    let fixed = reconciler.pass(&Quiet).await.unwrap();
+    assert!(fixed.converged(), "{fixed:#?}");
+    let now = env.running("svc").await;
+    assert_eq!(get(&now[0], "/").await, Some((200, "svc v3".into())));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_version_that_never_becomes_ready_leaves_the_old_one_serving() {
+    let env = Env::new().await;
+    let dir = env.python_funko("slowpoke", "v1", "");
+    let mut reconciler = env.reconciler();
+    assert!(reconciler.pass(&Quiet).await.unwrap().converged());
+    let before = env.running("slowpoke").await;
+    std::fs::write(
+        dir.join("funko.yml"),
+        format!("name: slowpoke\nruntime: python\n{IMPATIENT}")
+            .replace("healthcheck: {", "healthcheck: {path: /health, "),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("handler.py"),
+        "def handle(request):\n    return (503, 'not today')\n",
+    )
+    .unwrap();
+    let report = reconciler.pass(&Quiet).await.unwrap();
+    let status = report.funkos.iter().find(|f| f.name == "slowpoke").unwrap();
+    assert!(
+        status
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("never became ready"),
+        "{status:?}"
+    );
+    assert_eq!(
+        env.running("slowpoke").await,
+        before,
+        "old instance serves on"
+    );
+    let all: Vec<_> = env
+        .instances()
+        .await
+        .into_iter()
+        .filter(|i| i.funko == "slowpoke")
+        .collect();
+    assert_eq!(
+        all.len(),
+        1,
+        "the instance that never became ready is removed: {all:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_container_faaso_did_not_create_is_left_alone() {
+    let env = Env::new().await;
+    use faaso_reconciler::Engine;
+    let engine = faaso_reconciler::DockerEngine::new(env.docker.clone(), env.namespace.clone());
+    engine.ensure_network().await.unwrap();
+    let name = format!("{}-x", env.namespace.prefix);
+    let config = bollard::models::ContainerCreateBody {
+        image: Some("faaso-base/python:bookworm".into()),
+        cmd: Some(vec![
+            "python3".into(),
+            "-c".into(),
+            "import time; time.sleep(600)".into(),
+        ]),
+        host_config: Some(bollard::models::HostConfig {
+            network_mode: Some(env.namespace.network.clone()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let options = CreateContainerOptionsBuilder::new().name(&name).build();
+    let created = env
+        .docker
+        .create_container(Some(options), config)
+        .await
+        .unwrap();
+    env.docker.start_container(&created.id, None).await.unwrap();
+    env.python_funko("x", "managed x", "");
+    let mut reconciler = env.reconciler();
+    assert!(reconciler.pass(&Quiet).await.unwrap().converged());
+    std::fs::remove_dir_all(env.funkos().join("x")).unwrap();
+    reconciler.pass(&Quiet).await.unwrap();
+    let left: Vec<_> = env.instances().await;
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(
+        left[0].id, created.id,
+        "the unmanaged faaso-x stays; the managed x is gone"
+    );
+    assert!(!left[0].managed);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scaling_adds_and_removes_instances_without_recreating_the_rest() {
+    let env = Env::new().await;
+    let dir = env.python_funko("elastic", "e", "scale: 1\n");
+    let mut reconciler = env.reconciler();
+    assert!(reconciler.pass(&Quiet).await.unwrap().converged());
+    let first = env.running("elastic").await;
+    std::fs::write(
+        dir.join("funko.yml"),
+        "name: elastic\nruntime: python\nscale: 3\n",
+    )
+    .unwrap();
+    assert!(reconciler.pass(&Quiet).await.unwrap().converged());
+    let three = env.running("elastic").await;
+    assert_eq!(three.len(), 3);
+    assert!(
+        three.iter().any(|i| i.id == first[0].id),
+        "instance 1 is kept"
+    );
+    std::fs::write(
+        dir.join("funko.yml"),
+        "name: elastic\nruntime: python\nscale: 0\n",
+    )
+    .unwrap();
+    let report = reconciler.pass(&Quiet).await.unwrap();
+    assert!(report.converged() && env.running("elastic").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupted_rollout_converges_with_no_duplicates_or_leaks() {
+    let env = Env::new().await;
+    let dir = env.python_funko("roll", "v1", "scale: 2\n");
+    assert!(env.reconciler().pass(&Quiet).await.unwrap().converged());
+    std::fs::write(
+        dir.join("handler.py"),
+        "def handle(request):\n    return 'v2'\n",
+    )
+    .unwrap();
+    // Stop the pass as soon as the first v2 instance exists, mid-rollout.
+    let mut interrupted = env.reconciler();
+    let pass = interrupted.pass(&Quiet);
+    let watcher = async {
+        env.eventually(
+            Duration::from_secs(60),
+            "a v2 instance to start",
+            || async {
+                let all = env.running("roll").await;
+                all.len() > 2
+            },
+        )
+        .await;
+    };
+    tokio::select! {
+        _ = pass => {}
+        _ = watcher => {}
+    }
+    drop(interrupted);
+    let mut fresh = env.reconciler();
+    let report = fresh.pass(&Quiet).await.unwrap();
+    assert!(report.converged(), "{report:#?}");
+    let all: Vec<_> = env
+        .instances()
+        .await
+        .into_iter()
+        .filter(|i| i.funko == "roll")
+        .collect();
+    assert_eq!(
+        all.len(),
+        2,
+        "exactly the desired instances remain: {all:?}"
+    );
+    let mut numbers: Vec<u32> = all.iter().map(|i| i.number).collect();
+    numbers.sort();
+    assert_eq!(numbers, vec![1, 2]);
+    for instance in &all {
+        assert_eq!(get(instance, "/").await, Some((200, "v2".into())));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_funko_folder_takes_its_instances_away() {
+    let env = Env::new().await;
+    env.python_funko("gone", "g", "scale: 2\n");
+    let mut reconciler = env.reconciler();
+    assert!(reconciler.pass(&Quiet).await.unwrap().converged());
+    std::fs::remove_dir_all(env.funkos().join("gone")).unwrap();
+    let report = reconciler.pass(&Quiet).await.unwrap();
+    let removes = report
+        .plan
+        .iter()
+        .filter(|s| matches!(s, Step::Remove { .. }))
+        .count();
+    assert_eq!(removes, 2);
+    assert!(env.instances().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_mode_replaces_a_killed_instance_and_picks_up_a_dropped_folder() {
+    let env = Env::new().await;
+    env.python_funko("victim", "still here", "");
+    let mut reconciler = env.reconciler();
+    assert!(reconciler.pass(&Quiet).await.unwrap().converged());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let watching = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let timing = WatchTiming {
+                resync: Duration::from_secs(300),
+                ..WatchTiming::default()
+            };
+            faaso_reconciler::watch(&mut reconciler, &Quiet, timing, stop)
+                .await
+                .unwrap();
+        })
+    };
+    let victim = env.running("victim").await.remove(0);
+    let kill = KillContainerOptionsBuilder::new().signal("SIGKILL").build();
+    env.docker
+        .kill_container(&victim.id, Some(kill))
+        .await
+        .unwrap();
+    env.eventually(
+        Duration::from_secs(30),
+        "the killed instance to be replaced and serve",
+        || async {
+            let running = env.running("victim").await;
+            match running.first() {
+                Some(instance) => get(instance, "/").await == Some((200, "still here".into())),
+                None => false,
+            }
+        },
+    )
+    .await;
+    // A folder dropped in while watching is built and started without any command.
+    env.python_funko("newcomer", "hello from the new one", "");
+    env.eventually(
+        Duration::from_secs(60),
+        "the dropped funko to serve",
+        || async {
+            match env.running("newcomer").await.first() {
+                Some(instance) => get(instance, "/").await.is_some_and(|r| r.0 == 200),
+                None => false,
+            }
+        },
+    )
+    .await;
+    stop.cancel();
+    watching.await.unwrap();
+}
