@@ -292,6 +292,7 @@ impl Routes {
         let old = self.load();
         let previous = old.get(funko);
         let next = change(previous.map(|r| r.as_ref()));
+        tracing::debug!(%funko, ready = ?next.as_ref().map(|(_, i)| i.len()), "The route of a funko changed.");
         let mut funkos = old.funkos.clone();
         match (next, previous) {
             (None, _) => {

@@ -347,6 +347,7 @@ async fn a_new_instance_is_routed_once_ready_and_a_removed_one_gets_nothing() {
     proxy
         .health
         .set_funko("hello", FunkoSettings::default(), all);
+    proxy.wait_ready("hello", 1).await;
     let client = support::client();
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut lags = std::collections::BTreeMap::new();
@@ -358,7 +359,11 @@ async fn a_new_instance_is_routed_once_ready_and_a_removed_one_gets_nothing() {
         let Ok(response) = client.request(request).await else {
             continue;
         };
-        assert_eq!(response.status(), StatusCode::OK);
+        if response.status() != StatusCode::OK {
+            let status = response.status();
+            let body = response.into_body().collect().await.map(|b| b.to_bytes());
+            panic!("{status} during the update: {body:?}");
+        }
         let headers = response.headers();
         let instance = header(headers, "x-instance").to_owned();
         if instance != "a" && !lags.contains_key(&instance) {
