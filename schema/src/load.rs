@@ -99,12 +99,17 @@ fn yaml_problem(text: &str, error: &serde_saphyr::Error) -> Problem {
     }
 }
 
-/// serde-saphyr puts `error: line N column M: ` in front; we print the position ourselves.
+/// serde-saphyr puts `error: line N column M: ` in front and sometimes ` at line N, column M`
+/// behind; we print the position ourselves, once.
 fn strip_position_prefix(message: &str) -> &str {
     let message = message.strip_prefix("error: ").unwrap_or(message);
-    match message.strip_prefix("line ") {
+    let message = match message.strip_prefix("line ") {
         Some(rest) => rest.split_once(": ").map_or(message, |(_, m)| m),
         None => message,
+    };
+    match message.rsplit_once(" at line ") {
+        Some((head, tail)) if tail.contains(", column ") => head,
+        _ => message,
     }
 }
 
@@ -231,6 +236,7 @@ mod tests {
         let p = problem("name: x\nscael: 2\n");
         assert_eq!((p.line, p.column), (Some(2), Some(1)));
         assert!(p.message.contains("did you mean `scale`?"), "{p}");
+        assert!(!p.message.contains("at line"), "the position is printed once: {p}");
     }
 
     #[test]
