@@ -328,8 +328,10 @@ async fn watch_mode_replaces_a_killed_instance_and_picks_up_a_dropped_folder() {
         || async {
             let running = env.running("victim").await;
             match running.first() {
-                Some(instance) => get(instance, "/").await == Some((200, "still here".into())),
-                None => false,
+                Some(instance) if instance.id != victim.id => {
+                    get(instance, "/").await == Some((200, "still here".into()))
+                }
+                _ => false,
             }
         },
     )
@@ -343,6 +345,64 @@ async fn watch_mode_replaces_a_killed_instance_and_picks_up_a_dropped_folder() {
             match env.running("newcomer").await.first() {
                 Some(instance) => get(instance, "/").await.is_some_and(|r| r.0 == 200),
                 None => false,
+            }
+        },
+    )
+    .await;
+    stop.cancel();
+    watching.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_mode_survives_losing_the_engine_and_converges_when_it_returns() {
+    let env = Env::new().await;
+    env.python_funko("sturdy", "sturdy", "");
+    let relay = common::relay::Relay::start(&env.dir.path().join("docker.sock"));
+    let via_relay = faaso_reconciler::Docker::connect_with_unix(
+        relay.path().to_str().unwrap(),
+        30,
+        bollard::API_DEFAULT_VERSION,
+    )
+    .unwrap()
+    .negotiate_version()
+    .await
+    .unwrap();
+    let mut reconciler = env.reconciler_on(via_relay);
+    assert!(reconciler.pass(&Quiet).await.unwrap().converged());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let watching = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let timing = WatchTiming {
+                resync: Duration::from_secs(300),
+                max_backoff: Duration::from_secs(1),
+                ..WatchTiming::default()
+            };
+            faaso_reconciler::watch(&mut reconciler, &Quiet, timing, stop)
+                .await
+                .unwrap();
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    relay.cut();
+    // While faaso cannot see the engine, its instance dies.
+    let victim = env.running("sturdy").await.remove(0);
+    let kill = KillContainerOptionsBuilder::new().signal("SIGKILL").build();
+    env.docker
+        .kill_container(&victim.id, Some(kill))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    relay.restore();
+    env.eventually(
+        Duration::from_secs(30),
+        "faaso to reconnect and replace the instance",
+        || async {
+            match env.running("sturdy").await.first() {
+                Some(instance) if instance.id != victim.id => {
+                    get(instance, "/").await == Some((200, "sturdy".into()))
+                }
+                _ => false,
             }
         },
     )

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod relay;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -98,8 +100,13 @@ impl Env {
     }
 
     pub fn reconciler(&self) -> Reconciler<DockerEngine> {
+        self.reconciler_on(self.docker.clone())
+    }
+
+    /// A reconciler talking to the engine through `docker` (a relay, say).
+    pub fn reconciler_on(&self, docker: Docker) -> Reconciler<DockerEngine> {
         Reconciler::new(
-            DockerEngine::new(self.docker.clone(), self.namespace.clone()),
+            DockerEngine::new(docker, self.namespace.clone()),
             self.settings(),
         )
     }
