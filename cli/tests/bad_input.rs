@@ -416,13 +416,11 @@ fn an_unreadable_funko_yml_is_an_error_not_a_panic() {
     }
 }
 
-/// Behaviour issue 2 asks for that the product does not have yet; each test names the bug.
-/// Run them with `cargo test -p faaso --test bad_input -- --ignored`.
-mod known_bugs {
+/// Bugs these tests found once; they stay to keep them fixed.
+mod regressions {
     use super::*;
 
     #[test]
-    #[ignore = "bug: an unknown runtime has a line (2:10) but the error gives none"]
     fn a_missing_runtime_is_located() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = write_funko(
@@ -436,7 +434,6 @@ mod known_bugs {
     }
 
     #[test]
-    #[ignore = "bug: `faaso build` reports an unknown runtime without the file or field"]
     fn build_names_the_file_of_a_missing_runtime() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = write_funko(
@@ -450,7 +447,6 @@ mod known_bugs {
     }
 
     #[test]
-    #[ignore = "bug: YAML errors repeat the position inside the message (`… at line 2, column 8`)"]
     fn the_position_is_given_once() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = write_funko(
@@ -463,7 +459,6 @@ mod known_bugs {
     }
 
     #[test]
-    #[ignore = "bug: some messages speak Rust, not funko.yml (`u32`, `Option<String>`, `Some(\"…\")`, `DuplicateKeyPolicy`)"]
     fn messages_do_not_leak_rust_internals() {
         let tmp = tempfile::tempdir().unwrap();
         for (folder, files) in [

@@ -12,8 +12,6 @@ use crate::namespace::Namespace;
 pub const FUNKO_PORT: u16 = 3000;
 /// How long an instance gets between SIGTERM and SIGKILL.
 pub const STOP_GRACE_SECS: i64 = 10;
-/// The most processes an instance may run: stops a fork bomb, leaves room for real servers.
-const PIDS_LIMIT: i64 = 512;
 
 /// The hash of everything that needs a new container; the scale is deliberately left out.
 pub fn config_hash(
@@ -22,6 +20,7 @@ pub fn config_hash(
     secrets: &[SecretMount],
     namespace: &Namespace,
 ) -> String {
+    let h = &spec.hardening;
     let env: Vec<(&str, &str)> = spec
         .env
         .iter()
@@ -40,6 +39,8 @@ pub fn config_hash(
         "network": namespace.network,
         "timeout": spec.timeout.0.as_millis() as u64,
         "health_path": spec.healthcheck.path,
+        "hardening": [h.read_only, h.drop_capabilities, h.no_new_privileges],
+        "pids_limit": h.pids_limit,
     });
     short_hash(identity.to_string().as_bytes())
 }
@@ -87,6 +88,7 @@ pub fn container_config(
     number: u32,
 ) -> ContainerCreateBody {
     let spec = &prepared.funko.spec;
+    let hardening = &spec.hardening;
     let mut env = vec![format!("PORT={FUNKO_PORT}")];
     env.extend(spec.env.iter().map(|(k, v)| format!("{}={}", k.0, v.0)));
     let binds = prepared
@@ -108,9 +110,15 @@ pub fn container_config(
                 name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
                 maximum_retry_count: None,
             }),
-            security_opt: Some(vec!["no-new-privileges".to_owned()]),
-            cap_drop: Some(vec!["ALL".to_owned()]),
-            pids_limit: Some(PIDS_LIMIT),
+            security_opt: hardening
+                .no_new_privileges
+                .then(|| vec!["no-new-privileges".to_owned()]),
+            cap_drop: hardening.drop_capabilities.then(|| vec!["ALL".to_owned()]),
+            pids_limit: Some(i64::from(hardening.pids_limit)),
+            readonly_rootfs: Some(hardening.read_only),
+            tmpfs: hardening.read_only.then(|| {
+                HashMap::from([("/tmp".to_owned(), "rw,noexec,nosuid,size=64m".to_owned())])
+            }),
             init: Some(false),
             ..Default::default()
         }),
@@ -149,6 +157,53 @@ mod tests {
         let a = config_hash(&spec("name: a\n"), "i", &[secret("1")], &ns);
         let b = config_hash(&spec("name: a\n"), "i", &[secret("2")], &ns);
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn instances_are_hardened_unless_the_funko_relaxes_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("funko.yml"), "name: a\nruntime: python\n").unwrap();
+        let prepare = || {
+            let funko = faaso_schema::load_funko(&dir).unwrap();
+            let context =
+                faaso_schema::BuildContext::assemble(&funko, faaso_schema::BaseChoice::Local)
+                    .unwrap();
+            Prepared {
+                funko,
+                context,
+                image: "i".into(),
+                secrets: vec![],
+                config_hash: "c".into(),
+            }
+        };
+        let host = container_config(&Namespace::default(), &prepare(), 1)
+            .host_config
+            .unwrap();
+        assert_eq!(host.readonly_rootfs, Some(true));
+        assert_eq!(host.cap_drop, Some(vec!["ALL".to_owned()]));
+        assert!(host.tmpfs.unwrap().contains_key("/tmp"));
+        assert!(
+            host.binds
+                .unwrap()
+                .iter()
+                .all(|b| !b.contains("docker.sock"))
+        );
+        std::fs::write(
+            dir.join("funko.yml"),
+            "name: a\nruntime: python\nhardening: {read_only: false}\n",
+        )
+        .unwrap();
+        let relaxed = container_config(&Namespace::default(), &prepare(), 1)
+            .host_config
+            .unwrap();
+        assert_eq!(relaxed.readonly_rootfs, Some(false));
+        assert_eq!(
+            relaxed.cap_drop,
+            Some(vec!["ALL".to_owned()]),
+            "only what was relaxed changes"
+        );
     }
 
     #[test]

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use bollard::Docker;
 use bollard::models::{ContainerStateStatusEnum, ContainerSummaryStateEnum, NetworkCreateRequest};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, ListImagesOptions,
-    LogsOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
 use faaso_schema::Healthcheck;
 use futures_util::StreamExt;
@@ -17,7 +17,7 @@ use crate::container::{FUNKO_PORT, STOP_GRACE_SECS, container_config, container_
 use crate::desired::Prepared;
 use crate::docker::{DockerError, is_not_found};
 use crate::engine::{Engine, Started};
-use crate::image::build_image;
+use crate::image::{build_image, image_tags};
 use crate::model::{Instance, InstanceState, Observed};
 use crate::namespace::Namespace;
 use crate::probe::probe;
@@ -180,14 +180,7 @@ impl Engine for DockerEngine {
                 state: instance_state(summary.state),
             });
         }
-        let images = self
-            .docker
-            .list_images(None::<ListImagesOptions>)
-            .await
-            .map_err(|source| DockerError::ListImages { source })?
-            .into_iter()
-            .flat_map(|image| image.repo_tags)
-            .collect();
+        let images = image_tags(&self.docker).await?;
         Ok(Observed { instances, images })
     }
 

@@ -1,10 +1,10 @@
 //! Images: whether one exists, and building one from a funko's build context.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use bollard::Docker;
-use bollard::query_parameters::BuildImageOptionsBuilder;
-use faaso_schema::{BaseChoice, BuildContext};
+use bollard::query_parameters::{BuildImageOptionsBuilder, ListImagesOptions};
+use faaso_schema::BuildContext;
 use futures_util::StreamExt;
 
 use crate::docker::{DockerError, is_not_found};
@@ -31,16 +31,15 @@ pub async fn image_exists(docker: &Docker, image: &str) -> Result<bool, DockerEr
     }
 }
 
-/// Which base image to use when the setting is `auto`: the offline-built one when the engine has
-/// it, the official one otherwise.
-pub async fn resolve_base_choice(
-    docker: &Docker,
-    local_image: Option<&str>,
-) -> Result<BaseChoice, DockerError> {
-    match local_image {
-        Some(image) if !image_exists(docker, image).await? => Ok(BaseChoice::Official),
-        _ => Ok(BaseChoice::Local),
-    }
+/// Every `repo:tag` the engine has.
+pub async fn image_tags(docker: &Docker) -> Result<BTreeSet<String>, DockerError> {
+    Ok(docker
+        .list_images(None::<ListImagesOptions>)
+        .await
+        .map_err(|source| DockerError::ListImages { source })?
+        .into_iter()
+        .flat_map(|image| image.repo_tags)
+        .collect())
 }
 
 /// Builds `context` as `image` with the classic builder (BuildKit may be absent on older

@@ -64,10 +64,8 @@ impl BuildContext {
                 }
             }
             Some(name) => {
-                let runtime = runtime::resolve(&funko.dir, name).map_err(|message| Problem {
-                    field: Some("runtime".to_owned()),
-                    ..Problem::whole(&spec_file, message)
-                })?;
+                let runtime = runtime::resolve(&funko.dir, name)
+                    .map_err(|message| funko.field_problem("runtime", message))?;
                 for (path, bytes) in &runtime.glue {
                     let mode = if bytes.starts_with(b"#!") {
                         0o755
@@ -193,9 +191,19 @@ fn render_dockerfile(
             message: format!(
                 "cannot be rendered for funko `{}`: {}",
                 funko.spec.name,
-                e.reason()
+                template_reason(e.reason())
             ),
         })
+}
+
+/// A handlebars failure in runtime authors' terms.
+fn template_reason(reason: &RenderErrorReason) -> String {
+    match reason {
+        RenderErrorReason::MissingVariable(Some(path)) => format!(
+            "unknown variable `{path}` (templates see `name`, `base_image`, `options.<option>` and the helper `exists`; give an option a default in runtime.yml)"
+        ),
+        other => other.to_string(),
+    }
 }
 
 /// `{{#if (exists "requirements.txt")}}`: whether the merged context has that file.
@@ -395,6 +403,7 @@ mod tests {
         let p = BuildContext::assemble(&f, BaseChoice::Local).unwrap_err();
         assert!(p.message.contains("did you mean `python`?"), "{p}");
         assert_eq!(p.field.as_deref(), Some("runtime"));
+        assert_eq!((p.line, p.column), (Some(2), Some(10)));
         let g = funko_in(tmp.path(), "g", "name: g\n", &[]);
         let p = BuildContext::assemble(&g, BaseChoice::Local).unwrap_err();
         assert!(p.message.contains("no Dockerfile"), "{p}");

@@ -16,7 +16,7 @@ pub use problem::Problem;
 pub use runtime::{
     BaseChoice, BaseImages, Runtime, RuntimeMeta, resolve as resolve_runtime, scaffold,
 };
-pub use spec::{EnvName, EnvValue, Healthcheck, Resources, SecretKey, Spec};
+pub use spec::{EnvName, EnvValue, Hardening, Healthcheck, Resources, SecretKey, Spec};
 pub use units::{Cpus, Duration, Memory};
 
 /// The JSON Schema of funko.yml, pretty-printed, as committed at `schema/funko.schema.json`.

@@ -18,6 +18,22 @@ pub struct Funko {
     pub dir: PathBuf,
     /// Its parsed funko.yml.
     pub spec: Spec,
+    /// The funko.yml text, to point at a field in later errors.
+    pub text: String,
+}
+
+impl Funko {
+    /// A problem with the field `key` of this funko's funko.yml, located at its value.
+    pub fn field_problem(&self, key: &str, message: impl Into<String>) -> Problem {
+        let (line, column) = locate_key(&self.text, key);
+        Problem {
+            file: self.dir.join(SPEC_FILE),
+            line,
+            column,
+            field: Some(key.to_owned()),
+            message: message.into(),
+        }
+    }
 }
 
 /// Reads and validates the funko in `dir`.
@@ -43,6 +59,9 @@ pub fn load_funko(dir: &Path) -> Result<Funko, Problem> {
             format!("is {size} bytes; a funko.yml may be at most {MAX_SPEC_BYTES}"),
         ));
     }
+    if !file.is_file() {
+        return Err(Problem::whole(&file, "is not a file"));
+    }
     let text = std::fs::read_to_string(&file)
         .map_err(|e| Problem::whole(&file, format!("cannot be read: {e}")))?;
     let spec = parse_spec(&text).map_err(|mut p| {
@@ -53,6 +72,7 @@ pub fn load_funko(dir: &Path) -> Result<Funko, Problem> {
     Ok(Funko {
         dir: dir.to_owned(),
         spec,
+        text,
     })
 }
 
@@ -113,8 +133,25 @@ fn strip_position_prefix(message: &str) -> &str {
     }
 }
 
-/// Adds a "did you mean" to serde's unknown-field message, choosing among the fields it lists.
+/// Says serde's and the parser's messages in funko.yml's terms, and adds a "did you mean" to an
+/// unknown-field message, choosing among the fields it lists.
 fn explain(message: &str) -> String {
+    let integer = message
+        .strip_prefix("invalid ")
+        .is_some_and(|kind| kind.starts_with(['u', 'i']));
+    if integer {
+        return "expected a whole number (0 or more)".to_owned();
+    }
+    if message.starts_with("cannot deserialize null") {
+        return "a value is required here".to_owned();
+    }
+    if let Some(rest) = message.strip_prefix("duplicate mapping key: ") {
+        let key = rest.split(',').next().unwrap_or(rest);
+        return format!("`{key}` appears twice; keep one");
+    }
+    if message.starts_with("unexpected end of input") {
+        return "the file is empty; a funko.yml needs at least `name:`".to_owned();
+    }
     let Some(rest) = message.strip_prefix("unknown field `") else {
         return message.to_owned();
     };
@@ -175,6 +212,18 @@ fn field_at(text: &str, line: u64) -> Option<String> {
     (!path.is_empty()).then(|| path.join("."))
 }
 
+/// The line and column of the value of top-level `key` in funko.yml `text`.
+pub(crate) fn locate_key(text: &str, key: &str) -> (Option<u64>, Option<u64>) {
+    let prefix = format!("{key}:");
+    for (index, line) in text.lines().enumerate() {
+        if let Some(rest) = line.strip_prefix(&prefix) {
+            let column = prefix.len() + 1 + (rest.len() - rest.trim_start().len());
+            return (Some(index as u64 + 1), Some(column as u64));
+        }
+    }
+    (None, None)
+}
+
 fn check_folder_name(dir: &Path, file: &Path, text: &str, spec: &Spec) -> Result<(), Problem> {
     let folder = dir
         .canonicalize()
@@ -184,14 +233,11 @@ fn check_folder_name(dir: &Path, file: &Path, text: &str, spec: &Spec) -> Result
     if folder == spec.name.as_str() {
         return Ok(());
     }
-    let line = text
-        .lines()
-        .position(|l| l.starts_with("name:"))
-        .map(|i| i as u64 + 1);
+    let (line, column) = locate_key(text, "name");
     Err(Problem {
         file: file.to_owned(),
         line,
-        column: line.map(|_| 7),
+        column,
         field: Some("name".to_owned()),
         message: format!(
             "the name is `{}` but the folder is `{folder}`; they must agree (rename the folder or change `name`)",
@@ -236,7 +282,10 @@ mod tests {
         let p = problem("name: x\nscael: 2\n");
         assert_eq!((p.line, p.column), (Some(2), Some(1)));
         assert!(p.message.contains("did you mean `scale`?"), "{p}");
-        assert!(!p.message.contains("at line"), "the position is printed once: {p}");
+        assert!(
+            !p.message.contains("at line"),
+            "the position is printed once: {p}"
+        );
     }
 
     #[test]
@@ -266,6 +315,16 @@ mod tests {
             let p = problem(&format!("name: {name}\n"));
             assert!(p.message.contains(needle), "{name}: {p}");
             assert_eq!(p.field.as_deref(), Some("name"));
+        }
+    }
+
+    #[test]
+    fn messages_speak_funko_yml_not_rust() {
+        for yaml in ["name: a\nscale: -1\n", "name:\n", "name: c\nname: c\n", ""] {
+            let p = problem(yaml);
+            for rust in ["u32", "Option<", "Policy", "Options"] {
+                assert!(!p.message.contains(rust), "{yaml:?}: {p}");
+            }
         }
     }
 

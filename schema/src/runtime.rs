@@ -214,7 +214,13 @@ fn slash_path(path: &Path) -> String {
 /// The runtime a funko names: a built-in, or a folder relative to the funko.
 pub fn resolve(funko_dir: &Path, runtime: &str) -> Result<Runtime, String> {
     if runtime.contains('/') || runtime.starts_with('.') {
-        Runtime::from_folder(&funko_dir.join(runtime))
+        // Drop `.` components so messages show `f/rt/…`, not `f/./rt/…`.
+        let folder: PathBuf = funko_dir
+            .join(runtime)
+            .components()
+            .filter(|c| !matches!(c, std::path::Component::CurDir))
+            .collect();
+        Runtime::from_folder(&folder)
     } else {
         Runtime::builtin(runtime)
     }

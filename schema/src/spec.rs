@@ -39,6 +39,9 @@ pub struct Spec {
     /// Memory and CPU limits of each instance.
     #[serde(default)]
     pub resources: Resources,
+    /// How locked down each instance runs; everything is on unless a funko needs otherwise.
+    #[serde(default)]
+    pub hardening: Hardening,
     /// The longest a request may take before the proxy answers 504.
     #[serde(default = "default_timeout")]
     pub timeout: Duration,
@@ -91,6 +94,43 @@ pub struct Resources {
     /// CPU quota in cores such as `0.5`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpus: Option<Cpus>,
+}
+
+/// Container hardening, on by default; relax a setting only for a funko that needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Hardening {
+    /// A read-only root filesystem, with a writable tmpfs at `/tmp`.
+    #[serde(default = "yes")]
+    pub read_only: bool,
+    /// Drop every Linux capability.
+    #[serde(default = "yes")]
+    pub drop_capabilities: bool,
+    /// Forbid gaining privileges (setuid binaries) with `no-new-privileges`.
+    #[serde(default = "yes")]
+    pub no_new_privileges: bool,
+    /// The most processes an instance may run.
+    #[serde(default = "default_pids_limit")]
+    #[schemars(range(min = 1))]
+    pub pids_limit: u32,
+}
+
+impl Default for Hardening {
+    fn default() -> Self {
+        Self {
+            read_only: true,
+            drop_capabilities: true,
+            no_new_privileges: true,
+            pids_limit: default_pids_limit(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_pids_limit() -> u32 {
+    256
 }
 
 /// An environment variable name: letters, digits and `_`, not starting with a digit.

@@ -1,12 +1,13 @@
 //! `faaso build`: funko images through the Docker API, tagged by content hash.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
-use faaso_reconciler::{BuildOutcome, build_image, resolve_base_choice};
+use faaso_reconciler::{BuildOutcome, build_image, image_tags};
 use faaso_schema::{BaseChoice, BuildContext, Funko};
 
 use super::{BaseImages, Global, load_paths};
@@ -30,10 +31,11 @@ pub async fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
     }
     let docker = faaso_reconciler::connect().await?;
     let namespace = global.namespace();
+    let images = image_tags(&docker).await?;
     let mut failed = !problems.is_empty();
     for funko in &funkos {
         let progress = Progress::start(funko.spec.name.as_str());
-        match build_one(&docker, global, &namespace, funko, &progress).await {
+        match build_one(&docker, global, &namespace, &images, funko, &progress).await {
             Ok(line) => progress.finish(&line),
             Err(error) => {
                 progress.finish(&format!("failed: {error:#}"));
@@ -52,12 +54,13 @@ async fn build_one(
     docker: &faaso_reconciler::Docker,
     global: &Global,
     namespace: &faaso_reconciler::Namespace,
+    images: &BTreeSet<String>,
     funko: &Funko,
     progress: &Progress,
 ) -> anyhow::Result<String> {
     let started = Instant::now();
-    let base = base_choice(docker, global.base_images, funko).await?;
-    let context = BuildContext::assemble(funko, base)?;
+    let policy = global.base_policy();
+    let context = BuildContext::assemble_with(funko, |runtime| policy.choose(runtime, images))?;
     let image = namespace.image_ref(&funko.spec.name, &context.content_hash());
     let outcome = build_image(docker, namespace, &context, &image, |line| {
         progress.line(line)
@@ -67,31 +70,6 @@ async fn build_one(
     Ok(match outcome {
         BuildOutcome::Reused => format!("{image} is up to date"),
         BuildOutcome::Built => format!("built {image} in {:.1?}", started.elapsed()),
-    })
-}
-
-/// The base choice for `setting`, asking the engine whether the local base exists for `auto`.
-async fn base_choice(
-    docker: &faaso_reconciler::Docker,
-    setting: BaseImages,
-    funko: &Funko,
-) -> anyhow::Result<BaseChoice> {
-    Ok(match setting {
-        BaseImages::Local => BaseChoice::Local,
-        BaseImages::Official => BaseChoice::Official,
-        BaseImages::Auto => {
-            let runtime = funko
-                .spec
-                .runtime
-                .as_deref()
-                .map(|r| faaso_schema::resolve_runtime(&funko.dir, r))
-                .transpose()
-                .map_err(anyhow::Error::msg)?;
-            let local = runtime
-                .as_ref()
-                .and_then(|r| r.base_image(BaseChoice::Local));
-            resolve_base_choice(docker, local).await?
-        }
     })
 }
 

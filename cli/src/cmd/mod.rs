@@ -67,17 +67,22 @@ pub struct FunkosDir {
 }
 
 impl Global {
+    /// The `--base-images` setting as the reconciler takes it.
+    pub fn base_policy(&self) -> BasePolicy {
+        match self.base_images {
+            BaseImages::Auto => BasePolicy::Auto,
+            BaseImages::Local => BasePolicy::Local,
+            BaseImages::Official => BasePolicy::Official,
+        }
+    }
+
     /// A reconciler for `dir` on the Docker engine.
     pub async fn reconciler(&self, dir: &Path) -> anyhow::Result<Reconciler<DockerEngine>> {
         let docker = faaso_reconciler::connect().await?;
         let settings = Settings {
             funkos_dir: dir.to_owned(),
             namespace: self.namespace(),
-            base_policy: match self.base_images {
-                BaseImages::Auto => BasePolicy::Auto,
-                BaseImages::Local => BasePolicy::Local,
-                BaseImages::Official => BasePolicy::Official,
-            },
+            base_policy: self.base_policy(),
             secrets_dir: self.state_dir.join("secrets"),
             state_dir: Some(self.state_dir.clone()),
             concurrency: self.concurrency,
