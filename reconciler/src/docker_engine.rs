@@ -165,6 +165,10 @@ impl Engine for DockerEngine {
             instances.push(Instance {
                 id,
                 ip,
+                timeout: labels
+                    .get(&ns.label("timeout"))
+                    .and_then(|t| faaso_schema::parse_duration(t)),
+                health_path: labels.get(&ns.label("health-path")).cloned(),
                 name,
                 managed,
                 funko,

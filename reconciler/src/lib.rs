@@ -30,4 +30,4 @@ pub use namespace::Namespace;
 pub use plan::{InstanceRef, RemoveReason, Step, plan};
 pub use probe::probe;
 pub use reconcile::{FunkoStatus, Listener, PassReport, Quiet, Reconciler, Settings};
-pub use watch::{Trigger, WatchTiming, watch};
+pub use watch::{Trigger, Triggers, WatchTiming, watch};

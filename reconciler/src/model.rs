@@ -61,6 +61,10 @@ pub struct Instance {
     pub state: InstanceState,
     /// Its address on the faaso network, when it has one.
     pub ip: Option<std::net::IpAddr>,
+    /// The request timeout from its label (what the proxy applies).
+    pub timeout: Option<std::time::Duration>,
+    /// The readiness path from its label.
+    pub health_path: Option<String>,
 }
 
 /// The actual state: the containers and the funko images the engine has.

@@ -47,6 +47,8 @@ pub trait Listener: Send + Sync {
     fn instance_ready(&self, _funko: &str, _instance: &Started) {}
     /// An instance is about to be stopped: it must get no new traffic.
     fn instance_leaving(&self, _funko: &str, _id: &str) {}
+    /// A pass ended; the report holds what the engine looked like at its end.
+    fn pass_finished(&self, _report: &PassReport) {}
 }
 
 /// A listener that ignores everything.
@@ -86,6 +88,9 @@ pub struct PassReport {
     pub funkos: Vec<FunkoStatus>,
     /// Non-fatal notes (a secret without a value).
     pub warnings: Vec<String>,
+    /// The containers and images at the end of the pass.
+    #[serde(skip)]
+    pub observed: Observed,
 }
 
 impl PassReport {
@@ -213,12 +218,16 @@ impl<E: Engine> Reconciler<E> {
                 Err(failure) => self.failures.record(&funko, &failure.key, failure.error),
             }
         }
-        let funkos = self.status_of(&state).await?;
-        Ok(PassReport {
+        let observed = self.engine.observe().await?;
+        let funkos = self.status_from(&state, &observed).await?;
+        let report = PassReport {
             plan: steps,
             funkos,
             warnings: state.warnings,
-        })
+            observed,
+        };
+        listener.pass_finished(&report);
+        Ok(report)
     }
 
     /// Where every funko stands now, without changing anything.
@@ -226,11 +235,6 @@ impl<E: Engine> Reconciler<E> {
         let observed = self.engine.observe().await?;
         let state = self.desired(&observed)?;
         self.status_from(&state, &observed).await
-    }
-
-    async fn status_of(&self, state: &DesiredState) -> Result<Vec<FunkoStatus>, DockerError> {
-        let observed = self.engine.observe().await?;
-        self.status_from(state, &observed).await
     }
 
     async fn status_from(

@@ -69,6 +69,8 @@ impl Twin {
             image: spec.image.clone(),
             state: InstanceState::Running,
             ip: None,
+            timeout: None,
+            health_path: None,
         });
     }
 }
@@ -131,6 +133,8 @@ mod tests {
                     InstanceState::Stopped,
                 ][state as usize],
                 ip: None,
+                timeout: None,
+                health_path: None,
             })
     }
 
@@ -259,6 +263,8 @@ mod tests {
             image: format!("faaso-a:v{}", &cfg[3..]),
             state: InstanceState::Running,
             ip: None,
+            timeout: None,
+            health_path: None,
         };
         let observed = Observed {
             instances: vec![instance("old", "cfg1"), instance("new", "cfg2")],

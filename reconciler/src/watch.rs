@@ -42,6 +42,33 @@ pub enum Trigger {
     Files,
     /// Docker reported a container event.
     Docker,
+    /// Someone asked (an admin API call, say).
+    Requested,
+}
+
+/// The queue of reasons to run a pass; clone [`Triggers::sender`] to ask for one from outside.
+pub struct Triggers {
+    tx: mpsc::UnboundedSender<Trigger>,
+    rx: mpsc::UnboundedReceiver<Trigger>,
+}
+
+impl Triggers {
+    /// An empty queue.
+    pub fn new() -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Self { tx, rx }
+    }
+
+    /// A handle that asks for a pass.
+    pub fn sender(&self) -> mpsc::UnboundedSender<Trigger> {
+        self.tx.clone()
+    }
+}
+
+impl Default for Triggers {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// Runs passes until `stop` is cancelled.
@@ -49,9 +76,10 @@ pub async fn watch(
     reconciler: &mut Reconciler<DockerEngine>,
     listener: &dyn Listener,
     timing: WatchTiming,
+    triggers: Triggers,
     stop: CancellationToken,
 ) -> Result<(), notify::Error> {
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let Triggers { tx, mut rx } = triggers;
     let _watcher = watch_files(&reconciler.settings().funkos_dir, tx.clone())?;
     tokio::spawn(forward_docker_events(
         reconciler.engine().clone(),

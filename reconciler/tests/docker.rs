@@ -311,7 +311,7 @@ async fn watch_mode_replaces_a_killed_instance_and_picks_up_a_dropped_folder() {
                 resync: Duration::from_secs(300),
                 ..WatchTiming::default()
             };
-            faaso_reconciler::watch(&mut reconciler, &Quiet, timing, stop)
+            faaso_reconciler::watch(&mut reconciler, &Quiet, timing, Default::default(), stop)
                 .await
                 .unwrap();
         })
@@ -378,7 +378,7 @@ async fn watch_mode_survives_losing_the_engine_and_converges_when_it_returns() {
                 max_backoff: Duration::from_secs(1),
                 ..WatchTiming::default()
             };
-            faaso_reconciler::watch(&mut reconciler, &Quiet, timing, stop)
+            faaso_reconciler::watch(&mut reconciler, &Quiet, timing, Default::default(), stop)
                 .await
                 .unwrap();
         })

@@ -17,7 +17,7 @@ pub use runtime::{
     BaseChoice, BaseImages, Runtime, RuntimeMeta, resolve as resolve_runtime, scaffold,
 };
 pub use spec::{EnvName, EnvValue, Hardening, Healthcheck, Resources, SecretKey, Spec};
-pub use units::{Cpus, Duration, Memory};
+pub use units::{Cpus, Duration, Memory, parse_duration};
 
 /// The JSON Schema of funko.yml, pretty-printed, as committed at `schema/funko.schema.json`.
 pub fn json_schema() -> String {

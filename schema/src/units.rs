@@ -16,6 +16,11 @@ impl Duration {
     }
 }
 
+/// Parses a duration written like `5s` (as in funko.yml and in the labels faaso writes).
+pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
+    humantime::parse_duration(text.trim()).ok()
+}
+
 impl fmt::Display for Duration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", humantime::format_duration(self.0))

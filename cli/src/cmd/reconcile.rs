@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 
 use clap::Args;
-use faaso_reconciler::{Listener, PassReport, Started, Step, WatchTiming};
+use faaso_reconciler::{Listener, PassReport, Started, Step, Triggers, WatchTiming};
 use tokio_util::sync::CancellationToken;
 
 use super::plan::describe;
@@ -46,7 +46,14 @@ pub async fn run(global: &Global, args: ReconcileArgs) -> anyhow::Result<ExitCod
             tracing::info!("stopping: the running containers stay up");
             on_signal.cancel();
         });
-        faaso_reconciler::watch(&mut reconciler, &listener, WatchTiming::default(), stop).await?;
+        faaso_reconciler::watch(
+            &mut reconciler,
+            &listener,
+            WatchTiming::default(),
+            Triggers::new(),
+            stop,
+        )
+        .await?;
         return Ok(ExitCode::SUCCESS);
     }
     let report = reconciler.pass(&listener).await?;
