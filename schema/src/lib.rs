@@ -10,7 +10,7 @@ mod spec;
 mod units;
 
 pub use context::{BuildContext, ContextFile};
-pub use load::{Funko, SPEC_FILE, load_funko, load_funkos_dir, parse_spec};
+pub use load::{Funko, SPEC_FILE, load_funko, load_funkos_dir, parse_spec, set_scale, write_scale};
 pub use name::{FunkoName, MAX_NAME_LEN, NameError};
 pub use problem::Problem;
 pub use runtime::{

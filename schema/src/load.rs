@@ -212,6 +212,43 @@ fn field_at(text: &str, line: u64) -> Option<String> {
     (!path.is_empty()).then(|| path.join("."))
 }
 
+/// `text` (a funko.yml) with its top-level `scale:` set to `scale` (added after `name:` when
+/// absent), keeping comments and everything else as written.
+pub fn set_scale(text: &str, scale: u32) -> String {
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let line = format!("scale: {scale}");
+    match lines.iter().position(|l| l.starts_with("scale:")) {
+        Some(i) => lines[i] = line,
+        None => {
+            let at = lines
+                .iter()
+                .position(|l| l.starts_with("name:"))
+                .map_or(lines.len(), |i| i + 1);
+            lines.insert(at, line);
+        }
+    }
+    let mut out = lines.join("\n");
+    out.push('\n');
+    out
+}
+
+/// Sets the scale in the funko.yml of the funko in `dir`, checking the result parses before it
+/// replaces the file (atomically), so a broken funko.yml is never left behind.
+pub fn write_scale(dir: &Path, scale: u32) -> Result<u32, Problem> {
+    let funko = load_funko(dir)?;
+    let file = dir.join(SPEC_FILE);
+    let updated = set_scale(&funko.text, scale);
+    parse_spec(&updated).map_err(|mut p| {
+        p.file = file.clone();
+        p
+    })?;
+    let tmp = dir.join(format!(".{SPEC_FILE}.tmp"));
+    std::fs::write(&tmp, &updated)
+        .and_then(|()| std::fs::rename(&tmp, &file))
+        .map_err(|e| Problem::whole(&file, format!("cannot be written: {e}")))?;
+    Ok(funko.spec.scale)
+}
+
 /// The line and column of the value of top-level `key` in funko.yml `text`.
 pub(crate) fn locate_key(text: &str, key: &str) -> (Option<u64>, Option<u64>) {
     let prefix = format!("{key}:");
@@ -326,6 +363,18 @@ mod tests {
                 assert!(!p.message.contains(rust), "{yaml:?}: {p}");
             }
         }
+    }
+
+    #[test]
+    fn scale_is_replaced_or_added_and_comments_stay() {
+        assert_eq!(
+            set_scale("# c\nname: a\nscale: 1\n", 3),
+            "# c\nname: a\nscale: 3\n"
+        );
+        assert_eq!(
+            set_scale("name: a\nruntime: python\n", 0),
+            "name: a\nscale: 0\nruntime: python\n"
+        );
     }
 
     #[test]

@@ -4,7 +4,6 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Args;
 
 use super::{FunkosDir, Global};
@@ -37,18 +36,13 @@ pub async fn run(
     scale: Option<u32>,
 ) -> anyhow::Result<ExitCode> {
     let funko_dir = dir.join(name);
-    let funko = faaso_schema::load_funko(&funko_dir).map_err(|p| anyhow::anyhow!("{p}"))?;
-    let target = scale.unwrap_or(funko.spec.scale.max(1));
-    let file = funko_dir.join(faaso_schema::SPEC_FILE);
-    let text =
-        std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-    let updated = with_scale(&text, target);
-    // Check the edit before it lands: never leave a broken funko.yml behind.
-    faaso_schema::parse_spec(&updated).map_err(|p| anyhow::anyhow!("{}: {p}", file.display()))?;
-    let tmp = file.with_extension("yml.tmp");
-    std::fs::write(&tmp, &updated)?;
-    std::fs::rename(&tmp, &file)?;
-    println!("{name}: scale {} → {target}", funko.spec.scale);
+    let current = faaso_schema::load_funko(&funko_dir)
+        .map_err(|p| anyhow::anyhow!("{p}"))?
+        .spec
+        .scale;
+    let target = scale.unwrap_or(current.max(1));
+    faaso_schema::write_scale(&funko_dir, target).map_err(|p| anyhow::anyhow!("{p}"))?;
+    println!("{name}: scale {current} → {target}");
     super::reconcile::run(
         global,
         super::reconcile::ReconcileArgs {
@@ -62,41 +56,4 @@ pub async fn run(
         },
     )
     .await
-}
-
-/// `text` with its top-level `scale:` line set to `scale` (added after `name:` when absent),
-/// keeping comments and everything else as written.
-fn with_scale(text: &str, scale: u32) -> String {
-    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
-    let line = format!("scale: {scale}");
-    match lines.iter().position(|l| l.starts_with("scale:")) {
-        Some(i) => lines[i] = line,
-        None => {
-            let at = lines
-                .iter()
-                .position(|l| l.starts_with("name:"))
-                .map_or(lines.len(), |i| i + 1);
-            lines.insert(at, line);
-        }
-    }
-    let mut out = lines.join("\n");
-    out.push('\n');
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::with_scale;
-
-    #[test]
-    fn scale_is_replaced_or_added_and_comments_stay() {
-        assert_eq!(
-            with_scale("# c\nname: a\nscale: 1 # one\n", 3),
-            "# c\nname: a\nscale: 3\n"
-        );
-        assert_eq!(
-            with_scale("name: a\nruntime: python\n", 0),
-            "name: a\nscale: 0\nruntime: python\n"
-        );
-    }
 }

@@ -1,0 +1,165 @@
+//! The admin token: from `FAASO_TOKEN`, or made once and kept (0600) in the state directory;
+//! compared in constant time on every admin request.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use subtle::ConstantTimeEq;
+
+use crate::AdminState;
+
+/// Tokens shorter than this are refused: they could be guessed.
+const MIN_TOKEN_LEN: usize = 16;
+
+/// The admin bearer token.
+#[derive(Clone)]
+pub struct Token(Arc<str>);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(…)")
+    }
+}
+
+/// Why no token could be had.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// The configured token is too short.
+    #[error("the admin token must be at least {MIN_TOKEN_LEN} characters")]
+    TooShort,
+    /// The token file could not be read or written.
+    #[error("cannot keep the admin token in {path}: {source}")]
+    Io {
+        /// The token file.
+        path: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+impl Token {
+    /// A token given explicitly (from `FAASO_TOKEN`).
+    pub fn new(token: &str) -> Result<Self, TokenError> {
+        let token = token.trim();
+        if token.len() < MIN_TOKEN_LEN {
+            return Err(TokenError::TooShort);
+        }
+        Ok(Self(token.into()))
+    }
+
+    /// The token kept in `<state_dir>/token`, made (random, 0600) at first start. The bool says
+    /// whether it was made now, so the caller prints it once.
+    pub fn load_or_create(state_dir: &Path) -> Result<(Self, bool), TokenError> {
+        let path = state_dir.join("token");
+        let io = |source| TokenError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok((Self::new(&text)?, false)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(state_dir).map_err(io)?;
+                let token = random_token().map_err(io)?;
+                write_private(&path, token.as_bytes()).map_err(io)?;
+                Ok((Self(token.into()), true))
+            }
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    /// The token text.
+    pub fn reveal(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether `candidate` is the token, in time independent of where they differ.
+    pub fn matches(&self, candidate: &str) -> bool {
+        self.0.as_bytes().ct_eq(candidate.as_bytes()).into()
+    }
+}
+
+/// 32 random bytes from the kernel, hex-encoded.
+fn random_token() -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Writes `bytes` to a new file only its owner can read (0600), replacing `path` atomically.
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Lets a request through only with `Authorization: Bearer <token>`; else 401 with
+/// `WWW-Authenticate`.
+pub(crate) async fn require_token(
+    State(state): State<Arc<AdminState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(token) if state.token.matches(token) => next.run(request).await,
+        _ => {
+            let mut response = (
+                StatusCode::UNAUTHORIZED,
+                axum::Json(serde_json::json!({"error": "a valid bearer token is required"})),
+            )
+                .into_response();
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"faaso admin\""),
+            );
+            response
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_made_once_private_and_kept() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (first, created) = Token::load_or_create(dir.path()).unwrap();
+        assert!(created);
+        assert_eq!(first.reveal().len(), 64);
+        let mode = std::fs::metadata(dir.path().join("token"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let (second, created) = Token::load_or_create(dir.path()).unwrap();
+        assert!(!created);
+        assert!(second.matches(first.reveal()));
+        assert!(!second.matches("wrong"));
+        assert!(!second.matches(""));
+    }
+
+    #[test]
+    fn short_tokens_are_refused() {
+        assert!(Token::new("short").is_err());
+    }
+}

@@ -1,0 +1,209 @@
+//! The funko routes: status, delete, scale, logs, and the event stream.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bollard::query_parameters::{ListContainersOptionsBuilder, LogsOptionsBuilder};
+use faaso_schema::FunkoName;
+use futures_util::{Stream, StreamExt};
+use serde::Deserialize;
+use tokio_stream::wrappers::BroadcastStream;
+
+use crate::{AdminEvent, AdminState};
+
+/// Routes under `/admin/funkos` and `/admin/events`.
+pub(crate) fn routes() -> Router<Arc<AdminState>> {
+    Router::new()
+        .route("/funkos", get(list))
+        .route("/funkos/{name}", get(one).delete(delete))
+        .route("/funkos/{name}/scale", post(scale))
+        .route("/funkos/{name}/logs", get(logs))
+        .route("/events", get(events))
+}
+
+/// A JSON error answer: `{"error": "..."}`.
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(serde_json::json!({ "error": message.into() }))).into_response()
+}
+
+/// Checks a funko name from a URL.
+pub(crate) fn funko_name(name: &str) -> Result<FunkoName, Response> {
+    FunkoName::new(name).map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))
+}
+
+async fn list(State(state): State<Arc<AdminState>>) -> Response {
+    Json(state.board.current().as_ref().clone()).into_response()
+}
+
+async fn one(State(state): State<Arc<AdminState>>, Path(name): Path<String>) -> Response {
+    let board = state.board.current();
+    match board.funkos.iter().find(|f| f.name == name) {
+        Some(status) => Json(status.clone()).into_response(),
+        None if state.funkos_dir.join(&name).is_dir() => error(
+            StatusCode::NOT_FOUND,
+            format!("funko `{name}` has not been reconciled yet; ask again shortly"),
+        ),
+        None => error(StatusCode::NOT_FOUND, format!("there is no funko `{name}`")),
+    }
+}
+
+async fn delete(State(state): State<Arc<AdminState>>, Path(name): Path<String>) -> Response {
+    let name = match funko_name(&name) {
+        Ok(name) => name,
+        Err(response) => return response,
+    };
+    let dir = state.funkos_dir.join(name.as_str());
+    if !dir.is_dir() {
+        return error(StatusCode::NOT_FOUND, format!("there is no funko `{name}`"));
+    }
+    // Renamed out of sight first (hidden folders are not funkos), so the reconciler never sees
+    // a half-deleted folder.
+    let trash = state
+        .funkos_dir
+        .join(format!(".deleted-{name}-{}", std::process::id()));
+    if let Err(e) = std::fs::rename(&dir, &trash) {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot delete `{name}`: {e}"),
+        );
+    }
+    let _ = std::fs::remove_dir_all(&trash);
+    state.changed(AdminEvent::Deleted {
+        funko: name.to_string(),
+    });
+    (
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "deleted": name.as_str() })),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct ScaleBody {
+    scale: u32,
+}
+
+async fn scale(
+    State(state): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+    Json(body): Json<ScaleBody>,
+) -> Response {
+    let name = match funko_name(&name) {
+        Ok(name) => name,
+        Err(response) => return response,
+    };
+    let dir = state.funkos_dir.join(name.as_str());
+    if !dir.is_dir() {
+        return error(StatusCode::NOT_FOUND, format!("there is no funko `{name}`"));
+    }
+    if body.scale > 100 {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, "scale may be at most 100");
+    }
+    match faaso_schema::write_scale(&dir, body.scale) {
+        Ok(previous) => {
+            state.changed(AdminEvent::Scaled {
+                funko: name.to_string(),
+                scale: body.scale,
+            });
+            let answer =
+                serde_json::json!({ "funko": name.as_str(), "from": previous, "to": body.scale });
+            (StatusCode::ACCEPTED, Json(answer)).into_response()
+        }
+        Err(problem) => error(StatusCode::UNPROCESSABLE_ENTITY, problem.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+struct LogsQuery {
+    #[serde(default)]
+    follow: Option<String>,
+    #[serde(default)]
+    tail: Option<u32>,
+}
+
+/// Every instance's output as plain text lines `<instance> | <line>`, streamed.
+async fn logs(
+    State(state): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+    Query(query): Query<LogsQuery>,
+) -> Response {
+    let name = match funko_name(&name) {
+        Ok(name) => name,
+        Err(response) => return response,
+    };
+    let ns = &state.namespace;
+    let filters = HashMap::from([(
+        "label",
+        vec![ns.managed_filter(), format!("{}={name}", ns.label("funko"))],
+    )]);
+    let options = ListContainersOptionsBuilder::new()
+        .all(true)
+        .filters(&filters)
+        .build();
+    let containers = match state.docker.list_containers(Some(options)).await {
+        Ok(containers) => containers,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_GATEWAY,
+                format!("cannot list instances: {e}"),
+            );
+        }
+    };
+    if containers.is_empty() {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("funko `{name}` has no instances"),
+        );
+    }
+    let follow = matches!(query.follow.as_deref(), Some("1" | "true" | "yes"));
+    let tail = query.tail.unwrap_or(100).to_string();
+    let docker = state.docker.clone();
+    let streams = containers.into_iter().map(move |c| {
+        let instance = c
+            .names
+            .and_then(|n| n.into_iter().next())
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_owned();
+        let options = LogsOptionsBuilder::new()
+            .stdout(true)
+            .stderr(true)
+            .follow(follow)
+            .tail(&tail)
+            .build();
+        docker
+            .logs(c.id.as_deref().unwrap_or_default(), Some(options))
+            .filter_map(move |chunk| {
+                let text = chunk.ok().map(|c| {
+                    String::from_utf8_lossy(&c.into_bytes())
+                        .lines()
+                        .map(|line| format!("{instance} | {line}\n"))
+                        .collect::<String>()
+                });
+                async move { text.map(|t| Ok::<_, Infallible>(bytes::Bytes::from(t))) }
+            })
+            .boxed()
+    });
+    let body = Body::from_stream(futures_util::stream::select_all(streams));
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+}
+
+/// Server-sent events: one `data:` JSON object per [`AdminEvent`].
+async fn events(
+    State(state): State<Arc<AdminState>>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let stream = BroadcastStream::new(state.events()).filter_map(|event| async move {
+        let event = event.ok()?;
+        Event::default().json_data(&event).ok().map(Ok)
+    });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}

@@ -1,0 +1,68 @@
+//! faaso's admin API (`/admin/…`, JSON, bearer token) and web UI, served by `faaso server` beside
+//! the proxy. It writes only into the funkos folder and the state directory; the reconciler
+//! does the rest.
+#![forbid(unsafe_code)]
+
+mod auth;
+mod board;
+mod funkos;
+mod secrets;
+mod upload;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use faaso_reconciler::{Docker, Namespace, Trigger};
+use tokio::sync::{broadcast, mpsc};
+
+pub use auth::{Token, TokenError};
+pub use board::{AdminEvent, Board, StatusBoard};
+pub use secrets::{SecretError, SecretStore};
+pub use upload::{UploadError, UploadLimits};
+
+/// What every admin route shares.
+pub struct AdminState {
+    /// The funkos folder: the desired state the reconciler watches.
+    pub funkos_dir: PathBuf,
+    /// The secret values.
+    pub secrets: SecretStore,
+    /// The bearer token every `/admin/` API route requires.
+    pub token: Token,
+    /// Where funkos stand, as of the last pass.
+    pub board: StatusBoard,
+    /// Asks the reconciler for a pass now (the file watcher would notice too, a bit later).
+    pub trigger: mpsc::UnboundedSender<Trigger>,
+    /// Docker, for instance logs.
+    pub docker: Docker,
+    /// The names and labels of this faaso's containers.
+    pub namespace: Namespace,
+    /// Limits on uploaded funkos.
+    pub limits: UploadLimits,
+}
+
+impl AdminState {
+    /// Asks for a pass and tells the event stream what happened.
+    pub(crate) fn changed(&self, event: AdminEvent) {
+        let _ = self.trigger.send(Trigger::Requested);
+        self.board.publish(event);
+    }
+
+    /// Subscribes to admin events.
+    pub fn events(&self) -> broadcast::Receiver<AdminEvent> {
+        self.board.subscribe()
+    }
+}
+
+/// The `/admin` router: every route requires the token.
+pub fn router(state: Arc<AdminState>) -> Router {
+    let api = Router::new()
+        .merge(funkos::routes())
+        .merge(upload::routes())
+        .merge(secrets::routes())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
+    Router::new().nest("/admin", api).with_state(state)
+}
