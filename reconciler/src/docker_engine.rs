@@ -264,6 +264,7 @@ impl Engine for DockerEngine {
             id: created.id,
             name,
             addr,
+            request_timeout: prepared.funko.spec.timeout.0,
         })
     }
 

@@ -19,6 +19,8 @@ pub struct Started {
     pub name: String,
     /// Where it listens (its address on the network, port 3000).
     pub addr: SocketAddr,
+    /// The request timeout its funko's spec sets (what a proxy applies to it).
+    pub request_timeout: std::time::Duration,
 }
 
 /// What the reconciler needs from a container engine.
