@@ -6,22 +6,20 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use http_body_util::BodyExt;
-use hyper::body::{Body, Incoming};
+use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri, Version};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tracing::{info, warn};
 
 use crate::answer;
-use crate::body::{Guarded, Outgoing, ProxyBody, Reclaim, RequestBody};
+use crate::body::{BodyTooLarge, Lease, Outgoing, ProxyBody, UpstreamBody};
 use crate::config::ProxyConfig;
 use crate::hop;
-use crate::metrics::{FunkoStats, Metrics};
+use crate::metrics::Metrics;
+use crate::pool::{self, Dialing, SendError, Sender};
 use crate::prefix;
 use crate::request_id;
-use crate::route_table::{FunkoRoute, InFlight, Instance, Routes};
+use crate::route_table::{FunkoRoute, Instance, Routes};
 use crate::upgrade;
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -30,59 +28,32 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 const X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Sends requests to instances over pooled keep-alive connections.
+/// Sends requests to instances over their pooled keep-alive connections.
 pub(crate) struct Forwarder {
     routes: Routes,
-    client: Client<HttpConnector, Outgoing>,
+    dialing: Dialing,
     config: ProxyConfig,
     pub(crate) metrics: Arc<Metrics>,
 }
 
-/// Keeps the in-flight gauges raised while a response is being streamed.
-struct Busy {
-    metrics: Arc<Metrics>,
-    stats: Arc<FunkoStats>,
-    _instance: InFlight,
-}
-
-impl Drop for Busy {
-    fn drop(&mut self) {
-        self.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// What one attempt at an instance came to.
+/// Why no response came from any instance.
 enum Failure {
-    /// Nothing reached the instance; the request may go elsewhere.
-    Connect(hyper_util::client::legacy::Error),
-    /// The instance was reached, then the exchange broke.
-    Exchange(hyper_util::client::legacy::Error),
-    /// The request's path cannot be sent on (the client's URI parsed, so this is rare).
-    Uri(hyper::http::Error),
-}
-
-/// The parts of a request that every attempt needs.
-struct Outbound {
-    method: hyper::Method,
-    path_and_query: String,
-    headers: HeaderMap,
+    /// No instance could be connected to; nothing was sent.
+    Connect(std::io::Error),
+    /// An instance was reached, then the exchange broke.
+    Exchange(hyper::Error),
 }
 
 impl Forwarder {
-    /// A forwarder over `routes` with its own connection pool.
+    /// A forwarder over `routes`.
     pub(crate) fn new(routes: Routes, config: ProxyConfig, metrics: Arc<Metrics>) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(config.connect_timeout));
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(config.upstream_idle_timeout)
-            .build(connector);
+        let dialing = Dialing {
+            connect_timeout: config.connect_timeout,
+            idle_timeout: config.upstream_idle_timeout,
+        };
         Self {
             routes,
-            client,
+            dialing,
             config,
             metrics,
         }
@@ -104,24 +75,26 @@ impl Forwarder {
             self.log(&req, "", &response, None, started);
             return response;
         };
-        let funko = funko.to_owned();
-        let path_and_query = prefix::upstream_path_and_query(rest, req.uri().query());
-        let Some(route) = self.routes.load().get(&funko).cloned() else {
+        let Some(route) = self.routes.load().get(funko).cloned() else {
             let response =
                 answer::error(StatusCode::NOT_FOUND, &format!("unknown funko '{funko}'"));
             self.metrics.unrouted.observe(404, started.elapsed());
-            self.log(&req, &funko, &response, None, started);
+            self.log(&req, funko, &response, None, started);
             return response;
         };
-        let method = req.method().clone();
-        let uri = self.config.access_log.then(|| req.uri().clone());
+        let funko = funko.to_owned();
+        let path_and_query = prefix::upstream_path_and_query(rest, req.uri().query());
+        let logged = self
+            .config
+            .access_log
+            .then(|| (req.method().clone(), req.uri().clone()));
         let (response, instance) = self
             .to_route(&route, &funko, path_and_query, req, peer)
             .await;
         route
             .stats
             .observe(response.status().as_u16(), started.elapsed());
-        if let Some(uri) = uri {
+        if let Some((method, uri)) = logged {
             info!(
                 target: "faaso_proxy::access",
                 %method,
@@ -173,58 +146,56 @@ impl Forwarder {
             .then(|| hyper::upgrade::on(&mut req));
         let (parts, body) = req.into_parts();
         let mut headers = parts.headers;
-        let protocol = hop::strip(&mut headers);
-        if let Some(protocol) = protocol {
+        if let Some(protocol) = hop::strip(&mut headers) {
             hop::ask_upgrade(&mut headers, protocol);
         }
-        add_forwarding_headers(&mut headers, &parts.uri, peer, funko, &request_id);
-        let (body, reclaim) = if body.is_end_stream() {
-            (Outgoing::Empty, None)
-        } else {
-            let (body, reclaim) = RequestBody::new(body, limit);
-            (Outgoing::Client(body), Some(reclaim))
+        add_forwarding_headers(&mut headers, &parts.uri, peer, funko, &request_id, &first);
+        let upstream = Uri::try_from(path_and_query).map_err(hyper::http::Error::from);
+        let upstream = match upstream {
+            Ok(uri) => uri,
+            Err(err) => {
+                warn!(%funko, ?err, "A request path could not be forwarded.");
+                let response = answer::error(
+                    StatusCode::BAD_REQUEST,
+                    "the request path cannot be forwarded",
+                );
+                return (with_id(response), None);
+            }
         };
-        let outbound = Outbound {
-            method: parts.method,
-            path_and_query,
-            headers,
-        };
+        let mut request = Request::new(Outgoing::new(body, limit));
+        *request.method_mut() = parts.method;
+        *request.uri_mut() = upstream;
+        *request.version_mut() = Version::HTTP_11;
+        *request.headers_mut() = headers;
 
         self.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
         route.stats.in_flight.fetch_add(1, Ordering::Relaxed);
         let timeout = route.settings().request_timeout;
-        let attempts = self.attempts(route, funko, first, outbound, body, reclaim.as_ref());
+        let attempts = self.attempts(route, funko, first, request);
         let result = tokio::time::timeout(timeout, attempts).await;
-        let busy = |instance: &Arc<Instance>| Busy {
-            metrics: self.metrics.clone(),
-            stats: route.stats.clone(),
-            _instance: instance.start_request(),
-        };
-        let (response, served_by) = match result {
-            Ok(Ok((response, instance))) => {
+        let response = match result {
+            Ok(Ok((response, sender, instance))) => {
                 let addr = instance.addr();
-                (
-                    self.relay(response, busy(&instance), client_upgrade, funko),
+                let lease = Lease {
+                    metrics: self.metrics.clone(),
+                    stats: route.stats.clone(),
+                    _in_flight: instance.start_request(),
+                    instance,
+                    sender: Some(sender),
+                };
+                return (
+                    with_id(relay(response, lease, client_upgrade, funko)),
                     Some(addr),
-                )
+                );
             }
             Ok(Err((failure, instance))) => {
-                self.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
-                route.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
                 let response = match failure {
-                    _ if reclaim.as_ref().is_some_and(Reclaim::was_too_large) => too_large(limit),
+                    Failure::Exchange(err) if BodyTooLarge::caused(&err) => too_large(limit),
                     Failure::Connect(err) => {
                         warn!(%funko, instance = %instance.addr(), ?err, "No instance could be connected to.");
                         answer::error(
                             StatusCode::BAD_GATEWAY,
                             &format!("could not connect to an instance of funko '{funko}'"),
-                        )
-                    }
-                    Failure::Uri(err) => {
-                        warn!(%funko, ?err, "A request path could not be forwarded.");
-                        answer::error(
-                            StatusCode::BAD_REQUEST,
-                            "the request path cannot be forwarded",
                         )
                     }
                     Failure::Exchange(err) => {
@@ -238,8 +209,6 @@ impl Forwarder {
                 (response, Some(instance.addr()))
             }
             Err(_elapsed) => {
-                self.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
-                route.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
                 let response = answer::error(
                     StatusCode::GATEWAY_TIMEOUT,
                     &format!("funko '{funko}' did not answer within {timeout:?}"),
@@ -247,78 +216,41 @@ impl Forwarder {
                 (response, None)
             }
         };
-        (with_id(response), served_by)
+        self.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+        route.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+        (with_id(response.0), response.1)
     }
 
-    /// One attempt, and a second on another instance when the first could not connect.
+    /// One attempt, and a second on another instance when the first could not connect (the
+    /// request comes back unsent then, so any method and body may be retried).
     async fn attempts(
         &self,
         route: &FunkoRoute,
         funko: &str,
         first: Arc<Instance>,
-        outbound: Outbound,
-        body: Outgoing,
-        reclaim: Option<&Reclaim>,
-    ) -> Result<(Response<Incoming>, Arc<Instance>), (Failure, Arc<Instance>)> {
-        // Cloning the head costs a little; only pay for it when a retry is possible.
-        let mut outbound = outbound;
-        let head = if route.instances().len() > 1 {
-            outbound.headers.clone()
-        } else {
-            std::mem::take(&mut outbound.headers)
+        request: Request<Outgoing>,
+    ) -> Result<(Response<Incoming>, Sender, Arc<Instance>), (Failure, Arc<Instance>)> {
+        let counted = first.start_request();
+        let (error, request) = match pool::send(&first, request, self.dialing).await {
+            Ok((response, sender)) => return Ok((response, sender, first)),
+            Err(SendError::Exchange(err)) => return Err((Failure::Exchange(err), first)),
+            Err(SendError::Connect { error, request }) => (error, request),
         };
-        let err = match self.send(&first, &outbound, head, body).await {
-            Ok(response) => return Ok((response, first)),
-            Err(Failure::Connect(err)) => err,
-            Err(other) => return Err((other, first)),
-        };
+        drop(counted);
         self.eject(funko, &first);
-        let retry_body = match reclaim {
-            None => Some(Outgoing::Empty),
-            Some(reclaim) => reclaim.take().map(Outgoing::Client),
-        };
-        let (Some(second), Some(body)) = (route.pick(Some(first.id())), retry_body) else {
-            return Err((Failure::Connect(err), first));
+        let Some(second) = route.pick(Some(first.id())) else {
+            return Err((Failure::Connect(error), first));
         };
         warn!(%funko, failed = %first.addr(), retry = %second.addr(), "Retrying on another instance after a failed connect.");
-        let head = std::mem::take(&mut outbound.headers);
-        match self.send(&second, &outbound, head, body).await {
-            Ok(response) => Ok((response, second)),
-            Err(failure) => {
-                if matches!(failure, Failure::Connect(_)) {
-                    self.eject(funko, &second);
-                }
-                Err((failure, second))
+        let _counted = second.start_request();
+        match pool::send(&second, *request, self.dialing).await {
+            Ok((response, sender)) => Ok((response, sender, second)),
+            Err(SendError::Exchange(err)) => Err((Failure::Exchange(err), second)),
+            Err(SendError::Connect { error, .. }) => {
+                self.eject(funko, &second);
+                Err((Failure::Connect(error), second))
             }
         }
-    }
-
-    async fn send(
-        &self,
-        instance: &Arc<Instance>,
-        outbound: &Outbound,
-        headers: HeaderMap,
-        body: Outgoing,
-    ) -> Result<Response<Incoming>, Failure> {
-        let uri = Uri::builder()
-            .scheme("http")
-            .authority(instance.authority().clone())
-            .path_and_query(outbound.path_and_query.as_str())
-            .build()
-            .map_err(Failure::Uri)?;
-        let mut request = Request::new(body);
-        *request.method_mut() = outbound.method.clone();
-        *request.uri_mut() = uri;
-        *request.version_mut() = Version::HTTP_11;
-        *request.headers_mut() = headers;
-        let _counted = instance.start_request();
-        self.client.request(request).await.map_err(|err| {
-            if err.is_connect() {
-                Failure::Connect(err)
-            } else {
-                Failure::Exchange(err)
-            }
-        })
     }
 
     /// Takes an instance that refused a connection out of rotation; its health probe brings
@@ -327,29 +259,6 @@ impl Forwarder {
         if self.routes.remove_instance(funko, instance.id()) {
             warn!(%funko, instance = %instance.id(), addr = %instance.addr(), "Ejected an instance that could not be connected to.");
         }
-    }
-
-    /// Turns the instance's response into the client's: hop-by-hop headers dropped, the body
-    /// streamed, an accepted upgrade tunnelled.
-    fn relay(
-        &self,
-        mut response: Response<Incoming>,
-        busy: Busy,
-        client_upgrade: Option<hyper::upgrade::OnUpgrade>,
-        funko: &str,
-    ) -> Response<ProxyBody> {
-        let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
-        let instance_upgrade = switching.then(|| hyper::upgrade::on(&mut response));
-        let (mut parts, body) = response.into_parts();
-        let protocol = hop::strip(&mut parts.headers);
-        if let (Some(client), Some(instance), Some(protocol)) =
-            (client_upgrade, instance_upgrade, protocol)
-        {
-            hop::ask_upgrade(&mut parts.headers, protocol);
-            tokio::spawn(upgrade::tunnel(client, instance, funko.to_owned()));
-        }
-        let body = Guarded::new(body, busy).map_err(Into::into).boxed_unsync();
-        Response::from_parts(parts, body)
     }
 
     /// Logs one access-log line for a request answered without reaching a route.
@@ -376,6 +285,32 @@ impl Forwarder {
     }
 }
 
+/// Turns the instance's response into the client's: hop-by-hop headers dropped, the body
+/// streamed, an accepted upgrade tunnelled.
+fn relay(
+    mut response: Response<Incoming>,
+    mut lease: Lease,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    funko: &str,
+) -> Response<ProxyBody> {
+    let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+    let instance_upgrade = switching.then(|| hyper::upgrade::on(&mut response));
+    if switching {
+        // The connection now belongs to the tunnel.
+        lease.sender = None;
+    }
+    let (mut parts, body) = response.into_parts();
+    let protocol = hop::strip(&mut parts.headers);
+    if let (Some(client), Some(instance), Some(protocol)) =
+        (client_upgrade, instance_upgrade, protocol)
+    {
+        hop::ask_upgrade(&mut parts.headers, protocol);
+        tokio::spawn(upgrade::tunnel(client, instance, funko.to_owned()));
+    }
+    let body = UpstreamBody::new(body, lease).boxed_unsync();
+    Response::from_parts(parts, body)
+}
+
 /// Sets the headers DESIGN.md promises an instance.
 fn add_forwarding_headers(
     headers: &mut HeaderMap,
@@ -383,14 +318,14 @@ fn add_forwarding_headers(
     peer: SocketAddr,
     funko: &str,
     request_id: &HeaderValue,
+    instance: &Instance,
 ) {
-    // HTTP/2 clients send the host as the URI's authority, not as a header.
-    if !headers.contains_key(header::HOST)
-        && let Some(host) = uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    {
-        headers.insert(header::HOST, host);
+    // HTTP/2 clients send the host as the URI's authority; HTTP/1.0 ones may send none.
+    if !headers.contains_key(header::HOST) {
+        let host = uri.authority().unwrap_or(instance.authority()).as_str();
+        if let Ok(host) = HeaderValue::from_str(host) {
+            headers.insert(header::HOST, host);
+        }
     }
     let peer_ip = HeaderValue::from_str(&peer.ip().to_string())
         .unwrap_or(HeaderValue::from_static("unknown"));

@@ -14,6 +14,7 @@ mod forward;
 mod health;
 mod hop;
 mod metrics;
+mod pool;
 mod prefix;
 mod request_id;
 mod route_table;

@@ -14,6 +14,7 @@ use arc_swap::{ArcSwap, Guard};
 use hyper::http::uri::Authority;
 
 use crate::metrics::FunkoStats;
+use crate::pool::Pool;
 
 /// Names one instance of a funko (for Docker: the container id).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -60,6 +61,8 @@ pub struct Instance {
     // Built once here rather than per request.
     authority: Authority,
     in_flight: AtomicUsize,
+    /// Idle keep-alive connections to this instance.
+    pub(crate) pool: Pool,
 }
 
 impl Instance {
@@ -71,6 +74,7 @@ impl Instance {
             addr,
             authority,
             in_flight: AtomicUsize::new(0),
+            pool: Pool::default(),
         }
     }
 
