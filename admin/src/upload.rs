@@ -1137,8 +1137,9 @@ mod tests {
             })
     }
 
-    /// Runs the checker on `compressed` in `<tmp>/outer/inner/dest` and checks that it wrote
-    /// nothing but plain files and folders, and only under `dest`.
+    /// Runs the checker on `compressed` in `<tmp>/a/b/c/d/e/dest` and checks that it wrote
+    /// nothing but plain files and folders, and only under `dest`. The generated paths have at
+    /// most four `..`, so an escape would land inside `<tmp>`, where it is looked for.
     fn check_contained(compressed: &[u8]) {
         // In memory where there is a tmpfs: a million cases on a disk take an hour.
         let shm = Path::new("/dev/shm");
@@ -1147,7 +1148,7 @@ mod tests {
         } else {
             tempfile::tempdir().unwrap()
         };
-        let dest = tmp.path().join("outer/inner/dest");
+        let dest = tmp.path().join("a/b/c/d/e/dest");
         std::fs::create_dir_all(&dest).unwrap();
         let limits = UploadLimits {
             max_unpacked: 4096,
@@ -1180,7 +1181,6 @@ mod tests {
         if let Ok(unpacked) = result {
             assert!(unpacked.bytes <= limits.max_unpacked);
         }
-        assert!(!Path::new("/tmp/x\u{0}y").exists());
     }
 
     proptest! {
