@@ -54,7 +54,7 @@ enum Command {
     /// Set a funko's scale in its funko.yml and converge.
     Scale(cmd::scale::ScaleArgs),
     /// Run the proxy in the foreground, routing /funko/<name>/ to ready instances.
-    Proxy(cmd::proxy::ProxyArgs),
+    Proxy(cmd::proxy::ProxyCommand),
 }
 
 fn main() -> ExitCode {
@@ -99,7 +99,7 @@ fn main() -> ExitCode {
             &args.funkos.dir,
             Some(args.scale),
         )),
-        Command::Proxy(args) => block_on(cmd::proxy::run(&cli.global, args)),
+        Command::Proxy(command) => block_on(cmd::proxy::run_command(&cli.global, command)),
     };
     result.unwrap_or_else(|error| {
         eprintln!("error: {error:#}");

@@ -12,6 +12,51 @@ use tracing::info;
 use crate::cmd::Global;
 use crate::discovery::{DiscoveryConfig, DockerDiscovery};
 
+mod container;
+
+/// `faaso proxy`: the proxy in the foreground, or `up`/`down` as a container.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = false)]
+pub struct ProxyCommand {
+    /// Run as the proxy container instead of in the foreground.
+    #[command(subcommand)]
+    pub action: Option<ProxyAction>,
+    /// The proxy's settings (given before `up`, they are passed on to the container).
+    #[command(flatten)]
+    pub args: ProxyArgs,
+}
+
+/// What `faaso proxy` does besides running in the foreground.
+#[derive(Debug, clap::Subcommand)]
+pub enum ProxyAction {
+    /// Run the proxy as the `faaso-proxy` container, publishing its port on the host.
+    Up(UpArgs),
+    /// Stop and remove the proxy container.
+    Down,
+}
+
+/// Flags of `faaso proxy up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Host port to publish.
+    #[arg(long, env = "FAASO_PORT", default_value_t = 8888)]
+    pub port: u16,
+    /// Host address to publish on (127.0.0.1 keeps the proxy off the network).
+    #[arg(long, env = "FAASO_BIND", default_value = "0.0.0.0")]
+    pub bind: std::net::IpAddr,
+}
+
+/// Runs `faaso proxy`, `faaso proxy up` or `faaso proxy down`.
+pub async fn run_command(global: &Global, command: ProxyCommand) -> anyhow::Result<ExitCode> {
+    match command.action {
+        None => run(global, command.args).await,
+        Some(ProxyAction::Up(up)) => {
+            container::up(&global.namespace(), &command.args, up.bind, up.port).await
+        }
+        Some(ProxyAction::Down) => container::down(&global.namespace()).await,
+    }
+}
+
 /// Flags of `faaso proxy`; each is also an environment variable.
 #[derive(Debug, Args)]
 pub struct ProxyArgs {
@@ -54,7 +99,8 @@ pub struct ProxyArgs {
 }
 
 impl ProxyArgs {
-    fn proxy_config(&self) -> ProxyConfig {
+    /// The proxy library's settings from these flags.
+    pub fn proxy_config(&self) -> ProxyConfig {
         ProxyConfig {
             listen: self.listen,
             max_body_bytes: self.max_body_bytes,
@@ -68,7 +114,29 @@ impl ProxyArgs {
         }
     }
 
-    fn probe_config(&self) -> ProbeConfig {
+    /// The flags that configure the proxy itself, as arguments for another `faaso proxy`.
+    fn passed_on(&self) -> Vec<String> {
+        let duration = |d: Duration| humantime::format_duration(d).to_string();
+        let mut args = vec![
+            format!("--max-body-bytes={}", self.max_body_bytes),
+            format!("--max-header-bytes={}", self.max_header_bytes),
+            format!("--max-headers={}", self.max_headers),
+            format!("--header-timeout={}", duration(self.header_timeout)),
+            format!("--request-timeout={}", duration(self.request_timeout)),
+            format!("--connect-timeout={}", duration(self.connect_timeout)),
+            format!("--shutdown-grace={}", duration(self.shutdown_grace)),
+            format!("--probe-interval={}", duration(self.probe_interval)),
+            format!("--probe-failures={}", self.probe_failures),
+            format!("--resync={}", duration(self.resync)),
+        ];
+        if self.no_access_log {
+            args.push("--no-access-log".to_owned());
+        }
+        args
+    }
+
+    /// The readiness-probe settings from these flags.
+    pub fn probe_config(&self) -> ProbeConfig {
         ProbeConfig {
             interval: self.probe_interval,
             unhealthy_threshold: self.probe_failures.max(1),

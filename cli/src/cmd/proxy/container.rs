@@ -1,0 +1,327 @@
+//! `faaso proxy up|down`: the proxy as the `<prefix>-proxy` container, the only container with
+//! a host port. Its image is made on the spot from the running `faaso` executable (plus the
+//! shared libraries it loads), `FROM scratch`, so no registry is needed.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use bollard::Docker;
+use bollard::models::{
+    ContainerCreateBody, HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+};
+use bollard::query_parameters::{
+    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, ListContainersOptionsBuilder,
+    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+};
+use faaso_reconciler::{DockerEngine, Engine, Namespace};
+use futures_util::StreamExt;
+
+use super::ProxyArgs;
+
+/// Port the proxy listens on inside its container.
+const INNER_PORT: u16 = 8888;
+/// Where the engine's socket is mounted, for discovery.
+const DOCKER_SOCKET: &str = "/var/run/docker.sock";
+
+/// Starts (or replaces) the proxy container, publishing `port` on `bind`.
+pub async fn up(
+    ns: &Namespace,
+    args: &ProxyArgs,
+    bind: IpAddr,
+    port: u16,
+) -> anyhow::Result<ExitCode> {
+    let docker = faaso_reconciler::connect().await?;
+    DockerEngine::new(docker.clone(), ns.clone())
+        .ensure_network()
+        .await
+        .with_context(|| format!("creating the network {}", ns.network))?;
+    let image = ensure_image(&docker, ns).await?;
+    remove_existing(&docker, ns, Duration::from_secs(10)).await?;
+    let name = format!("{}-proxy", ns.prefix);
+    let options = CreateContainerOptionsBuilder::new().name(&name).build();
+    let created = docker
+        .create_container(
+            Some(options),
+            container_config(ns, args, &image, bind, port),
+        )
+        .await
+        .with_context(|| format!("creating the container {name}"))?;
+    docker
+        .start_container(&created.id, None)
+        .await
+        .with_context(|| format!("starting the container {name} (is port {port} free?)"))?;
+    let probe_host = if bind.is_unspecified() {
+        IpAddr::from([127, 0, 0, 1])
+    } else {
+        bind
+    };
+    if !healthy(probe_host, port).await {
+        bail!(
+            "the proxy container {name} started but {probe_host}:{port}/healthz never answered; see `docker logs {name}`"
+        );
+    }
+    println!(
+        "faaso proxy is up: http://{probe_host}:{port}/funko/<name>/ (container {name}, image {image})"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Stops (SIGTERM, then the grace period) and removes the proxy container.
+pub async fn down(ns: &Namespace) -> anyhow::Result<ExitCode> {
+    let docker = faaso_reconciler::connect().await?;
+    let removed = remove_existing(&docker, ns, Duration::from_secs(10)).await?;
+    if removed == 0 {
+        println!("faaso proxy was not running");
+    } else {
+        println!("faaso proxy is down");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The label that marks the proxy container, so it is found again by label, never by name.
+fn role_label(ns: &Namespace) -> (String, String) {
+    (ns.label("role"), "proxy".to_owned())
+}
+
+fn container_config(
+    ns: &Namespace,
+    args: &ProxyArgs,
+    image: &str,
+    bind: IpAddr,
+    port: u16,
+) -> ContainerCreateBody {
+    let mut cmd = vec![
+        "--network".to_owned(),
+        ns.network.clone(),
+        "--prefix".to_owned(),
+        ns.prefix.clone(),
+        "--labels".to_owned(),
+        ns.labels.clone(),
+        "proxy".to_owned(),
+        "--listen".to_owned(),
+        format!("0.0.0.0:{INNER_PORT}"),
+    ];
+    cmd.extend(args.passed_on());
+    let port_key = format!("{INNER_PORT}/tcp");
+    ContainerCreateBody {
+        image: Some(image.to_owned()),
+        cmd: Some(cmd),
+        labels: Some(HashMap::from([role_label(ns)])),
+        // The engine only publishes ports the container exposes.
+        exposed_ports: Some(vec![port_key.clone()]),
+        stop_timeout: Some(args.shutdown_grace.as_secs() as i64 + 1),
+        host_config: Some(HostConfig {
+            network_mode: Some(ns.network.clone()),
+            binds: Some(vec![format!("{DOCKER_SOCKET}:{DOCKER_SOCKET}")]),
+            port_bindings: Some(HashMap::from([(
+                port_key,
+                Some(vec![PortBinding {
+                    host_ip: Some(bind.to_string()),
+                    host_port: Some(port.to_string()),
+                }]),
+            )])),
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                maximum_retry_count: None,
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Removes every container carrying the proxy label; returns how many there were.
+async fn remove_existing(
+    docker: &Docker,
+    ns: &Namespace,
+    grace: Duration,
+) -> anyhow::Result<usize> {
+    let (key, value) = role_label(ns);
+    let filters = HashMap::from([("label", vec![format!("{key}={value}")])]);
+    let options = ListContainersOptionsBuilder::new()
+        .all(true)
+        .filters(&filters)
+        .build();
+    let found = docker
+        .list_containers(Some(options))
+        .await
+        .context("listing proxy containers")?;
+    for container in &found {
+        let Some(id) = container.id.as_deref() else {
+            continue;
+        };
+        let stop = StopContainerOptionsBuilder::new()
+            .t(grace.as_secs() as i32)
+            .build();
+        // Already stopped (304) or gone (404) is fine: removal follows either way.
+        let _ = docker.stop_container(id, Some(stop)).await;
+        let remove = RemoveContainerOptionsBuilder::new().force(true).build();
+        match docker.remove_container(id, Some(remove)).await {
+            Ok(()) => {}
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => {}
+            Err(err) => {
+                return Err(err).with_context(|| format!("removing the proxy container {id}"));
+            }
+        }
+    }
+    Ok(found.len())
+}
+
+/// The image `<prefix>-proxy:<hash of the executable>`, built when missing.
+async fn ensure_image(docker: &Docker, ns: &Namespace) -> anyhow::Result<String> {
+    let exe = std::env::current_exe().context("finding the faaso executable")?;
+    let files = rootfs_files(&exe)?;
+    let tag = format!("{}-proxy:{}", ns.prefix, content_hash(&files)?);
+    if docker.inspect_image(&tag).await.is_ok() {
+        return Ok(tag);
+    }
+    let context = build_context(&exe, &files[1..]).context("packing the proxy image")?;
+    let labels = HashMap::from([role_label(ns)]);
+    let options = BuildImageOptionsBuilder::new()
+        .t(&tag)
+        .rm(true)
+        .forcerm(true)
+        .labels(&labels)
+        .build();
+    let mut stream = docker.build_image(options, None, Some(bollard::body_full(context.into())));
+    while let Some(item) = stream.next().await {
+        let info = item.with_context(|| format!("building {tag}"))?;
+        if let Some(detail) = info.error_detail {
+            bail!(
+                "building {tag} failed: {}",
+                detail.message.unwrap_or_default()
+            );
+        }
+    }
+    docker
+        .inspect_image(&tag)
+        .await
+        .with_context(|| format!("building {tag} left no image"))?;
+    Ok(tag)
+}
+
+/// The executable and every shared library `ldd` says it loads (none for a static build).
+fn rootfs_files(exe: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = vec![exe.to_owned()];
+    let output = std::process::Command::new("ldd").arg(exe).output();
+    // No ldd, or "not a dynamic executable": the binary alone must do.
+    if let Ok(output) = output
+        && output.status.success()
+    {
+        files.extend(libraries(&String::from_utf8_lossy(&output.stdout)));
+    }
+    Ok(files)
+}
+
+/// The absolute library paths in `ldd` output.
+fn libraries(ldd: &str) -> Vec<PathBuf> {
+    ldd.lines()
+        .filter_map(|line| {
+            let line = line.trim();
+            let path = match line.split_once("=>") {
+                Some((_, right)) => right.split_whitespace().next()?,
+                None => line.split_whitespace().next()?,
+            };
+            path.starts_with('/').then(|| PathBuf::from(path))
+        })
+        .collect()
+}
+
+fn content_hash(files: &[PathBuf]) -> anyhow::Result<String> {
+    use sha2::Digest as _;
+    let mut hasher = sha2::Sha256::new();
+    for file in files {
+        hasher.update(file.to_string_lossy().as_bytes());
+        hasher.update(std::fs::read(file).with_context(|| format!("reading {}", file.display()))?);
+    }
+    Ok(hex::encode(&hasher.finalize()[..6]))
+}
+
+/// A build context: `Dockerfile` (FROM scratch) and `rootfs/` holding the files at their paths.
+fn build_context(exe: &Path, libraries: &[PathBuf]) -> anyhow::Result<Vec<u8>> {
+    let mut tar = tar::Builder::new(Vec::new());
+    let dockerfile = "FROM scratch\nCOPY rootfs/ /\nENTRYPOINT [\"/faaso\"]\n";
+    append(&mut tar, "Dockerfile", 0o644, dockerfile.as_bytes())?;
+    append(&mut tar, "rootfs/faaso", 0o755, &std::fs::read(exe)?)?;
+    for lib in libraries {
+        let inside = Path::new("rootfs").join(lib.strip_prefix("/")?);
+        append(&mut tar, &inside, 0o755, &std::fs::read(lib)?)?;
+    }
+    // /tmp for anything that wants a scratch directory.
+    let mut tmp = tar::Header::new_gnu();
+    tmp.set_entry_type(tar::EntryType::Directory);
+    tmp.set_mode(0o1777);
+    tmp.set_size(0);
+    tmp.set_cksum();
+    tar.append_data(&mut tmp, "rootfs/tmp/", std::io::empty())?;
+    let mut bytes = tar.into_inner()?;
+    bytes.flush()?;
+    Ok(bytes)
+}
+
+/// Adds a regular file from bytes: the engine's tar reader refuses the sparse entries that
+/// appending a path can produce.
+fn append(
+    tar: &mut tar::Builder<Vec<u8>>,
+    path: impl AsRef<Path>,
+    mode: u32,
+    data: &[u8],
+) -> std::io::Result<()> {
+    let mut header = tar::Header::new_gnu();
+    header.set_size(data.len() as u64);
+    header.set_mode(mode);
+    header.set_cksum();
+    tar.append_data(&mut header, path, data)
+}
+
+/// Whether `GET /healthz` answers within a few seconds.
+async fn healthy(host: IpAddr, port: u16) -> bool {
+    for _ in 0..50 {
+        if let Ok(Ok(mut stream)) = tokio::time::timeout(
+            Duration::from_millis(500),
+            tokio::net::TcpStream::connect((host, port)),
+        )
+        .await
+        {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let request = format!(
+                "GET /healthz HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n"
+            );
+            let mut answer = Vec::new();
+            if stream.write_all(request.as_bytes()).await.is_ok()
+                && tokio::time::timeout(Duration::from_secs(1), stream.read_to_end(&mut answer))
+                    .await
+                    .is_ok()
+                && answer.starts_with(b"HTTP/1.1 200")
+            {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ldd_output_gives_library_paths() {
+        let ldd = "\tlinux-vdso.so.1 (0x00007ffd)\n\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f)\n\t/lib64/ld-linux-x86-64.so.2 (0x00007f)\n";
+        assert_eq!(
+            libraries(ldd),
+            vec![
+                PathBuf::from("/lib/x86_64-linux-gnu/libc.so.6"),
+                PathBuf::from("/lib64/ld-linux-x86-64.so.2")
+            ]
+        );
+    }
+}
