@@ -4,9 +4,11 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response};
@@ -34,6 +36,29 @@ pub struct Proxy {
     local_addr: SocketAddr,
     config: ProxyConfig,
     routes: Routes,
+    local: Option<Local>,
+}
+
+/// Requests under a path prefix that the embedding process answers itself (`faaso server`'s
+/// admin API), instead of forwarding them.
+#[derive(Clone)]
+struct Local {
+    prefix: String,
+    handler: LocalHandler,
+}
+
+type LocalHandler = Arc<
+    dyn Fn(Request<Incoming>) -> Pin<Box<dyn Future<Output = Response<ProxyBody>> + Send>>
+        + Send
+        + Sync,
+>;
+
+impl std::fmt::Debug for Local {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Local")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Proxy {
@@ -52,7 +77,37 @@ impl Proxy {
             local_addr,
             config,
             routes,
+            local: None,
         })
+    }
+
+    /// Answers requests whose path is `prefix` or starts with `prefix/` with `service` (a tower
+    /// service such as an axum `Router`) instead of forwarding them.
+    pub fn with_local<S, B>(mut self, prefix: &str, service: S) -> Self
+    where
+        S: tower_service::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+        B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<crate::body::BoxError>,
+    {
+        let handler: LocalHandler = Arc::new(move |request| {
+            let mut service = service.clone();
+            Box::pin(async move {
+                match service.call(request).await {
+                    Ok(response) => response.map(|body| body.map_err(Into::into).boxed_unsync()),
+                    Err(never) => match never {},
+                }
+            })
+        });
+        self.local = Some(Local {
+            prefix: prefix.trim_end_matches('/').to_owned(),
+            handler,
+        });
+        self
     }
 
     /// The address actually bound (useful with port 0).
@@ -68,6 +123,7 @@ impl Proxy {
             local_addr,
             config,
             routes,
+            local,
         } = self;
         let metrics = Arc::new(Metrics::default());
         let forwarder = Arc::new(Forwarder::new(routes.clone(), config.clone(), metrics));
@@ -91,10 +147,18 @@ impl Proxy {
             let _ = stream.set_nodelay(true);
             let forwarder = forwarder.clone();
             let routes = routes.clone();
+            let local = local.clone();
             let service = service_fn(move |req| {
                 let forwarder = forwarder.clone();
                 let routes = routes.clone();
-                async move { Ok::<_, Infallible>(route(&forwarder, &routes, req, peer).await) }
+                let local = local.clone();
+                async move {
+                    let answer = match local.filter(|l| is_under(req.uri().path(), &l.prefix)) {
+                        Some(local) => (local.handler)(req).await,
+                        None => route(&forwarder, &routes, req, peer).await,
+                    };
+                    Ok::<_, Infallible>(answer)
+                }
             });
             let connection = builder
                 .serve_connection_with_upgrades(TokioIo::new(stream), service)
@@ -116,6 +180,12 @@ impl Proxy {
         }
         Ok(())
     }
+}
+
+/// Whether `path` is `prefix` itself or below it (`/admin`, `/admin/…`, not `/administer`).
+fn is_under(path: &str, prefix: &str) -> bool {
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// The connection settings: header limits and the slow-header / idle timeout.

@@ -1,0 +1,191 @@
+//! `faaso server`: the reconciler (watching), the proxy and the admin API in one process,
+//! sharing one route table: an instance gets traffic the moment it is ready and none from the
+//! moment before it is stopped.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use faaso_admin::{AdminEvent, AdminState, SecretStore, StatusBoard, Token, UploadLimits};
+use faaso_proxy::{Candidate, FunkoSettings, HealthChecker, InstanceId, Proxy};
+use faaso_reconciler::{
+    FUNKO_PORT, InstanceState, Listener, Observed, PassReport, Started, Step, Triggers, WatchTiming,
+};
+use faaso_schema::FunkoName;
+use tokio_util::sync::CancellationToken;
+
+use super::proxy::ProxyArgs;
+use super::{FunkosDir, Global};
+
+/// Arguments of `faaso server`.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    #[command(flatten)]
+    pub funkos: FunkosDir,
+    #[command(flatten)]
+    pub proxy: ProxyArgs,
+    /// The admin API's bearer token; without it one is made at first start and kept in the
+    /// state directory (0600).
+    #[arg(long, env = "FAASO_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+/// Runs until SIGINT or SIGTERM; the funko containers keep running after it stops.
+pub async fn run(global: &Global, args: ServerArgs) -> anyhow::Result<ExitCode> {
+    let funkos_dir = &args.funkos.dir;
+    std::fs::create_dir_all(funkos_dir)
+        .with_context(|| format!("creating the funkos folder {}", funkos_dir.display()))?;
+    let token = match &args.token {
+        Some(token) => Token::new(token)?,
+        None => {
+            let (token, created) = Token::load_or_create(&global.state_dir)?;
+            if created {
+                // Printed this once only; afterwards it is in the state directory.
+                println!(
+                    "admin token (kept in {}/token): {}",
+                    global.state_dir.display(),
+                    token.reveal()
+                );
+            }
+            token
+        }
+    };
+    let mut reconciler = global.reconciler(funkos_dir).await?;
+    let routes = faaso_proxy::Routes::new();
+    let health = HealthChecker::new(routes.clone(), args.proxy.probe_config());
+    let board = StatusBoard::default();
+    let triggers = Triggers::new();
+    let admin = Arc::new(AdminState {
+        funkos_dir: funkos_dir.clone(),
+        secrets: SecretStore::new(reconciler.settings().secrets_dir.clone()),
+        token,
+        board: board.clone(),
+        trigger: triggers.sender(),
+        docker: reconciler.engine().docker().clone(),
+        namespace: global.namespace(),
+        limits: UploadLimits::default(),
+    });
+    let proxy = Proxy::bind(args.proxy.proxy_config(), routes)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.proxy.listen))?
+        .with_local("/admin", faaso_admin::router(admin));
+    let listener = ServerListener {
+        health,
+        board,
+        default_timeout: args.proxy.request_timeout,
+    };
+    let stop = CancellationToken::new();
+    let serving = {
+        let stop = stop.clone();
+        async move { proxy.serve(stop.cancelled_owned()).await }
+    };
+    let reconciling = faaso_reconciler::watch(
+        &mut reconciler,
+        &listener,
+        WatchTiming::default(),
+        triggers,
+        stop.clone(),
+    );
+    let signalled = async {
+        super::shutdown_signal().await;
+        tracing::info!("stopping; the funko containers keep running");
+        stop.cancel();
+    };
+    let (served, reconciled, ()) = tokio::join!(serving, reconciling, signalled);
+    served.context("serving")?;
+    reconciled.context("watching the funkos folder")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Keeps the proxy's route table and the admin board in step with the reconciler.
+struct ServerListener {
+    health: HealthChecker,
+    board: StatusBoard,
+    default_timeout: Duration,
+}
+
+impl Listener for ServerListener {
+    fn step_finished(&self, step: &Step, error: Option<&str>) {
+        let (funko, action, detail) = super::plan::describe(step);
+        match error {
+            None => tracing::info!(%funko, action, %detail, "done"),
+            Some(error) => tracing::warn!(%funko, action, %detail, %error, "failed"),
+        }
+    }
+
+    fn instance_ready(&self, funko: &str, instance: &Started) {
+        let routes = self.health.routes();
+        if routes.load().get(funko).is_none() {
+            routes.set_funko(
+                funko,
+                FunkoSettings {
+                    request_timeout: instance.request_timeout,
+                },
+            );
+        }
+        routes.insert_ready(funko, InstanceId::new(instance.id.as_str()), instance.addr);
+        tracing::info!(%funko, instance = %instance.name, "routed");
+        self.board.publish(AdminEvent::InstanceReady {
+            funko: funko.to_owned(),
+            instance: instance.name.clone(),
+        });
+    }
+
+    fn instance_leaving(&self, funko: &str, id: &str) {
+        self.health.remove_instance(funko, &InstanceId::new(id));
+        self.board.publish(AdminEvent::InstanceLeaving {
+            funko: funko.to_owned(),
+            instance: id.to_owned(),
+        });
+    }
+
+    fn pass_finished(&self, report: &PassReport) {
+        let mut funkos = candidates(&report.observed, self.default_timeout);
+        // A funko with no instance is still known: its requests get 503, not 404.
+        for funko in report.funkos.iter().filter(|f| f.desired.is_some()) {
+            funkos.entry(funko.name.clone()).or_insert_with(|| {
+                let settings = FunkoSettings {
+                    request_timeout: self.default_timeout,
+                };
+                (settings, Vec::new())
+            });
+        }
+        self.health.sync(funkos);
+        self.board
+            .pass_finished(report.funkos.clone(), report.plan.len());
+    }
+}
+
+/// Every running funko container with an address, as candidates for the proxy (managed ones and
+/// zero-magic `faaso-<x>` ones alike); the health checker routes them once they answer.
+fn candidates(
+    observed: &Observed,
+    default_timeout: Duration,
+) -> HashMap<String, (FunkoSettings, Vec<Candidate>)> {
+    let mut funkos: HashMap<String, (FunkoSettings, Vec<Candidate>)> = HashMap::new();
+    for instance in &observed.instances {
+        let Some(ip) = instance.ip else { continue };
+        if instance.state != InstanceState::Running || FunkoName::new(&instance.funko).is_err() {
+            continue;
+        }
+        let settings = FunkoSettings {
+            request_timeout: instance.timeout.unwrap_or(default_timeout),
+        };
+        let entry = funkos
+            .entry(instance.funko.clone())
+            .or_insert_with(|| (settings, Vec::new()));
+        entry.1.push(Candidate {
+            id: InstanceId::new(instance.id.as_str()),
+            addr: SocketAddr::new(ip, FUNKO_PORT),
+            health_path: instance
+                .health_path
+                .clone()
+                .unwrap_or_else(|| "/ping".to_owned()),
+        });
+    }
+    funkos
+}

@@ -1,0 +1,314 @@
+//! `faaso server` end to end: a real server process, the real engine, real HTTP through the
+//! proxy. Planned changes under load (a redeploy, a scale-down) must fail no request.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "server-test-token-0123456789";
+
+/// A `faaso server` process with its own namespace, killed and cleaned up on drop.
+struct Server {
+    child: Mutex<Child>,
+    id: String,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start() -> Self {
+        let id = format!(
+            "srv{:x}",
+            std::process::id() as u64 * 7919 + nanos() % 100_000
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("funkos")).unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_faaso"))
+            .args(["server", "funkos", "--listen", &format!("127.0.0.1:{port}")])
+            .current_dir(dir.path())
+            .env("FAASO_PREFIX", &id)
+            .env("FAASO_LABELS", &id)
+            .env("FAASO_NETWORK", format!("{id}-net"))
+            .env("FAASO_STATE_DIR", dir.path().join("state"))
+            .env("FAASO_BASE_IMAGES", "local")
+            .env("FAASO_TOKEN", TOKEN)
+            .env("FAASO_NO_ACCESS_LOG", "true")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("faaso server starts");
+        Self {
+            child: Mutex::new(child),
+            id,
+            port,
+            dir,
+        }
+    }
+
+    fn funkos(&self) -> PathBuf {
+        self.dir.path().join("funkos")
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    fn python_funko(&self, name: &str, body: &str, scale: u32) {
+        let dir = self.funkos().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        write_atomically(
+            &dir.join("handler.py"),
+            &format!("def handle(request):\n    return {body:?}\n"),
+        );
+        write_atomically(
+            &dir.join("funko.yml"),
+            &format!("name: {name}\nruntime: python\nscale: {scale}\n"),
+        );
+    }
+
+    /// GET through the proxy: the status and body.
+    async fn get(&self, client: &reqwest::Client, path: &str) -> Option<(u16, String)> {
+        let response = client.get(self.url(path)).send().await.ok()?;
+        let status = response.status().as_u16();
+        Some((status, response.text().await.ok()?))
+    }
+
+    async fn wait_for(&self, what: &str, limit: Duration, check: impl AsyncFn() -> bool) {
+        let start = Instant::now();
+        while !check().await {
+            let exited = self.child.lock().unwrap().try_wait().ok().flatten();
+            assert!(
+                exited.is_none(),
+                "faaso server exited ({exited:?})\n--- server log\n{}",
+                self.log()
+            );
+            assert!(
+                start.elapsed() < limit,
+                "timed out waiting for {what}\n--- server log\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The admin view of one funko.
+    async fn status(&self, client: &reqwest::Client, funko: &str) -> serde_json::Value {
+        let response = client
+            .get(self.url(&format!("/admin/funkos/{funko}")))
+            .bearer_auth(TOKEN)
+            .send()
+            .await;
+        match response {
+            Ok(r) => r.json().await.unwrap_or_default(),
+            Err(_) => serde_json::Value::Null,
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let child = self.child.get_mut().unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+        let id = &self.id;
+        let sh = format!(
+            "docker rm -f $(docker ps -aq --filter label={id}.managed=true) >/dev/null 2>&1; \
+             docker rmi -f $(docker images -q --filter label={id}.managed=true) >/dev/null 2>&1; \
+             docker network rm {id}-net >/dev/null 2>&1; true"
+        );
+        let _ = Command::new("sh").args(["-c", &sh]).status();
+    }
+}
+
+/// reqwest is built without a default TLS crypto provider; plain HTTP still needs one chosen.
+fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+fn nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64
+}
+
+/// Writes via a rename, as an editor or `git pull` would: the watcher never sees half a file.
+fn write_atomically(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp~");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// Sends `rate` requests per second to `path` until stopped; tallies every answer.
+struct Load {
+    tally: Arc<Mutex<BTreeMap<String, u32>>>,
+    stop: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Load {
+    fn start(url: String, rate: u32) -> Self {
+        let tally = Arc::new(Mutex::new(BTreeMap::new()));
+        let stop = tokio_util::sync::CancellationToken::new();
+        let task = {
+            let (tally, stop) = (tally.clone(), stop.clone());
+            tokio::spawn(async move {
+                let client = client();
+                let mut tick = tokio::time::interval(Duration::from_secs(1) / rate);
+                let mut inflight = tokio::task::JoinSet::new();
+                while !stop.is_cancelled() {
+                    tick.tick().await;
+                    let (client, url, tally) = (client.clone(), url.clone(), tally.clone());
+                    inflight.spawn(async move {
+                        let outcome = match client.get(&url).send().await {
+                            Ok(r) if r.status() == 200 => {
+                                format!("200 {}", r.text().await.unwrap_or_default())
+                            }
+                            Ok(r) => format!(
+                                "{} {}",
+                                r.status().as_u16(),
+                                r.text().await.unwrap_or_default()
+                            ),
+                            Err(e) => format!("error {e}"),
+                        };
+                        *tally.lock().unwrap().entry(outcome).or_default() += 1;
+                    });
+                }
+                while inflight.join_next().await.is_some() {}
+            })
+        };
+        Self { tally, stop, task }
+    }
+
+    async fn finish(self) -> BTreeMap<String, u32> {
+        self.stop.cancel();
+        self.task.await.unwrap();
+        Arc::try_unwrap(self.tally).unwrap().into_inner().unwrap()
+    }
+}
+
+fn failures(tally: &BTreeMap<String, u32>) -> u32 {
+    tally
+        .iter()
+        .filter(|(k, _)| !k.starts_with("200 "))
+        .map(|(_, n)| n)
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redeploy_and_scale_down_under_load_fail_no_request() {
+    let server = Server::start();
+    let client = client();
+    server.python_funko("steady", "v1", 2);
+    server
+        .wait_for(
+            "v1 to serve through the proxy",
+            Duration::from_secs(120),
+            async || server.get(&client, "/funko/steady/").await == Some((200, "v1".into())),
+        )
+        .await;
+    server
+        .wait_for(
+            "both instances ready",
+            Duration::from_secs(60),
+            async || server.status(&client, "steady").await["ready"] == 2,
+        )
+        .await;
+
+    // Redeploy with changed code while 100 requests/s flow.
+    let load = Load::start(server.url("/funko/steady/"), 100);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    server.python_funko("steady", "v2", 2);
+    server
+        .wait_for("the rollout to v2", Duration::from_secs(120), async || {
+            let s = server.status(&client, "steady").await;
+            s["ready"] == 2
+                && s["outdated"] == 0
+                && server.get(&client, "/funko/steady/").await == Some((200, "v2".into()))
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let tally = load.finish().await;
+    assert_eq!(
+        failures(&tally),
+        0,
+        "requests failed during the redeploy: {tally:?}\n{}",
+        server.log()
+    );
+    assert!(
+        tally.get("200 v1").is_some() && tally.get("200 v2").is_some(),
+        "{tally:?}"
+    );
+    let total: u32 = tally.values().sum();
+    assert!(total > 500, "the load ran: {tally:?}");
+
+    // Scale down under load.
+    let load = Load::start(server.url("/funko/steady/"), 100);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let scaled = client
+        .post(server.url("/admin/funkos/steady/scale"))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"scale": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(scaled.status(), 202);
+    server
+        .wait_for("the scale-down", Duration::from_secs(60), async || {
+            let s = server.status(&client, "steady").await;
+            s["ready"] == 1 && s["desired"] == 1
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let tally = load.finish().await;
+    assert_eq!(
+        failures(&tally),
+        0,
+        "requests failed during the scale-down: {tally:?}\n{}",
+        server.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_funkos_404_and_scale_zero_funkos_503_with_retry_after() {
+    let server = Server::start();
+    let client = client();
+    server.python_funko("sleepy", "zzz", 0);
+    server
+        .wait_for("the first pass", Duration::from_secs(60), async || {
+            server.status(&client, "sleepy").await["desired"] == 0
+        })
+        .await;
+    let unknown = client
+        .get(server.url("/funko/nobody/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    let idle = client
+        .get(server.url("/funko/sleepy/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(idle.status(), 503);
+    assert!(idle.headers().contains_key("retry-after"));
+    let body: serde_json::Value = idle.json().await.unwrap();
+    assert!(body["error"].is_string());
+}
