@@ -410,3 +410,50 @@ async fn watch_mode_survives_losing_the_engine_and_converges_when_it_returns() {
     stop.cancel();
     watching.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_looping_funko_fails_fast_and_holds_no_other_back() {
+    let env = Env::new().await;
+    env.python_funko("healthy", "fine", "");
+    // The handler module dies on import: the process exits, Docker restarts it, again and again.
+    let crashy = env.python_funko("crashy", "never", "");
+    std::fs::write(crashy.join("handler.py"), "import sys\nsys.exit(3)\n").unwrap();
+    let mut reconciler = env.reconciler();
+    let started = std::time::Instant::now();
+    let report = reconciler.pass(&Quiet).await.unwrap();
+    let healthy = report.funkos.iter().find(|f| f.name == "healthy").unwrap();
+    assert!(healthy.converged(), "{healthy:?}");
+    let crashy = report.funkos.iter().find(|f| f.name == "crashy").unwrap();
+    let error = crashy.error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains("never became ready") && error.contains("exit code"),
+        "{error}"
+    );
+    // Seen as a crash within seconds, not after the whole readiness budget (60 s by default).
+    assert!(
+        started.elapsed() < Duration::from_secs(45),
+        "took {:?}",
+        started.elapsed()
+    );
+    let leftovers: Vec<_> = env
+        .instances()
+        .await
+        .into_iter()
+        .filter(|i| i.funko == "crashy")
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "the crashing container is removed: {leftovers:?}"
+    );
+    // The same content is not retried in a loop.
+    let again = reconciler.pass(&Quiet).await.unwrap();
+    assert!(
+        again.plan.iter().all(|s| s.funko() != "crashy"),
+        "{:?}",
+        again.plan
+    );
+    assert_eq!(
+        get(&env.running("healthy").await[0], "/").await,
+        Some((200, "fine".into()))
+    );
+}
