@@ -79,7 +79,8 @@ impl Body for Outgoing {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let Self::Client { body, limit, seen } = self.get_mut() else {
+        let this = self.get_mut();
+        let Self::Client { body, limit, seen } = this else {
             return Poll::Ready(None);
         };
         match Pin::new(body).poll_frame(cx) {
@@ -87,7 +88,12 @@ impl Body for Outgoing {
                 if let Some(data) = frame.data_ref() {
                     *seen += data.len() as u64;
                     if *seen > *limit {
-                        return Poll::Ready(Some(Err(BodyTooLarge { limit: *limit }.into())));
+                        let limit = *limit;
+                        // Keep reading what the client still sends, so it gets to read the 413.
+                        if let Self::Client { body, .. } = std::mem::replace(this, Self::Empty) {
+                            tokio::spawn(discard(body, limit));
+                        }
+                        return Poll::Ready(Some(Err(BodyTooLarge { limit }.into())));
                     }
                 }
                 Poll::Ready(Some(Ok(frame)))
@@ -111,6 +117,23 @@ impl Body for Outgoing {
             Self::Client { body, .. } => body.size_hint(),
         }
     }
+}
+
+/// Reads and drops up to `cap` bytes of a refused body (for at most 10 s), so that the client
+/// can finish sending and then read the 413, instead of failing on a connection closed under
+/// its upload.
+pub(crate) async fn discard(mut body: Incoming, cap: u64) {
+    use http_body_util::BodyExt as _;
+    let mut seen = 0u64;
+    let drain = async {
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, |d| d.len() as u64);
+            if seen >= cap {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), drain).await;
 }
 
 /// What a response holds on to while it streams: the in-flight counts, and the connection,

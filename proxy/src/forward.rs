@@ -12,7 +12,7 @@ use hyper::{Request, Response, StatusCode, Uri, Version};
 use tracing::{info, warn};
 
 use crate::answer;
-use crate::body::{BodyTooLarge, Lease, Outgoing, ProxyBody, UpstreamBody};
+use crate::body::{BodyTooLarge, Lease, Outgoing, ProxyBody, UpstreamBody, discard};
 use crate::config::ProxyConfig;
 use crate::hop;
 use crate::metrics::Metrics;
@@ -348,21 +348,6 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
         .ok()?
         .parse()
         .ok()
-}
-
-/// Reads and drops (up to `cap` bytes of) a refused body, so that the client can finish sending
-/// and then read the 413, instead of failing on a connection closed under its upload.
-async fn discard(mut body: Incoming, cap: u64) {
-    let mut seen = 0u64;
-    let drain = async {
-        while let Some(Ok(frame)) = body.frame().await {
-            seen += frame.data_ref().map_or(0, |d| d.len() as u64);
-            if seen >= cap {
-                break;
-            }
-        }
-    };
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), drain).await;
 }
 
 fn too_large(limit: u64) -> Response<ProxyBody> {

@@ -260,6 +260,26 @@ async fn a_body_over_the_limit_is_refused_with_413() {
         .unwrap();
     let (status, _, _) = send(request).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    // A client that sends its whole body before reading (as curl does) still gets to read the
+    // 413 rather than a reset connection.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+        let head =
+            "POST /funko/hello/count HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let chunk = format!("10000\r\n{}\r\n", "z".repeat(0x10000));
+        for _ in 0..24 {
+            stream
+                .write_all(chunk.as_bytes())
+                .await
+                .expect("the proxy kept reading the body");
+        }
+        stream.write_all(b"0\r\n\r\n").await.unwrap();
+        let mut answer = vec![0u8; 12];
+        stream.read_exact(&mut answer).await.unwrap();
+        assert_eq!(&answer, b"HTTP/1.1 413");
+    }
     let request = Request::post(proxy.url("/funko/hello/count"))
         .body(full(vec![1u8; 1000]))
         .unwrap();
