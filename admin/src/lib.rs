@@ -7,6 +7,7 @@ mod auth;
 mod board;
 mod funkos;
 mod secrets;
+mod ui;
 mod upload;
 
 use std::path::PathBuf;
@@ -54,7 +55,8 @@ impl AdminState {
     }
 }
 
-/// The `/admin` router: every route requires the token.
+/// The `/admin` router: every API route requires the token; the web UI's page and assets
+/// (which hold no data) do not.
 pub fn router(state: Arc<AdminState>) -> Router {
     let api = Router::new()
         .merge(funkos::routes())
@@ -64,5 +66,8 @@ pub fn router(state: Arc<AdminState>) -> Router {
             state.clone(),
             auth::require_token,
         ));
-    Router::new().nest("/admin", api).with_state(state)
+    Router::new()
+        .nest("/admin", api)
+        .merge(ui::routes())
+        .with_state(state)
 }

@@ -3,6 +3,7 @@
 
 mod cmd;
 mod discovery;
+mod remote;
 mod report;
 
 use std::process::ExitCode;
@@ -55,6 +56,16 @@ enum Command {
     Scale(cmd::scale::ScaleArgs),
     /// Run the proxy in the foreground, routing /funko/<name>/ to ready instances.
     Proxy(cmd::proxy::ProxyCommand),
+    /// Run reconciler (watching), proxy and admin API in one process: what a server runs.
+    Server(cmd::server::ServerArgs),
+    /// Keep a faaso server's address and admin token; later commands act on that server.
+    Login(cmd::login::LoginArgs),
+    /// Forget the saved server; commands act on the local engine again.
+    Logout,
+    /// Send a funko folder to the server and follow its rollout.
+    Deploy(cmd::deploy::DeployArgs),
+    /// Set, remove or list a funko's secrets (values are never shown).
+    Secret(cmd::secret::SecretArgs),
 }
 
 fn main() -> ExitCode {
@@ -100,6 +111,11 @@ fn main() -> ExitCode {
             Some(args.scale),
         )),
         Command::Proxy(command) => block_on(cmd::proxy::run_command(&cli.global, command)),
+        Command::Server(args) => block_on(cmd::server::run(&cli.global, args)),
+        Command::Login(args) => block_on(cmd::login::login(args)),
+        Command::Logout => cmd::login::logout(),
+        Command::Deploy(args) => block_on(cmd::deploy::run(&cli.global, args)),
+        Command::Secret(args) => block_on(cmd::secret::run(&cli.global, args)),
     };
     result.unwrap_or_else(|error| {
         eprintln!("error: {error:#}");

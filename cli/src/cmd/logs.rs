@@ -24,6 +24,12 @@ pub struct LogsArgs {
 
 /// Streams the logs of all the funko's instances, interleaved as they come.
 pub async fn run(global: &Global, args: LogsArgs) -> anyhow::Result<ExitCode> {
+    if let Some(remote) = crate::remote::select(global)? {
+        remote
+            .logs(&args.name, args.follow, &args.tail, &mut std::io::stdout())
+            .await?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let docker = faaso_reconciler::connect().await?;
     let ns = global.namespace();
     let filters = HashMap::from([(

@@ -1,7 +1,9 @@
 //! One module per subcommand, plus the flags they share.
 
 pub mod build;
+pub mod deploy;
 pub mod export;
+pub mod login;
 pub mod logs;
 pub mod new;
 pub mod plan;
@@ -9,6 +11,8 @@ pub mod proxy;
 pub mod reconcile;
 pub mod runtimes;
 pub mod scale;
+pub mod secret;
+pub mod server;
 pub mod status;
 pub mod validate;
 
@@ -45,6 +49,13 @@ pub struct Global {
     /// How many funkos are built or rolled at once.
     #[arg(long, global = true, env = "FAASO_CONCURRENCY", default_value_t = 4)]
     pub concurrency: usize,
+    /// The faaso server that status, logs, up, down, scale, deploy and secret act on (default:
+    /// the one `faaso login` saved).
+    #[arg(long, global = true, env = "FAASO_SERVER")]
+    pub server: Option<String>,
+    /// Act on the local Docker engine even when a server is configured.
+    #[arg(long, global = true)]
+    pub local: bool,
 }
 
 impl Global {
@@ -137,4 +148,20 @@ pub fn load_paths(paths: &[PathBuf]) -> (Vec<Funko>, Vec<Problem>) {
 
 fn is_funko_dir(path: &Path) -> bool {
     path.join(faaso_schema::SPEC_FILE).is_file()
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut terminate) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }

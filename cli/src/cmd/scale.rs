@@ -35,6 +35,9 @@ pub async fn run(
     dir: &Path,
     scale: Option<u32>,
 ) -> anyhow::Result<ExitCode> {
+    if let Some(remote) = crate::remote::select(global)? {
+        return on_server(&remote, name, scale).await;
+    }
     let funko_dir = dir.join(name);
     let current = faaso_schema::load_funko(&funko_dir)
         .map_err(|p| anyhow::anyhow!("{p}"))?
@@ -56,4 +59,27 @@ pub async fn run(
         },
     )
     .await
+}
+
+/// Sets the scale on the server and follows it until the funko has converged.
+async fn on_server(
+    remote: &crate::remote::Remote,
+    name: &str,
+    scale: Option<u32>,
+) -> anyhow::Result<ExitCode> {
+    use crate::remote::progress::{Outcome, follow};
+    let target = match scale {
+        Some(scale) => scale,
+        None => remote.desired(name).await?.unwrap_or(0).max(1),
+    };
+    let before = remote.board().await?.pass;
+    let scaled = remote.scale(name, target).await?;
+    println!("{name}: scale {} → {}", scaled.from, scaled.to);
+    match follow(remote, name, before, std::time::Duration::from_secs(300)).await? {
+        Outcome::Converged(_) => Ok(ExitCode::SUCCESS),
+        Outcome::Failed(error) => {
+            eprintln!("error: {name}: {error}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }

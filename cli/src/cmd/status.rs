@@ -18,8 +18,10 @@ pub struct StatusArgs {
 
 /// Prints the status table (or JSON).
 pub async fn run(global: &Global, args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let reconciler = global.reconciler(&args.funkos.dir).await?;
-    let statuses = reconciler.status().await?;
+    let statuses = match crate::remote::select(global)? {
+        Some(remote) => remote.board().await?.funkos,
+        None => global.reconciler(&args.funkos.dir).await?.status().await?,
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&statuses)?);
         return Ok(ExitCode::SUCCESS);

@@ -1,0 +1,236 @@
+//! The remote CLI against a real `faaso server` on the real engine: log in, deploy a funko,
+//! reach it through the server's proxy, scale it, give it a secret, stop it; and the admin API's
+//! refusal of every call without the right token. Needs a Docker engine and the base images
+//! from `scripts/base-images`.
+
+mod common;
+mod served;
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use common::write_funko;
+use served::{Served, http};
+
+/// A python funko that tells whether its secret file is there (and what it holds).
+const HANDLER: &str = r#"
+def handle(request):
+    try:
+        with open("/secrets/api-key") as f:
+            return "key: " + f.read()
+    except FileNotFoundError:
+        return "key: missing"
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_funko_deployed_from_the_cli_is_served_scaled_given_a_secret_and_stopped() {
+    let server = Served::start().await;
+    let secret = "s3cr3t-value-7f3a";
+
+    // login: checked against the server, kept private.
+    server
+        .cli(
+            &["login", &server.base(), "--token", &server.token],
+            &[],
+            "",
+        )
+        .success();
+    let config = server.config_home().join("faaso/config.json");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&config), 0o600);
+    assert_eq!(mode(config.parent().unwrap()), 0o700);
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    assert_eq!(saved["server"], server.base());
+
+    // deploy: uploaded, built and rolled out by the server; the CLI waits for it.
+    let dir = write_funko(
+        server.tmp.path(),
+        "src/web",
+        &[
+            (
+                "funko.yml",
+                "name: web\nruntime: python\nsecrets: [api-key]\n",
+            ),
+            ("handler.py", HANDLER),
+        ],
+    );
+    let deployed = server
+        .cli(&["deploy", common::arg(&dir)], &[], "")
+        .success();
+    assert!(deployed.stdout.contains("web: serving at"), "{deployed}");
+    let answer = http().get(server.url("/funko/web/")).send().await.unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.text().await.unwrap(), "key: missing");
+
+    let status = server.cli(&["status"], &[], "").success();
+    let row = status
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("web "))
+        .unwrap_or_else(|| panic!("no row for web\n{status}"));
+    let columns: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&columns[..3], ["web", "1", "1"], "{status}");
+
+    // scale: two instances, both ready when the command returns.
+    server.cli(&["scale", "web", "2"], &[], "").success();
+    assert_eq!(server.running("web").await.len(), 2);
+
+    // secret: from stdin, never echoed; the instances roll and read it from /secrets/<key>.
+    let before: Vec<String> = server
+        .running("web")
+        .await
+        .into_iter()
+        .filter_map(|c| c.id)
+        .collect();
+    let set = server
+        .cli(
+            &["secret", "set", "web", "api-key"],
+            &[],
+            &format!("{secret}\n"),
+        )
+        .success();
+    assert!(
+        !set.stdout.contains(secret) && !set.stderr.contains(secret),
+        "{set}"
+    );
+    server
+        .eventually(
+            Duration::from_secs(180),
+            "web serving its secret",
+            || async {
+                let answer = http().get(server.url("/funko/web/")).send().await;
+                match answer {
+                    Ok(answer) => {
+                        answer.text().await.unwrap_or_default() == format!("key: {secret}")
+                    }
+                    Err(_) => false,
+                }
+            },
+        )
+        .await;
+    server
+        .eventually(
+            Duration::from_secs(120),
+            "two new instances of web",
+            || async {
+                let running = server.running("web").await;
+                running.len() == 2
+                    && running
+                        .iter()
+                        .all(|c| !before.contains(c.id.as_ref().unwrap()))
+            },
+        )
+        .await;
+    for container in server.running("web").await {
+        let inspect = server
+            .docker
+            .inspect_container(container.id.as_deref().unwrap(), None)
+            .await
+            .unwrap();
+        let text = serde_json::to_string(&inspect).unwrap();
+        assert!(
+            !text.contains(secret),
+            "the secret value shows in docker inspect"
+        );
+        let env = inspect.config.unwrap().env.unwrap_or_default();
+        assert!(env.iter().all(|e| !e.contains(secret)));
+    }
+    let listed = server.cli(&["secret", "ls"], &[], "").success();
+    assert!(
+        listed.stdout.contains("web") && listed.stdout.contains("api-key"),
+        "{listed}"
+    );
+    assert!(!listed.stdout.contains(secret), "{listed}");
+
+    // logs: every instance's lines, prefixed by the instance.
+    let logs = server
+        .cli(&["logs", "web", "--tail", "20"], &[], "")
+        .success();
+    assert!(!logs.stdout.contains(secret), "{logs}");
+
+    // down: scale 0, no instance left.
+    server.cli(&["down", "web"], &[], "").success();
+    assert!(server.running("web").await.is_empty());
+    let status = server.cli(&["status", "--json"], &[], "").success();
+    let statuses: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(statuses[0]["desired"], 0, "{status}");
+
+    server.cli(&["logout"], &[], "").success();
+    assert!(!config.exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_admin_route_refuses_a_missing_or_wrong_token() {
+    let server = Served::start().await;
+    let routes = [
+        ("GET", "/admin/funkos"),
+        ("GET", "/admin/funkos/web"),
+        ("PUT", "/admin/funkos/web"),
+        ("DELETE", "/admin/funkos/web"),
+        ("POST", "/admin/funkos/web/scale"),
+        ("GET", "/admin/funkos/web/logs?follow=1"),
+        ("GET", "/admin/events"),
+        ("GET", "/admin/secrets"),
+        ("PUT", "/admin/secrets/web/api-key"),
+        ("DELETE", "/admin/secrets/web/api-key"),
+    ];
+    let client = http();
+    let wrong = [
+        None,
+        Some("Bearer wrong-token-0123456789abcdef".to_owned()),
+        Some(format!("Bearer {}x", server.token)),
+        Some(format!("Basic {}", server.token)),
+        Some(server.token.clone()),
+    ];
+    for (method, path) in routes {
+        for authorization in &wrong {
+            let mut request = client
+                .request(method.parse().unwrap(), server.url(path))
+                .body("{\"scale\": 1}");
+            if let Some(value) = authorization {
+                request = request.header("authorization", value);
+            }
+            let answer = request.send().await.unwrap();
+            assert_eq!(
+                answer.status(),
+                401,
+                "{method} {path} with {authorization:?}"
+            );
+            assert!(
+                answer.headers().contains_key("www-authenticate"),
+                "{method} {path}: no WWW-Authenticate"
+            );
+        }
+    }
+    // The web UI's page is public and holds no data.
+    let page = client.get(server.url("/admin/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("Admin token"));
+
+    // The CLI: a wrong token says to log in; a refused login keeps nothing.
+    let refused = server
+        .cli(
+            &["--server", &server.base(), "status"],
+            &[("FAASO_TOKEN", "wrong-token-0123456789abcdef")],
+            "",
+        )
+        .failure();
+    assert!(refused.stderr.contains("faaso login"), "{refused}");
+    server
+        .cli(
+            &["login", &server.base()],
+            &[],
+            "wrong-token-0123456789abcdef\n",
+        )
+        .failure();
+    assert!(!server.config_home().join("faaso/config.json").exists());
+    let ok = server
+        .cli(
+            &["--server", &server.base(), "status"],
+            &[("FAASO_TOKEN", &server.token)],
+            "",
+        )
+        .success();
+    assert!(ok.stdout.starts_with("FUNKO"), "{ok}");
+}
