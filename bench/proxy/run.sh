@@ -100,6 +100,17 @@ parse_wrk() {
     END { printf "%s %.3f %s\n", rps, p99, (bad == "" ? 0 : bad) }'
 }
 
+# CPU time (clock ticks) used so far by every thread of a container's processes.
+cpu_ticks() {
+  local total=0
+  for pid in $(docker top "$1" -eo pid | tail -n +2); do
+    for stat in /proc/"$pid"/task/*/stat; do
+      total=$((total + $(awk '{print $14 + $15}' "$stat" 2>/dev/null || echo 0)))
+    done
+  done
+  echo "$total"
+}
+
 need_packages
 cd "$ROOT"
 
@@ -204,12 +215,20 @@ ORDER=(direct faaso nginx haproxy caddy)
 for p in "${ORDER[@]}"; do wait_ok "${URL[$p]}"; done
 
 log "load: wrk -t$THREADS -c$CONNS -d$DURATION, $ROUNDS round(s), proxies interleaved"
-declare -A RPS P99 BAD M_RPS M_P99
+declare -A RPS P99 BAD M_RPS M_P99 CPU M_CPU
+HZ=$(getconf CLK_TCK)
 for round in $(seq 1 "$ROUNDS"); do
   for p in "${ORDER[@]}"; do
     wrk -t"$THREADS" -c"$CONNS" -d2s "${URL[$p]}" >/dev/null # warm-up
+    box=$RUN-$p
+    [ "$p" = direct ] && box=$RUN-backend
+    before=$(cpu_ticks "$box")
     read -r rps p99 bad < <(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "${URL[$p]}" | parse_wrk)
-    log "round $round $p: $rps req/s, p99 $p99 ms, non-2xx $bad"
+    after=$(cpu_ticks "$box")
+    secs=${DURATION%s}
+    cpu=$(awk -v t=$((after - before)) -v hz="$HZ" -v r="$rps" -v s="$secs" 'BEGIN { printf "%.1f", t / hz * 1e6 / (r * s) }')
+    CPU[$p]="${CPU[$p]:-} $cpu"
+    log "round $round $p: $rps req/s, p99 $p99 ms, non-2xx $bad, $cpu µs CPU per request"
     RPS[$p]="${RPS[$p]:-} $rps"
     P99[$p]="${P99[$p]:-} $p99"
     BAD[$p]=$(( ${BAD[$p]:-0} + bad ))
@@ -222,15 +241,17 @@ mem() { [ "$1" = direct ] && echo "-" || docker stats --no-stream --format '{{.M
 echo
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r); docker $(docker version -f '{{.Server.Version}}')"
 echo "load: wrk -t$THREADS -c$CONNS -d$DURATION on 127.0.0.1 (published ports), median of $ROUNDS round(s)"
-printf '%-8s %12s %10s %8s %12s\n' proxy req/s p99_ms non2xx memory
+printf '%-8s %12s %10s %8s %12s %12s\n' proxy req/s p99_ms non2xx cpu_us/req memory
 for p in "${ORDER[@]}"; do
   M_RPS[$p]=$(echo "${RPS[$p]}" | median)
   M_P99[$p]=$(echo "${P99[$p]}" | median)
-  printf '%-8s %12.0f %10.3f %8s %12s\n' "$p" "${M_RPS[$p]}" "${M_P99[$p]}" "${BAD[$p]}" "$(mem "$p")"
+  M_CPU[$p]=$(echo "${CPU[$p]}" | median)
+  printf '%-8s %12.0f %10.3f %8s %12s %12s\n' "$p" "${M_RPS[$p]}" "${M_P99[$p]}" "${BAD[$p]}" "${M_CPU[$p]}" "$(mem "$p")"
 done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 echo "faaso/nginx  throughput $(ratio "${M_RPS[faaso]}" "${M_RPS[nginx]}")x   p99 $(ratio "${M_P99[faaso]}" "${M_P99[nginx]}")x"
 echo "faaso/caddy  throughput $(ratio "${M_RPS[faaso]}" "${M_RPS[caddy]}")x   p99 $(ratio "${M_P99[faaso]}" "${M_P99[caddy]}")x"
+echo "CPU per request (µs; the direct row is the backend's own): faaso $(ratio "${M_CPU[faaso]}" "${M_CPU[nginx]}")x nginx, $(ratio "${M_CPU[faaso]}" "${M_CPU[caddy]}")x caddy"
 echo "faaso/haproxy throughput $(ratio "${M_RPS[faaso]}" "${M_RPS[haproxy]}")x   p99 $(ratio "${M_P99[faaso]}" "${M_P99[haproxy]}")x"
 
 log "route update: $UPDATES new instances, from ready (its process listening) to routed by faaso"
