@@ -1,0 +1,171 @@
+//! `faaso proxy up|down` and the proxy's Docker discovery, against the real engine.
+//!
+//! The proxy container's own image (the `faaso` binary, FROM scratch) doubles as the funko: a
+//! second `faaso proxy` listening on 3000 answers `GET /healthz`, which the containers name as
+//! their health path. Everything carries this test's own prefix, labels and network, and is
+//! removed at the end, also when the test fails.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn docker(args: &[&str]) -> String {
+    let output = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("running docker");
+    assert!(
+        output.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// Removes what the test made: containers (by label), the network and the proxy image.
+struct Cleanup {
+    tag: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for label in [
+            format!("faaso-test={}", self.tag),
+            format!("{}.role=proxy", self.tag),
+        ] {
+            let filter = format!("label={label}");
+            let ids = Command::new("docker")
+                .args(["ps", "-aq", "--filter", &filter])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            for id in ids.lines() {
+                let _ = Command::new("docker").args(["rm", "-f", id]).output();
+            }
+            let images = Command::new("docker")
+                .args(["images", "-q", "--filter", &filter])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            for id in images.lines() {
+                let _ = Command::new("docker").args(["rmi", "-f", id]).output();
+            }
+        }
+        let _ = Command::new("docker")
+            .args(["network", "rm", &format!("{}-net", self.tag)])
+            .output();
+    }
+}
+
+/// `GET path` on 127.0.0.1:port: the status code, or None when nothing answered.
+fn get(port: u16, path: &str) -> Option<u16> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    answer.get(9..12)?.parse().ok()
+}
+
+fn wait_for(port: u16, path: &str, status: u16, within: Duration) {
+    let deadline = Instant::now() + within;
+    let mut last = None;
+    while Instant::now() < deadline {
+        last = get(port, path);
+        if last == Some(status) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("GET {path} answered {last:?}, not {status}, within {within:?}");
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+#[test]
+fn proxy_up_routes_discovered_containers_and_down_removes_it() {
+    let tag = format!("fpx{}", std::process::id());
+    let _cleanup = Cleanup { tag: tag.clone() };
+    let network = format!("{tag}-net");
+    let port = free_port();
+    let faaso = |args: &[&str]| {
+        let mut all = vec!["--network", &network, "--prefix", &tag, "--labels", &tag];
+        all.extend(args);
+        let output = Command::new(env!("CARGO_BIN_EXE_faaso"))
+            .args(&all)
+            .output()
+            .expect("running faaso");
+        assert!(
+            output.status.success(),
+            "faaso {all:?}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let port_arg = port.to_string();
+    faaso(&[
+        "proxy",
+        "--no-access-log",
+        "up",
+        "--port",
+        &port_arg,
+        "--bind",
+        "127.0.0.1",
+    ]);
+    let proxy = format!("{tag}-proxy");
+    let image = docker(&["inspect", "-f", "{{.Config.Image}}", &proxy]);
+    assert_eq!(get(port, "/healthz"), Some(200));
+
+    let test_label = format!("faaso-test={tag}");
+    let health = format!("{tag}.health-path=/healthz");
+    let funko_container = |name: &str, labels: &[String]| {
+        let mut args = vec![
+            "run".to_owned(),
+            "-d".to_owned(),
+            "--name".to_owned(),
+            name.to_owned(),
+            "--network".to_owned(),
+            network.clone(),
+            "--label".to_owned(),
+            test_label.clone(),
+            "--label".to_owned(),
+            health.clone(),
+        ];
+        for label in labels {
+            args.extend(["--label".to_owned(), label.clone()]);
+        }
+        args.extend([
+            image.clone(),
+            "proxy".into(),
+            "--listen".into(),
+            "0.0.0.0:3000".into(),
+        ]);
+        docker(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    // Managed: found by its labels, whatever its name.
+    let managed = funko_container(
+        &format!("{tag}-anything"),
+        &[format!("{tag}.managed=true"), format!("{tag}.funko=echo")],
+    );
+    // Not managed, named <prefix>-<x>: routed as funko <x> ("zero magic").
+    funko_container(&format!("{tag}-magic"), &[]);
+
+    wait_for(port, "/funko/echo/healthz", 200, Duration::from_secs(15));
+    wait_for(port, "/funko/magic/healthz", 200, Duration::from_secs(15));
+    // The proxy's own container is named like a funko but is none.
+    assert_eq!(get(port, "/funko/proxy/healthz"), Some(404));
+
+    // A stopped container leaves the table on its event, not at the next resync.
+    docker(&["stop", "-t", "1", &managed]);
+    wait_for(port, "/funko/echo/healthz", 404, Duration::from_secs(5));
+
+    faaso(&["proxy", "down"]);
+    let left = docker(&["ps", "-aq", "--filter", &format!("label={tag}.role=proxy")]);
+    assert!(left.is_empty(), "the proxy container is still there");
+    assert_eq!(get(port, "/healthz"), None);
+}
