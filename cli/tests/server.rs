@@ -31,27 +31,77 @@ impl Server {
             .local_addr()
             .unwrap()
             .port();
-        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_faaso"))
-            .args(["server", "funkos", "--listen", &format!("127.0.0.1:{port}")])
-            .current_dir(dir.path())
-            .env("FAASO_PREFIX", &id)
-            .env("FAASO_LABELS", &id)
-            .env("FAASO_NETWORK", format!("{id}-net"))
-            .env("FAASO_STATE_DIR", dir.path().join("state"))
-            .env("FAASO_BASE_IMAGES", "local")
-            .env("FAASO_TOKEN", TOKEN)
-            .env("FAASO_NO_ACCESS_LOG", "true")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("faaso server starts");
+        let child = Self::spawn(&id, port, dir.path());
         Self {
             child: Mutex::new(child),
             id,
             port,
             dir,
         }
+    }
+
+    /// SIGKILLs the server (no chance to clean up) and starts a new one on the same state.
+    fn kill_and_restart(&self) {
+        let mut child = self.child.lock().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        *child = Self::spawn(&self.id, self.port, self.dir.path());
+    }
+
+    fn spawn(id: &str, port: u16, dir: &Path) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("server.log"))
+            .unwrap();
+        Command::new(env!("CARGO_BIN_EXE_faaso"))
+            .args(["server", "funkos", "--listen", &format!("127.0.0.1:{port}")])
+            .current_dir(dir)
+            .env("FAASO_PREFIX", id)
+            .env("FAASO_LABELS", id)
+            .env("FAASO_NETWORK", format!("{id}-net"))
+            .env("FAASO_STATE_DIR", dir.join("state"))
+            .env("FAASO_BASE_IMAGES", "local")
+            .env("FAASO_TOKEN", TOKEN)
+            .env("FAASO_NO_ACCESS_LOG", "true")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("faaso server starts")
+    }
+
+    /// This server's instances (not build containers), as `<funko> <config hash> <state>`.
+    fn containers(&self) -> Vec<String> {
+        let id = &self.id;
+        let format = format!(
+            "{{{{.Label \"{id}.funko\"}}}} {{{{.Label \"{id}.config-hash\"}}}} {{{{.State}}}}"
+        );
+        let output = Command::new("docker")
+            .args(["ps", "-a", "--filter", &format!("label={id}.instance")])
+            .args(["--format", &format])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// This server's images, as `repo:tag`.
+    fn images(&self) -> Vec<String> {
+        let output = Command::new("docker")
+            .args([
+                "images",
+                "--filter",
+                &format!("label={}.managed=true", self.id),
+            ])
+            .args(["--format", "{{.Repository}}:{{.Tag}}"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
     }
 
     fn funkos(&self) -> PathBuf {
@@ -253,7 +303,7 @@ async fn redeploy_and_scale_down_under_load_fail_no_request() {
         server.log()
     );
     assert!(
-        tally.get("200 v1").is_some() && tally.get("200 v2").is_some(),
+        tally.contains_key("200 v1") && tally.contains_key("200 v2"),
         "{tally:?}"
     );
     let total: u32 = tally.values().sum();
@@ -311,4 +361,64 @@ async fn unknown_funkos_404_and_scale_zero_funkos_503_with_retry_after() {
     assert!(idle.headers().contains_key("retry-after"));
     let body: serde_json::Value = idle.json().await.unwrap();
     assert!(body["error"].is_string());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_killed_mid_rollout_converges_after_restart_without_leaks() {
+    let server = Server::start();
+    let client = client();
+    server.python_funko("phoenix", "v1", 2);
+    server
+        .wait_for("v1 ready", Duration::from_secs(120), async || {
+            server.status(&client, "phoenix").await["ready"] == 2
+        })
+        .await;
+    server.python_funko("phoenix", "v2", 2);
+    // Kill it the moment the rollout has started a v2 instance beside the two v1 ones.
+    server
+        .wait_for(
+            "the rollout to start",
+            Duration::from_secs(120),
+            async || server.containers().len() > 2,
+        )
+        .await;
+    server.kill_and_restart();
+    server
+        .wait_for(
+            "convergence after the restart",
+            Duration::from_secs(120),
+            async || {
+                let s = server.status(&client, "phoenix").await;
+                s["ready"] == 2 && s["outdated"] == 0
+            },
+        )
+        .await;
+    let containers = server.containers();
+    assert_eq!(
+        containers.len(),
+        2,
+        "no duplicates, nothing leaked: {containers:?}"
+    );
+    assert!(
+        containers.iter().all(|c| c.ends_with(" running")),
+        "{containers:?}"
+    );
+    let hashes: std::collections::BTreeSet<_> = containers
+        .iter()
+        .map(|c| c.split(' ').nth(1).unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        hashes.len(),
+        1,
+        "every instance runs the same (new) config: {containers:?}"
+    );
+    assert_eq!(
+        server.get(&client, "/funko/phoenix/").await,
+        Some((200, "v2".into()))
+    );
+    let images = server.images();
+    assert!(
+        images.len() <= 2,
+        "only the current and previous images: {images:?}"
+    );
 }

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use bollard::Docker;
 use bollard::models::{ContainerStateStatusEnum, ContainerSummaryStateEnum, NetworkCreateRequest};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, ListImagesOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder,
+    StopContainerOptionsBuilder,
 };
 use faaso_schema::Healthcheck;
 use futures_util::StreamExt;
@@ -21,6 +22,7 @@ use crate::image::{build_image, image_tags};
 use crate::model::{Instance, InstanceState, Observed};
 use crate::namespace::Namespace;
 use crate::probe::probe;
+use crate::prune::{BuiltImage, images_to_remove};
 
 /// Probes this often while waiting for a new instance: readiness is seen within ~50 ms.
 const PROBE_EVERY: Duration = Duration::from_millis(50);
@@ -147,6 +149,16 @@ impl Engine for DockerEngine {
             let managed = labels
                 .get(&ns.label("managed"))
                 .is_some_and(|v| v == "true");
+            let state = instance_state(summary.state);
+            // A managed container without an instance number is a build step (images carry our
+            // labels, so their build containers do too): leave running ones to their build, and
+            // let stopped ones (an interrupted build's) be cleared like any stopped instance.
+            if managed
+                && !labels.contains_key(&ns.label("instance"))
+                && state != InstanceState::Stopped
+            {
+                continue;
+            }
             let funko = if managed {
                 labels.get(&ns.label("funko")).cloned().unwrap_or_default()
             } else {
@@ -181,7 +193,7 @@ impl Engine for DockerEngine {
                     .cloned()
                     .unwrap_or_default(),
                 image: summary.image.unwrap_or_default(),
-                state: instance_state(summary.state),
+                state,
             });
         }
         let images = image_tags(&self.docker).await?;
@@ -299,6 +311,39 @@ impl Engine for DockerEngine {
             }
             tokio::time::sleep(PROBE_EVERY).await;
         }
+    }
+
+    async fn prune_images(&self, keep: &BTreeSet<String>) -> Result<usize, DockerError> {
+        let filters = HashMap::from([("label", vec![self.namespace.managed_filter()])]);
+        let options = ListImagesOptionsBuilder::new()
+            .all(false)
+            .filters(&filters)
+            .build();
+        let listed = self
+            .docker
+            .list_images(Some(options))
+            .await
+            .map_err(|source| DockerError::ListImages { source })?;
+        let funko_label = self.namespace.label("funko");
+        let images: Vec<BuiltImage> = listed
+            .into_iter()
+            .map(|image| BuiltImage {
+                funko: image.labels.get(&funko_label).cloned().unwrap_or_default(),
+                id: image.id,
+                tags: image.repo_tags,
+                created: image.created,
+            })
+            .collect();
+        let mut removed = 0;
+        for id in images_to_remove(&images, keep) {
+            let options = RemoveImageOptionsBuilder::new().noprune(false).build();
+            match self.docker.remove_image(&id, Some(options), None).await {
+                Ok(_) => removed += 1,
+                // Still used by a container (a stopped one, say): it goes on a later pass.
+                Err(error) => tracing::debug!(%id, %error, "image kept"),
+            }
+        }
+        Ok(removed)
     }
 
     async fn remove(&self, id: &str) -> Result<(), DockerError> {

@@ -49,4 +49,10 @@ pub trait Engine: Send + Sync {
     ) -> impl Future<Output = Result<(), DockerError>> + Send;
     /// Stops (SIGTERM, grace period, SIGKILL) and removes a container; a missing one is fine.
     fn remove(&self, id: &str) -> impl Future<Output = Result<(), DockerError>> + Send;
+    /// Removes the funko images nothing needs: all but `keep` and one previous image per funko,
+    /// and any left dangling by an interrupted build. Returns how many went.
+    fn prune_images(
+        &self,
+        keep: &std::collections::BTreeSet<String>,
+    ) -> impl Future<Output = Result<usize, DockerError>> + Send;
 }

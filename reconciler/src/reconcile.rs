@@ -219,6 +219,20 @@ impl<E: Engine> Reconciler<E> {
             }
         }
         let observed = self.engine.observe().await?;
+        if !steps.is_empty() {
+            let mut keep: BTreeSet<String> = state
+                .desired
+                .funkos
+                .values()
+                .map(|f| f.image.clone())
+                .collect();
+            keep.extend(observed.instances.iter().map(|i| i.image.clone()));
+            match self.engine.prune_images(&keep).await {
+                Ok(0) => {}
+                Ok(removed) => tracing::info!(removed, "removed images nothing needs"),
+                Err(error) => tracing::warn!(%error, "cannot prune images"),
+            }
+        }
         let funkos = self.status_from(&state, &observed).await?;
         let report = PassReport {
             plan: steps,

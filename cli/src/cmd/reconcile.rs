@@ -42,7 +42,7 @@ pub async fn run(global: &Global, args: ReconcileArgs) -> anyhow::Result<ExitCod
         let stop = CancellationToken::new();
         let on_signal = stop.clone();
         tokio::spawn(async move {
-            shutdown_signal().await;
+            super::shutdown_signal().await;
             tracing::info!("stopping: the running containers stay up");
             on_signal.cancel();
         });
@@ -126,14 +126,5 @@ impl Listener for TerminalListener {
 
     fn instance_ready(&self, funko: &str, instance: &Started) {
         tracing::info!(%funko, instance = %instance.name, addr = %instance.addr, "instance ready");
-    }
-}
-
-/// Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
     }
 }
