@@ -201,6 +201,11 @@ impl Routes {
         self.inner.table.load()
     }
 
+    /// The current snapshot as an owned handle, for keeping it beyond a request.
+    pub fn load_full(&self) -> Arc<RouteTable> {
+        self.inner.table.load_full()
+    }
+
     /// Whether `id` is a ready instance of `funko` now.
     pub fn contains(&self, funko: &str, id: &InstanceId) -> bool {
         self.load()
@@ -296,6 +301,17 @@ impl Routes {
         let old = self.load();
         let previous = old.get(funko);
         let next = change(previous.map(|r| r.as_ref()));
+        // A resync re-declares every funko; leave the table alone when nothing changed.
+        if let (Some((settings, instances)), Some(prev)) = (&next, previous)
+            && *settings == prev.settings
+            && instances.len() == prev.instances.len()
+            && instances
+                .iter()
+                .zip(&prev.instances)
+                .all(|(a, b)| Arc::ptr_eq(a, b))
+        {
+            return;
+        }
         tracing::debug!(%funko, ready = ?next.as_ref().map(|(_, i)| i.len()), "The route of a funko changed.");
         let mut funkos = old.funkos.clone();
         match (next, previous) {
@@ -351,6 +367,22 @@ mod tests {
         assert!(routes.load().get("hello").is_some());
         routes.remove_funko("hello");
         assert!(routes.load().get("hello").is_none());
+    }
+
+    #[test]
+    fn declaring_an_unchanged_funko_keeps_the_table() {
+        let routes = Routes::new();
+        routes.insert_ready("f", InstanceId::new("a"), addr(1));
+        let before = routes.load_full();
+        routes.set_funko("f", FunkoSettings::default());
+        assert!(Arc::ptr_eq(&before, &routes.load_full()));
+        routes.set_funko(
+            "f",
+            FunkoSettings {
+                request_timeout: Duration::from_secs(1),
+            },
+        );
+        assert!(!Arc::ptr_eq(&before, &routes.load_full()));
     }
 
     #[test]
