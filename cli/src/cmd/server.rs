@@ -54,6 +54,7 @@ pub async fn run(global: &Global, args: ServerArgs) -> anyhow::Result<ExitCode> 
             token
         }
     };
+    sweep_staging(funkos_dir);
     let mut reconciler = global.reconciler(funkos_dir).await?;
     let routes = faaso_proxy::Routes::new();
     let health = HealthChecker::new(routes.clone(), args.proxy.probe_config());
@@ -99,6 +100,25 @@ pub async fn run(global: &Global, args: ServerArgs) -> anyhow::Result<ExitCode> 
     served.context("serving")?;
     reconciled.context("watching the funkos folder")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Removes what an upload or delete interrupted by a crash left in the funkos folder: hidden
+/// `.upload-*` and `.deleted-*` folders (the reconciler never reads hidden folders).
+fn sweep_staging(funkos_dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(funkos_dir) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(".upload-") || name.starts_with(".deleted-") {
+            match std::fs::remove_dir_all(entry.path()) {
+                Ok(()) => tracing::info!(folder = %name, "removed an interrupted upload or delete"),
+                Err(error) => {
+                    tracing::warn!(folder = %name, %error, "cannot remove a stale staging folder")
+                }
+            }
+        }
+    }
 }
 
 /// Keeps the proxy's route table and the admin board in step with the reconciler.
