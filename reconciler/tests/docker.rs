@@ -303,19 +303,11 @@ async fn watch_mode_replaces_a_killed_instance_and_picks_up_a_dropped_folder() {
     env.python_funko("victim", "still here", "");
     let mut reconciler = env.reconciler();
     assert!(reconciler.pass(&Quiet).await.unwrap().converged());
-    let stop = tokio_util::sync::CancellationToken::new();
-    let watching = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let timing = WatchTiming {
-                resync: Duration::from_secs(300),
-                ..WatchTiming::default()
-            };
-            faaso_reconciler::watch(&mut reconciler, &Quiet, timing, Default::default(), stop)
-                .await
-                .unwrap();
-        })
+    let timing = WatchTiming {
+        resync: Duration::from_secs(300),
+        ..WatchTiming::default()
     };
+    let watching = common::Watching::start(reconciler, timing);
     let victim = env.running("victim").await.remove(0);
     let kill = KillContainerOptionsBuilder::new().signal("SIGKILL").build();
     env.docker
@@ -325,15 +317,7 @@ async fn watch_mode_replaces_a_killed_instance_and_picks_up_a_dropped_folder() {
     env.eventually(
         Duration::from_secs(30),
         "the killed instance to be replaced and serve",
-        || async {
-            let running = env.running("victim").await;
-            match running.first() {
-                Some(instance) if instance.id != victim.id => {
-                    get(instance, "/").await == Some((200, "still here".into()))
-                }
-                _ => false,
-            }
-        },
+        || env.serves("victim", "still here", Some(&victim.id)),
     )
     .await;
     // A folder dropped in while watching is built and started without any command.
@@ -341,16 +325,10 @@ async fn watch_mode_replaces_a_killed_instance_and_picks_up_a_dropped_folder() {
     env.eventually(
         Duration::from_secs(60),
         "the dropped funko to serve",
-        || async {
-            match env.running("newcomer").await.first() {
-                Some(instance) => get(instance, "/").await.is_some_and(|r| r.0 == 200),
-                None => false,
-            }
-        },
+        || env.serves("newcomer", "hello from the new one", None),
     )
     .await;
-    stop.cancel();
-    watching.await.unwrap();
+    watching.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -369,20 +347,12 @@ async fn watch_mode_survives_losing_the_engine_and_converges_when_it_returns() {
     .unwrap();
     let mut reconciler = env.reconciler_on(via_relay);
     assert!(reconciler.pass(&Quiet).await.unwrap().converged());
-    let stop = tokio_util::sync::CancellationToken::new();
-    let watching = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let timing = WatchTiming {
-                resync: Duration::from_secs(300),
-                max_backoff: Duration::from_secs(1),
-                ..WatchTiming::default()
-            };
-            faaso_reconciler::watch(&mut reconciler, &Quiet, timing, Default::default(), stop)
-                .await
-                .unwrap();
-        })
+    let timing = WatchTiming {
+        resync: Duration::from_secs(300),
+        max_backoff: Duration::from_secs(1),
+        ..WatchTiming::default()
     };
+    let watching = common::Watching::start(reconciler, timing);
     tokio::time::sleep(Duration::from_millis(500)).await;
     relay.cut();
     // While faaso cannot see the engine, its instance dies.
@@ -397,18 +367,10 @@ async fn watch_mode_survives_losing_the_engine_and_converges_when_it_returns() {
     env.eventually(
         Duration::from_secs(30),
         "faaso to reconnect and replace the instance",
-        || async {
-            match env.running("sturdy").await.first() {
-                Some(instance) if instance.id != victim.id => {
-                    get(instance, "/").await == Some((200, "sturdy".into()))
-                }
-                _ => false,
-            }
-        },
+        || env.serves("sturdy", "sturdy", Some(&victim.id)),
     )
     .await;
-    stop.cancel();
-    watching.await.unwrap();
+    watching.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -213,6 +213,55 @@ fn rand_suffix() -> u64 {
     RandomState::new().hash_one(Instant::now()) % 1_000_000
 }
 
+/// Watch mode running in the background until [`Watching::stop`].
+pub struct Watching {
+    stop: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Watching {
+    /// Starts `faaso_reconciler::watch` on its own task.
+    pub fn start(
+        mut reconciler: Reconciler<DockerEngine>,
+        timing: faaso_reconciler::WatchTiming,
+    ) -> Self {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let task = {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                faaso_reconciler::watch(
+                    &mut reconciler,
+                    &faaso_reconciler::Quiet,
+                    timing,
+                    Default::default(),
+                    stop,
+                )
+                .await
+                .unwrap();
+            })
+        };
+        Self { stop, task }
+    }
+
+    /// Stops watching and waits for the loop to end.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        self.task.await.unwrap();
+    }
+}
+
+impl Env {
+    /// Whether a running instance of `funko` other than `not` answers `/` with 200 and `body`.
+    pub async fn serves(&self, funko: &str, body: &str, not: Option<&str>) -> bool {
+        for instance in self.running(funko).await {
+            if Some(instance.id.as_str()) != not {
+                return get(&instance, "/").await == Some((200, body.to_owned()));
+            }
+        }
+        false
+    }
+}
+
 /// `GET path` on an instance: the status and body, or `None` when it does not answer.
 pub async fn get(instance: &Instance, path: &str) -> Option<(u16, String)> {
     let addr = SocketAddr::new(instance.ip?, faaso_reconciler::FUNKO_PORT);
