@@ -15,7 +15,7 @@ use hyper::{Method, Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, info, warn};
 
 use crate::answer;
@@ -160,12 +160,18 @@ impl Proxy {
                     Ok::<_, Infallible>(answer)
                 }
             });
-            let connection = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .into_owned();
-            let connection = graceful.watch(connection);
+            let builder = builder.clone();
+            let watcher = graceful.watcher();
+            let header_read_timeout = config.header_read_timeout;
             tokio::spawn(async move {
-                if let Err(err) = connection.await {
+                if !sends_a_request(&stream, header_read_timeout).await {
+                    debug!(%peer, "A client sent no request within the header timeout.");
+                    return;
+                }
+                let connection = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                    .into_owned();
+                if let Err(err) = watcher.watch(connection).await {
                     debug!(%peer, ?err, "A client connection ended with an error.");
                 }
             });
@@ -180,6 +186,25 @@ impl Proxy {
         }
         Ok(())
     }
+}
+
+/// Whether the client starts a request within `limit`. hyper's header timeout only runs once
+/// the protocol is known, so a client that sends nothing, or a few bytes of the HTTP/2
+/// preface, would otherwise hold its connection (and a file descriptor) forever.
+async fn sends_a_request(stream: &TcpStream, limit: Duration) -> bool {
+    const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let known = async {
+        let mut buf = [0u8; H2_PREFACE.len()];
+        loop {
+            match stream.peek(&mut buf).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) if n == buf.len() || buf[..n] != H2_PREFACE[..n] => return true,
+                // Part of the preface: peek returns at once, so wait before looking again.
+                Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+    };
+    tokio::time::timeout(limit, known).await.unwrap_or(false)
 }
 
 /// Whether `path` is `prefix` itself or below it (`/admin`, `/admin/…`, not `/administer`).

@@ -21,8 +21,11 @@ pub struct WatchTiming {
     pub debounce: Duration,
     /// A pass at least this often, to catch anything an event missed.
     pub resync: Duration,
-    /// The longest wait between attempts when the engine is unreachable.
+    /// The longest wait between attempts when the engine is unreachable; short, because it
+    /// bounds how long faaso stays blind after the engine comes back.
     pub max_backoff: Duration,
+    /// How soon to look again after a pass that left a funko neither converged nor failed.
+    pub requeue: Duration,
 }
 
 impl Default for WatchTiming {
@@ -30,7 +33,8 @@ impl Default for WatchTiming {
         Self {
             debounce: Duration::from_millis(150),
             resync: Duration::from_secs(30),
-            max_backoff: Duration::from_secs(10),
+            max_backoff: Duration::from_secs(2),
+            requeue: Duration::from_secs(1),
         }
     }
 }
@@ -89,6 +93,7 @@ pub async fn watch(
     ));
     let mut backoff = Duration::from_millis(250);
     loop {
+        let mut next = timing.resync;
         match reconciler.pass(listener).await {
             Ok(report) => {
                 backoff = Duration::from_millis(250);
@@ -99,6 +104,15 @@ pub async fn watch(
                     .map(|f| &f.name)
                     .collect();
                 tracing::info!(steps = report.plan.len(), ?pending, "pass finished");
+                // Not converged and not failed: the engine's view lagged behind its events (a
+                // killed container still listed as running). Look again soon, not at resync.
+                if report
+                    .funkos
+                    .iter()
+                    .any(|f| !f.converged() && f.error.is_none())
+                {
+                    next = next.min(timing.requeue);
+                }
             }
             Err(error) => {
                 tracing::warn!(%error, retry_in = ?backoff, "pass failed; retrying");
@@ -112,7 +126,7 @@ pub async fn watch(
         }
         tokio::select! {
             _ = stop.cancelled() => return Ok(()),
-            _ = tokio::time::sleep(timing.resync) => tracing::debug!("periodic resync"),
+            _ = tokio::time::sleep(next) => tracing::debug!("periodic resync or requeue"),
             Some(trigger) = rx.recv() => {
                 // Let a burst of events settle, then take them all as one reason to look again.
                 tokio::time::sleep(timing.debounce).await;

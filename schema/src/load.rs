@@ -418,9 +418,98 @@ mod tests {
         assert_eq!(problems.len(), 2);
     }
 
+    /// Cases per fuzz property: `FAASO_FUZZ_CASES` (the flagged run uses 1000000), else a
+    /// short CI run.
+    fn fuzz_config() -> proptest::test_runner::Config {
+        let cases = std::env::var("FAASO_FUZZ_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2000);
+        proptest::test_runner::Config {
+            cases,
+            failure_persistence: None,
+            ..proptest::test_runner::Config::default()
+        }
+    }
+
+    /// funko.yml-shaped text: real keys and values in random order and nesting, so the
+    /// validator behind the YAML parser is reached too.
+    fn spec_like() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let piece = prop::sample::select(vec![
+            "name: ",
+            "runtime: ",
+            "scale: ",
+            "env: ",
+            "secrets: ",
+            "healthcheck: ",
+            "path: ",
+            "interval: ",
+            "timeout: ",
+            "start_period: ",
+            "retries: ",
+            "resources: ",
+            "memory: ",
+            "cpus: ",
+            "hardening: ",
+            "read_only: ",
+            "pids_limit: ",
+            "options: ",
+            "hello",
+            "python",
+            "node",
+            "binary",
+            "../x",
+            "/ping",
+            "-1",
+            "0",
+            "3",
+            "4294967296",
+            "1.5",
+            "0.0001",
+            "128M",
+            "1e99",
+            "5 parsecs",
+            "500ms",
+            "1h",
+            "true",
+            "null",
+            "~",
+            "[",
+            "]",
+            "{",
+            "}",
+            ",",
+            ":",
+            "- ",
+            "\n",
+            "\n  ",
+            "\n    ",
+            "'",
+            "\"",
+            "&a",
+            "*a",
+            "!!str ",
+            "#",
+            "\t",
+            "\u{0}",
+            "é",
+            "A_B",
+            "=",
+        ]);
+        prop::collection::vec(piece, 0..40).prop_map(|p| p.concat())
+    }
+
     proptest::proptest! {
+        #![proptest_config(fuzz_config())]
+
         #[test]
         fn arbitrary_text_never_panics(text in ".{0,200}") {
+            let _ = parse_spec(&text);
+        }
+
+        #[test]
+        fn spec_shaped_text_never_panics(text in spec_like()) {
             let _ = parse_spec(&text);
         }
     }

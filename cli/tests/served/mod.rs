@@ -45,6 +45,12 @@ impl Served {
     /// Starts a server whose funkos folder holds copies of the repository's example funkos
     /// `examples`, and waits until its admin API answers.
     pub async fn start_with(examples: &[&str]) -> Self {
+        Self::start_with_env(examples, &[]).await
+    }
+
+    /// Like [`Served::start_with`], with `env` added to the server's environment (for example
+    /// `DOCKER_HOST` pointing at a relay).
+    pub async fn start_with_env(examples: &[&str], env: &[(&str, &str)]) -> Self {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -91,6 +97,7 @@ impl Served {
             .env("FAASO_BASE_IMAGES", "local")
             .env("FAASO_TOKEN", &token)
             .env("XDG_CONFIG_HOME", tmp.path().join("config"))
+            .envs(env.iter().copied())
             .current_dir(tmp.path())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
