@@ -119,6 +119,13 @@ impl DockerEngine {
     }
 }
 
+/// Whether `image` names an image by id (`sha256:…` or bare hex), as build steps do, rather than
+/// by `repo:tag`.
+fn is_image_id(image: &str) -> bool {
+    let hex = image.strip_prefix("sha256:").unwrap_or(image);
+    hex.len() >= 12 && hex.chars().all(|c| c.is_ascii_hexdigit())
+}
+
 fn instance_state(state: Option<ContainerSummaryStateEnum>) -> InstanceState {
     match state {
         Some(ContainerSummaryStateEnum::RUNNING) => InstanceState::Running,
@@ -130,8 +137,12 @@ fn instance_state(state: Option<ContainerSummaryStateEnum>) -> InstanceState {
 impl Engine for DockerEngine {
     async fn observe(&self) -> Result<Observed, DockerError> {
         let ns = &self.namespace;
-        let managed = self.list(("label", ns.managed_filter())).await?;
-        let named = self.list(("name", format!("{}-", ns.prefix))).await?;
+        // Docker ORs values of one filter but ANDs filters: two lists, asked at once.
+        let (managed, named) = tokio::join!(
+            self.list(("label", ns.managed_filter())),
+            self.list(("name", format!("{}-", ns.prefix)))
+        );
+        let (managed, named) = (managed?, named?);
         let mut seen = BTreeSet::new();
         let mut instances = Vec::new();
         for summary in managed.into_iter().chain(named) {
@@ -146,19 +157,18 @@ impl Engine for DockerEngine {
                 .unwrap_or_default()
                 .trim_start_matches('/')
                 .to_owned();
-            let managed = labels
+            let state = instance_state(summary.state);
+            let image = summary.image.unwrap_or_default();
+            // faaso's images carry its labels, so every container made from one inherits them:
+            // only the instance label, which faaso sets itself, marks a container faaso created.
+            // The one exception is a stopped container of an unnamed image: a build step left by
+            // an interrupted build, to be cleared like a stopped instance.
+            let labelled = labels
                 .get(&ns.label("managed"))
                 .is_some_and(|v| v == "true");
-            let state = instance_state(summary.state);
-            // A managed container without an instance number is a build step (images carry our
-            // labels, so their build containers do too): leave running ones to their build, and
-            // let stopped ones (an interrupted build's) be cleared like any stopped instance.
-            if managed
-                && !labels.contains_key(&ns.label("instance"))
-                && state != InstanceState::Stopped
-            {
-                continue;
-            }
+            let managed = labelled
+                && (labels.contains_key(&ns.label("instance"))
+                    || (state == InstanceState::Stopped && is_image_id(&image)));
             let funko = if managed {
                 labels.get(&ns.label("funko")).cloned().unwrap_or_default()
             } else {
@@ -192,7 +202,7 @@ impl Engine for DockerEngine {
                     .get(&ns.label("config-hash"))
                     .cloned()
                     .unwrap_or_default(),
-                image: summary.image.unwrap_or_default(),
+                image,
                 state,
             });
         }

@@ -173,7 +173,7 @@ impl<E: Engine> Reconciler<E> {
 
     /// One full pass: plan, act, and report where every funko stands.
     pub async fn pass(&mut self, listener: &dyn Listener) -> Result<PassReport, DockerError> {
-        let (state, _, steps) = self.plan().await?;
+        let (state, before, steps) = self.plan().await?;
         // Funkos whose content changed since their failure are no longer held: forget it.
         let changed: Vec<String> = self
             .failures
@@ -218,7 +218,12 @@ impl<E: Engine> Reconciler<E> {
                 Err(failure) => self.failures.record(&funko, &failure.key, failure.error),
             }
         }
-        let observed = self.engine.observe().await?;
+        // Nothing done: the engine looks as it did a moment ago, so skip listing it again.
+        let observed = if steps.is_empty() {
+            before
+        } else {
+            self.engine.observe().await?
+        };
         if !steps.is_empty() {
             let mut keep: BTreeSet<String> = state
                 .desired

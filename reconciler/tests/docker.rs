@@ -190,6 +190,23 @@ async fn a_container_faaso_did_not_create_is_left_alone() {
     env.python_funko("x", "managed x", "");
     let mut reconciler = env.reconciler();
     assert!(reconciler.pass(&Quiet).await.unwrap().converged());
+    // Someone runs faaso's image by hand: the container inherits the image's labels, yet faaso
+    // did not create it.
+    let image = env.running("x").await[0].image.clone();
+    let by_hand = bollard::models::ContainerCreateBody {
+        image: Some(image),
+        ..Default::default()
+    };
+    let options = CreateContainerOptionsBuilder::new()
+        .name(&format!("by-hand-{}", env.namespace.prefix))
+        .build();
+    let by_hand = env
+        .docker
+        .create_container(Some(options), by_hand)
+        .await
+        .unwrap();
+    env.docker.start_container(&by_hand.id, None).await.unwrap();
+    assert_eq!(reconciler.pass(&Quiet).await.unwrap().plan, vec![]);
     std::fs::remove_dir_all(env.funkos().join("x")).unwrap();
     reconciler.pass(&Quiet).await.unwrap();
     let left: Vec<_> = env.instances().await;
@@ -199,6 +216,23 @@ async fn a_container_faaso_did_not_create_is_left_alone() {
         "the unmanaged faaso-x stays; the managed x is gone"
     );
     assert!(!left[0].managed);
+    let still = env
+        .docker
+        .inspect_container(&by_hand.id, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        still.state.and_then(|s| s.running),
+        Some(true),
+        "the hand-made container stays"
+    );
+    let remove = bollard::query_parameters::RemoveContainerOptionsBuilder::new()
+        .force(true)
+        .build();
+    env.docker
+        .remove_container(&by_hand.id, Some(remove))
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
