@@ -71,6 +71,17 @@ impl Token {
         }
     }
 
+    /// Keeps this token as `<state_dir>/token` (0600), where `load_or_create` finds it.
+    pub fn store(&self, state_dir: &Path) -> Result<(), TokenError> {
+        let path = state_dir.join("token");
+        std::fs::create_dir_all(state_dir)
+            .and_then(|()| write_private(&path, self.0.as_bytes()))
+            .map_err(|source| TokenError::Io {
+                path: path.display().to_string(),
+                source,
+            })
+    }
+
     /// The token text.
     pub fn reveal(&self) -> &str {
         &self.0

@@ -111,7 +111,7 @@ fn main() -> ExitCode {
             Some(args.scale),
         )),
         Command::Proxy(command) => block_on(cmd::proxy::run_command(&cli.global, command)),
-        Command::Server(args) => block_on(cmd::server::run(&cli.global, args)),
+        Command::Server(args) => block_on(cmd::server::run_command(&cli.global, args)),
         Command::Login(args) => block_on(cmd::login::login(args)),
         Command::Logout => cmd::login::logout(),
         Command::Deploy(args) => block_on(cmd::deploy::run(&cli.global, args)),

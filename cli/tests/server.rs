@@ -173,13 +173,7 @@ impl Drop for Server {
         let child = self.child.get_mut().unwrap();
         let _ = child.kill();
         let _ = child.wait();
-        let id = &self.id;
-        let sh = format!(
-            "docker rm -f $(docker ps -aq --filter label={id}.managed=true) >/dev/null 2>&1; \
-             docker rmi -f $(docker images -q --filter label={id}.managed=true) >/dev/null 2>&1; \
-             docker network rm {id}-net >/dev/null 2>&1; true"
-        );
-        let _ = Command::new("sh").args(["-c", &sh]).status();
+        drop(Cleanup(self.id.clone()));
     }
 }
 
@@ -421,4 +415,112 @@ async fn a_server_killed_mid_rollout_converges_after_restart_without_leaks() {
         images.len() <= 2,
         "only the current and previous images: {images:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_up_serves_from_its_container_and_down_removes_it() {
+    let id = format!("sup{:x}", nanos() % 1_000_000);
+    let dir = tempfile::tempdir().unwrap();
+    let funko = dir.path().join("funkos/up-hello");
+    std::fs::create_dir_all(&funko).unwrap();
+    std::fs::write(funko.join("funko.yml"), "name: up-hello\nruntime: python\n").unwrap();
+    std::fs::write(
+        funko.join("handler.py"),
+        "def handle(request):\n    return 'from the container'\n",
+    )
+    .unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let faaso = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_faaso"))
+            .args(args)
+            .current_dir(dir.path())
+            .env("FAASO_PREFIX", &id)
+            .env("FAASO_LABELS", &id)
+            .env("FAASO_NETWORK", format!("{id}-net"))
+            .env("FAASO_STATE_DIR", dir.path().join("state"))
+            .env("FAASO_BASE_IMAGES", "local")
+            .output()
+            .unwrap()
+    };
+    let cleanup = Cleanup(id.clone());
+    let up = faaso(&[
+        "server",
+        "funkos",
+        "--token",
+        TOKEN,
+        "up",
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+    ]);
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let client = client();
+    let url = format!("http://127.0.0.1:{port}/funko/up-hello/");
+    let start = Instant::now();
+    loop {
+        let answer = client
+            .get(&url)
+            .send()
+            .await
+            .ok()
+            .filter(|r| r.status() == 200);
+        if let Some(answer) = answer {
+            assert_eq!(answer.text().await.unwrap(), "from the container");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "the containerised server never served"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let token_file = dir.path().join("state/token");
+    assert_eq!(
+        std::fs::read_to_string(&token_file).unwrap(),
+        TOKEN,
+        "the token sits in the state folder"
+    );
+    let inspect = Command::new("docker")
+        .args(["inspect", &format!("{id}-proxy")])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&inspect.stdout).contains(TOKEN),
+        "the token is not in docker inspect"
+    );
+    let down = faaso(&["server", "funkos", "down"]);
+    assert!(
+        down.status.success(),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    assert!(
+        client.get(&url).send().await.is_err(),
+        "nothing listens after down"
+    );
+    drop(cleanup);
+}
+
+/// Removes what a test's namespace created: containers, images, network.
+struct Cleanup(String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let id = &self.0;
+        let sh = format!(
+            "docker rm -f $(docker ps -aq --filter label={id}.managed=true) $(docker ps -aq --filter label={id}.role=proxy) >/dev/null 2>&1; \
+             docker rmi -f $(docker images -q --filter label={id}.managed=true) $(docker images -q --filter label={id}.role=proxy) >/dev/null 2>&1; \
+             docker network rm {id}-net >/dev/null 2>&1; true"
+        );
+        let _ = Command::new("sh").args(["-c", &sh]).status();
+    }
 }

@@ -43,7 +43,7 @@ pub struct Proxy {
 /// admin API), instead of forwarding them.
 #[derive(Clone)]
 struct Local {
-    prefix: String,
+    prefix: Arc<str>,
     handler: LocalHandler,
 }
 
@@ -104,7 +104,7 @@ impl Proxy {
             })
         });
         self.local = Some(Local {
-            prefix: prefix.trim_end_matches('/').to_owned(),
+            prefix: prefix.trim_end_matches('/').into(),
             handler,
         });
         self

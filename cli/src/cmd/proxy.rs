@@ -12,7 +12,7 @@ use tracing::info;
 use crate::cmd::Global;
 use crate::discovery::{DiscoveryConfig, DockerDiscovery};
 
-mod container;
+pub(crate) mod container;
 
 /// `faaso proxy`: the proxy in the foreground, or `up`/`down` as a container.
 #[derive(Debug, Args)]
@@ -115,7 +115,7 @@ impl ProxyArgs {
     }
 
     /// The flags that configure the proxy itself, as arguments for another `faaso proxy`.
-    fn passed_on(&self) -> Vec<String> {
+    pub(crate) fn passed_on(&self) -> Vec<String> {
         let duration = |d: Duration| humantime::format_duration(d).to_string();
         let mut args = vec![
             format!("--max-body-bytes={}", self.max_body_bytes),

@@ -19,11 +19,16 @@ use faaso_schema::FunkoName;
 use tokio_util::sync::CancellationToken;
 
 use super::proxy::ProxyArgs;
+use super::proxy::container::{self, Launch};
 use super::{FunkosDir, Global};
 
 /// Arguments of `faaso server`.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = false)]
 pub struct ServerArgs {
+    /// Run as the `faaso-proxy` container instead of in the foreground.
+    #[command(subcommand)]
+    pub action: Option<ServerAction>,
     #[command(flatten)]
     pub funkos: FunkosDir,
     #[command(flatten)]
@@ -32,6 +37,69 @@ pub struct ServerArgs {
     /// state directory (0600).
     #[arg(long, env = "FAASO_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+}
+
+/// What `faaso server` does besides running in the foreground.
+#[derive(Debug, clap::Subcommand)]
+pub enum ServerAction {
+    /// Run the server as the `faaso-proxy` container (funkos and state folders mounted at the
+    /// same paths, the Docker socket mounted), publishing its port on the host.
+    Up(super::proxy::UpArgs),
+    /// Stop and remove that container; the funko containers keep running.
+    Down,
+}
+
+/// Runs `faaso server`, `faaso server up` or `faaso server down`.
+pub async fn run_command(global: &Global, args: ServerArgs) -> anyhow::Result<ExitCode> {
+    match &args.action {
+        None => run(global, args).await,
+        Some(ServerAction::Up(up)) => {
+            let launch = launch(global, &args)?;
+            container::up_with(
+                &global.namespace(),
+                &launch,
+                args.proxy.shutdown_grace,
+                up.bind,
+                up.port,
+            )
+            .await
+        }
+        Some(ServerAction::Down) => container::down(&global.namespace()).await,
+    }
+}
+
+/// The server as a container runs: the funkos and state folders are mounted at the same absolute
+/// paths, so the secret files it bind-mounts into instances are the host's.
+fn launch(global: &Global, args: &ServerArgs) -> anyhow::Result<Launch> {
+    let absolute = |path: &std::path::Path| -> anyhow::Result<String> {
+        std::fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(std::fs::canonicalize(path)?.display().to_string())
+    };
+    let funkos = absolute(&args.funkos.dir)?;
+    let state = absolute(&global.state_dir)?;
+    let mut command = vec![
+        "--state-dir".to_owned(),
+        state.clone(),
+        "--base-images".to_owned(),
+        format!("{:?}", global.base_images).to_lowercase(),
+        "server".to_owned(),
+        funkos.clone(),
+        "--listen".to_owned(),
+        format!("0.0.0.0:{}", container::INNER_PORT),
+    ];
+    command.extend(args.proxy.passed_on());
+    // A given token goes into the state folder (0600), not the container's environment, where
+    // `docker inspect` would show it.
+    if let Some(token) = &args.token {
+        let token = Token::new(token)?;
+        token.store(&global.state_dir)?;
+    }
+    Ok(Launch {
+        args: command,
+        binds: vec![format!("{funkos}:{funkos}"), format!("{state}:{state}")],
+        env: Vec::new(),
+        what: "faaso server",
+    })
 }
 
 /// Runs until SIGINT or SIGTERM; the funko containers keep running after it stops.

@@ -1,6 +1,7 @@
-//! `faaso proxy up|down`: the proxy as the `<prefix>-proxy` container, the only container with
-//! a host port. Its image is made on the spot from the running `faaso` executable (plus the
-//! shared libraries it loads), `FROM scratch`, so no registry is needed.
+//! `faaso proxy up|down` and `faaso server up|down`: the proxy (or the whole server) as the
+//! `<prefix>-proxy` container, the only container with a host port. Its image is made on the spot
+//! from the running `faaso` executable (plus the shared libraries it loads), `FROM scratch`, so
+//! no registry is needed.
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -24,14 +25,56 @@ use futures_util::StreamExt;
 use super::ProxyArgs;
 
 /// Port the proxy listens on inside its container.
-const INNER_PORT: u16 = 8888;
+pub(crate) const INNER_PORT: u16 = 8888;
 /// Where the engine's socket is mounted, for discovery.
 const DOCKER_SOCKET: &str = "/var/run/docker.sock";
+
+/// What the container runs: the `faaso` arguments after the global flags, and what it needs
+/// beyond the Docker socket.
+pub struct Launch {
+    /// `proxy …` or `server …`.
+    pub args: Vec<String>,
+    /// Extra bind mounts (`host:container[:mode]`).
+    pub binds: Vec<String>,
+    /// Extra environment (`KEY=value`).
+    pub env: Vec<String>,
+    /// What `faaso proxy up` prints it as.
+    pub what: &'static str,
+}
+
+impl Launch {
+    /// The proxy alone, discovering routes through Docker.
+    pub fn proxy(args: &ProxyArgs) -> Self {
+        let mut command = vec![
+            "proxy".to_owned(),
+            "--listen".to_owned(),
+            format!("0.0.0.0:{INNER_PORT}"),
+        ];
+        command.extend(args.passed_on());
+        Self {
+            args: command,
+            binds: Vec::new(),
+            env: Vec::new(),
+            what: "faaso proxy",
+        }
+    }
+}
 
 /// Starts (or replaces) the proxy container, publishing `port` on `bind`.
 pub async fn up(
     ns: &Namespace,
     args: &ProxyArgs,
+    bind: IpAddr,
+    port: u16,
+) -> anyhow::Result<ExitCode> {
+    up_with(ns, &Launch::proxy(args), args.shutdown_grace, bind, port).await
+}
+
+/// Starts (or replaces) the `<prefix>-proxy` container running `launch`.
+pub async fn up_with(
+    ns: &Namespace,
+    launch: &Launch,
+    grace: Duration,
     bind: IpAddr,
     port: u16,
 ) -> anyhow::Result<ExitCode> {
@@ -47,7 +90,7 @@ pub async fn up(
     let created = docker
         .create_container(
             Some(options),
-            container_config(ns, args, &image, bind, port),
+            container_config(ns, launch, grace, &image, bind, port),
         )
         .await
         .with_context(|| format!("creating the container {name}"))?;
@@ -66,7 +109,8 @@ pub async fn up(
         );
     }
     println!(
-        "faaso proxy is up: http://{probe_host}:{port}/funko/<name>/ (container {name}, image {image})"
+        "{} is up: http://{probe_host}:{port}/funko/<name>/ (container {name}, image {image})",
+        launch.what
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -90,7 +134,8 @@ fn role_label(ns: &Namespace) -> (String, String) {
 
 fn container_config(
     ns: &Namespace,
-    args: &ProxyArgs,
+    launch: &Launch,
+    grace: Duration,
     image: &str,
     bind: IpAddr,
     port: u16,
@@ -102,11 +147,10 @@ fn container_config(
         ns.prefix.clone(),
         "--labels".to_owned(),
         ns.labels.clone(),
-        "proxy".to_owned(),
-        "--listen".to_owned(),
-        format!("0.0.0.0:{INNER_PORT}"),
     ];
-    cmd.extend(args.passed_on());
+    cmd.extend(launch.args.iter().cloned());
+    let mut binds = vec![format!("{DOCKER_SOCKET}:{DOCKER_SOCKET}")];
+    binds.extend(launch.binds.iter().cloned());
     let port_key = format!("{INNER_PORT}/tcp");
     ContainerCreateBody {
         image: Some(image.to_owned()),
@@ -114,10 +158,11 @@ fn container_config(
         labels: Some(HashMap::from([role_label(ns)])),
         // The engine only publishes ports the container exposes.
         exposed_ports: Some(vec![port_key.clone()]),
-        stop_timeout: Some(args.shutdown_grace.as_secs() as i64 + 1),
+        env: Some(launch.env.clone()),
+        stop_timeout: Some(grace.as_secs() as i64 + 1),
         host_config: Some(HostConfig {
             network_mode: Some(ns.network.clone()),
-            binds: Some(vec![format!("{DOCKER_SOCKET}:{DOCKER_SOCKET}")]),
+            binds: Some(binds),
             port_bindings: Some(HashMap::from([(
                 port_key,
                 Some(vec![PortBinding {
