@@ -191,6 +191,15 @@ impl Forwarder {
             Ok(Err((failure, instance))) => {
                 let response = match failure {
                     Failure::Exchange(err) if BodyTooLarge::caused(&err) => too_large(limit),
+                    // The client's own body failed (bad chunked encoding, cut short): its fault,
+                    // not the instance's.
+                    Failure::Exchange(err) if err.is_user() => {
+                        info!(%funko, ?err, "The client's request body was malformed or cut short.");
+                        answer::error(
+                            StatusCode::BAD_REQUEST,
+                            "the request body was malformed or cut short",
+                        )
+                    }
                     Failure::Connect(err) => {
                         warn!(%funko, instance = %instance.addr(), ?err, "No instance could be connected to.");
                         answer::error(
