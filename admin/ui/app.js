@@ -103,9 +103,14 @@ function health(funko) {
 function funkoRow(name) {
   const id = `scale-${name}`;
   const input = el("input", { id, name: "scale", type: "number", min: "0", max: "100", required: "" });
+  // Once someone touches the field, live refreshes leave it alone until the form is sent.
+  for (const touched of ["focus", "input", "change"]) {
+    input.addEventListener(touched, () => { input.dataset.edited = "yes"; });
+  }
   const scaleForm = el("form", {
     onsubmit: (event) => {
       event.preventDefault();
+      delete input.dataset.edited;
       scale(name, Number(input.value));
     },
   },
@@ -147,7 +152,7 @@ function renderFunkos(board) {
     row.querySelector(".image").textContent = funko.image || "–";
     row.querySelector(".last-error").textContent = funko.error || "";
     const input = row.querySelector("input[name=scale]");
-    if (document.activeElement !== input && funko.desired !== null && funko.desired !== undefined) {
+    if (!input.dataset.edited && funko.desired !== null && funko.desired !== undefined) {
       input.value = String(funko.desired);
     }
   }
