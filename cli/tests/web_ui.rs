@@ -159,7 +159,10 @@ async fn drive(server: &Served, browser: &Client) -> Result<(), String> {
         .map_err(|e| fail("the scale field", e))?;
     input.clear().await.map_err(|e| fail("clearing", e))?;
     input.send_keys("2").await.map_err(|e| fail("typing", e))?;
-    let typed = input.prop("value").await.map_err(|e| fail("reading the field", e))?;
+    let typed = input
+        .prop("value")
+        .await
+        .map_err(|e| fail("reading the field", e))?;
     if typed.as_deref() != Some("2") {
         return Err(format!("the scale field holds {typed:?} after typing 2"));
     }
