@@ -110,9 +110,10 @@ impl DockerEngine {
         let state = info.state?;
         match state.status {
             Some(ContainerStateStatusEnum::RUNNING) => None,
+            // "restarting" is Docker's restart policy at work after a crash.
             status => Some(format!(
-                "it {} with exit code {}",
-                status.map_or("stopped".to_owned(), |s| s.to_string()),
+                "it stopped running (state {}, exit code {})",
+                status.map_or("unknown".to_owned(), |s| s.to_string()),
                 state.exit_code.unwrap_or_default()
             )),
         }

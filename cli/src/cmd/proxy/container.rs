@@ -174,6 +174,16 @@ fn container_config(
                 name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
                 maximum_retry_count: None,
             }),
+            // The socket is all it needs: no capabilities, no privilege gain, nothing written
+            // outside its mounts and a tmpfs /tmp.
+            cap_drop: Some(vec!["ALL".to_owned()]),
+            security_opt: Some(vec!["no-new-privileges".to_owned()]),
+            readonly_rootfs: Some(true),
+            tmpfs: Some(HashMap::from([(
+                "/tmp".to_owned(),
+                "rw,noexec,nosuid,size=64m".to_owned(),
+            )])),
+            pids_limit: Some(1024),
             ..Default::default()
         }),
         ..Default::default()
