@@ -167,28 +167,13 @@ pub async fn run(global: &Global, args: ProxyArgs) -> anyhow::Result<ExitCode> {
         })?;
     info!(network = %global.network, "Discovering funko containers.");
     let discovery = tokio::spawn(discovery.run());
-    let served = proxy.serve(shutdown_signal()).await;
+    let served = proxy
+        .serve(async {
+            super::shutdown_signal().await;
+            info!("Shutting down; letting in-flight requests finish.");
+        })
+        .await;
     discovery.abort();
     served.context("serving the proxy")?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Completes on the first SIGINT (Ctrl-C) or SIGTERM (`docker stop`).
-async fn shutdown_signal() {
-    let mut terminate =
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(err) => {
-                tracing::warn!(
-                    ?err,
-                    "Cannot listen for SIGTERM; only Ctrl-C stops the proxy."
-                );
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => info!("Interrupted; shutting down."),
-        _ = terminate.recv() => info!("Terminated; shutting down."),
-    }
 }
