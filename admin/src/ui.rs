@@ -1,5 +1,7 @@
 //! The web UI: one page, its script and its style, embedded in the binary (no CDN, no build
 //! step). The page is public and holds no data: it asks for the token and calls the API with it.
+//! The API's OpenAPI description (`/admin/openapi.json`) is served here too, public for the same
+//! reason.
 
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, header};
@@ -9,11 +11,14 @@ use axum::routing::get;
 const INDEX: &str = include_str!("../ui/index.html");
 const SCRIPT: &str = include_str!("../ui/app.js");
 const STYLE: &str = include_str!("../ui/style.css");
+/// The admin API's OpenAPI 3.1 description (`tests/openapi.rs` holds it to the router).
+const OPENAPI: &str = include_str!("../openapi.json");
 
 /// Everything the page may load or call: its own origin only.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
-/// The page and its assets, at absolute paths (merged outside the token layer).
+/// The page, its assets and the API description, at absolute paths (merged outside the token
+/// layer).
 pub(crate) fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route("/admin", get(|| async { Redirect::permanent("/admin/") }))
@@ -28,6 +33,10 @@ pub(crate) fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route(
             "/admin/ui/style.css",
             get(|| async { asset("text/css; charset=utf-8", STYLE) }),
+        )
+        .route(
+            "/admin/openapi.json",
+            get(|| async { asset("application/json", OPENAPI) }),
         )
 }
 
