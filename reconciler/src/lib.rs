@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod container;
+mod deaths;
 mod desired;
 mod docker;
 mod docker_engine;
@@ -20,6 +21,7 @@ mod watch;
 
 pub use bollard::Docker;
 pub use container::{FUNKO_PORT, config_hash, container_config, container_name};
+pub use deaths::Deaths;
 pub use desired::{BasePolicy, DesiredState, Prepared, SecretMount, load_desired, secret_path};
 pub use docker::{DockerError, connect};
 pub use docker_engine::DockerEngine;

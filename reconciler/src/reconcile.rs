@@ -8,6 +8,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde::Serialize;
 
+use crate::deaths::Deaths;
 use crate::desired::{BasePolicy, DesiredState, Prepared, load_desired};
 use crate::docker::DockerError;
 use crate::engine::{Engine, Started};
@@ -68,6 +69,8 @@ pub struct FunkoStatus {
     pub outdated: u32,
     /// The image it should run.
     pub image: Option<String>,
+    /// When that image was built, in seconds since the Unix epoch (absent until it is).
+    pub image_created: Option<u64>,
     /// Why it is not where it should be, if it is not.
     pub error: Option<String>,
 }
@@ -105,6 +108,7 @@ pub struct Reconciler<E> {
     engine: E,
     settings: Settings,
     failures: Failures,
+    deaths: Deaths,
 }
 
 /// A funko's steps failed: which content (image or config hash) and why.
@@ -121,7 +125,21 @@ impl<E: Engine> Reconciler<E> {
             engine,
             settings,
             failures,
+            deaths: Deaths::default(),
         }
+    }
+
+    /// Where the engine's `die` and `start` events go, so a pass trusts them over a list that
+    /// lags behind.
+    pub fn deaths(&self) -> &Deaths {
+        &self.deaths
+    }
+
+    /// The engine's containers, with those known dead marked stopped.
+    async fn observe(&self) -> Result<Observed, DockerError> {
+        let mut observed = self.engine.observe().await?;
+        self.deaths.apply(&mut observed);
+        Ok(observed)
     }
 
     /// The engine it acts through.
@@ -141,7 +159,7 @@ impl<E: Engine> Reconciler<E> {
 
     /// Reads both states and plans, touching nothing.
     pub async fn plan(&self) -> Result<(DesiredState, Observed, Vec<Step>), DockerError> {
-        let observed = self.engine.observe().await?;
+        let observed = self.observe().await?;
         let state = self.desired(&observed)?;
         let steps = plan(&state.desired, &observed);
         Ok((state, observed, steps))
@@ -222,7 +240,7 @@ impl<E: Engine> Reconciler<E> {
         let observed = if steps.is_empty() {
             before
         } else {
-            self.engine.observe().await?
+            self.observe().await?
         };
         if !steps.is_empty() {
             let mut keep: BTreeSet<String> = state
@@ -251,7 +269,7 @@ impl<E: Engine> Reconciler<E> {
 
     /// Where every funko stands now, without changing anything.
     pub async fn status(&self) -> Result<Vec<FunkoStatus>, DockerError> {
-        let observed = self.engine.observe().await?;
+        let observed = self.observe().await?;
         let state = self.desired(&observed)?;
         self.status_from(&state, &observed).await
     }
@@ -270,7 +288,10 @@ impl<E: Engine> Reconciler<E> {
                 .filter(|i| i.managed)
                 .map(|i| i.funko.clone()),
         );
+        // Every current instance of every funko is probed at once: one slow instance costs its
+        // timeout once, not once per funko before it.
         let mut statuses = Vec::new();
+        let mut probes = Vec::new();
         for name in names {
             let desired = state.desired.funkos.get(&name);
             let live: Vec<_> = observed
@@ -279,20 +300,16 @@ impl<E: Engine> Reconciler<E> {
                 .filter(|i| i.managed && i.funko == name && i.state == InstanceState::Running)
                 .collect();
             let current_hash = desired.map(|d| d.config_hash.as_str());
-            let health = state
-                .prepared
-                .get(&name)
-                .map(|p| p.funko.spec.healthcheck.clone())
-                .unwrap_or_default();
-            let probes = live
+            let health = state.prepared.get(&name).map(|p| &p.funko.spec.healthcheck);
+            let index = statuses.len();
+            for &instance in live
                 .iter()
                 .filter(|i| Some(i.config_hash.as_str()) == current_hash)
-                .map(|i| instance_ready(i, &health));
-            let ready = futures_util::future::join_all(probes)
-                .await
-                .into_iter()
-                .filter(|ok| *ok)
-                .count() as u32;
+            {
+                if let Some(health) = health {
+                    probes.push(async move { (index, instance_ready(instance, health).await) });
+                }
+            }
             let outdated = live
                 .iter()
                 .filter(|i| Some(i.config_hash.as_str()) != current_hash)
@@ -310,11 +327,15 @@ impl<E: Engine> Reconciler<E> {
             statuses.push(FunkoStatus {
                 name,
                 desired: desired.map(|d| d.scale),
-                ready,
+                ready: 0,
                 outdated,
                 image: desired.map(|d| d.image.clone()),
+                image_created: desired.and_then(|d| observed.image_created.get(&d.image).copied()),
                 error,
             });
+        }
+        for (index, ready) in futures_util::future::join_all(probes).await {
+            statuses[index].ready += u32::from(ready);
         }
         Ok(statuses)
     }

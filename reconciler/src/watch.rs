@@ -11,6 +11,7 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::deaths::Deaths;
 use crate::docker_engine::DockerEngine;
 use crate::reconcile::{Listener, Reconciler};
 
@@ -87,6 +88,7 @@ pub async fn watch(
     let _watcher = watch_files(&reconciler.settings().funkos_dir, tx.clone())?;
     tokio::spawn(forward_docker_events(
         reconciler.engine().clone(),
+        reconciler.deaths().clone(),
         tx,
         timing,
         stop.clone(),
@@ -162,6 +164,7 @@ fn watch_files(
 /// backoff when the stream breaks (the engine restarted, the socket was cut).
 async fn forward_docker_events(
     engine: DockerEngine,
+    deaths: Deaths,
     tx: mpsc::UnboundedSender<Trigger>,
     timing: WatchTiming,
     stop: CancellationToken,
@@ -181,6 +184,12 @@ async fn forward_docker_events(
                     Some(Ok(event)) => {
                         backoff = Duration::from_millis(250);
                         let action = event.action.unwrap_or_default();
+                        let id = event.actor.and_then(|a| a.id).unwrap_or_default();
+                        match action.as_str() {
+                            "die" => deaths.died(&id),
+                            "start" => deaths.started(&id),
+                            _ => {}
+                        }
                         if matches!(action.as_str(), "die" | "start" | "destroy" | "stop" | "oom") {
                             tracing::debug!(%action, "container event");
                             if tx.send(Trigger::Docker).is_err() {
