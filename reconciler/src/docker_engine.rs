@@ -18,7 +18,7 @@ use crate::container::{FUNKO_PORT, STOP_GRACE_SECS, container_config, container_
 use crate::desired::Prepared;
 use crate::docker::{DockerError, is_not_found};
 use crate::engine::{Engine, Started};
-use crate::image::{build_image, image_tags};
+use crate::image::{build_image, tagged_images};
 use crate::model::{Instance, InstanceState, Observed};
 use crate::namespace::Namespace;
 use crate::probe::probe;
@@ -207,8 +207,12 @@ impl Engine for DockerEngine {
                 state,
             });
         }
-        let images = image_tags(&self.docker).await?;
-        Ok(Observed { instances, images })
+        let image_created = tagged_images(&self.docker).await?;
+        Ok(Observed {
+            instances,
+            images: image_created.keys().cloned().collect(),
+            image_created,
+        })
     }
 
     async fn ensure_network(&self) -> Result<(), DockerError> {
@@ -250,15 +254,25 @@ impl Engine for DockerEngine {
         prepared: &Prepared,
         output: &(dyn Fn(&str) + Send + Sync),
     ) -> Result<(), DockerError> {
-        build_image(
-            &self.docker,
-            &self.namespace,
-            &prepared.context,
-            &prepared.image,
-            output,
-        )
-        .await
-        .map(|_| ())
+        let build = || {
+            build_image(
+                &self.docker,
+                &self.namespace,
+                &prepared.context,
+                &prepared.image,
+                output,
+            )
+        };
+        match build().await {
+            // Another build's clean-up removed a cached layer this one was building on (the
+            // classic builder shares them across images): nothing is wrong with the funko, and
+            // a second try builds that layer afresh.
+            Err(DockerError::Build { message, .. }) if message.contains("unknown parent image") => {
+                tracing::info!(image = %prepared.image, %message, "a cached layer vanished mid-build; building again");
+                build().await.map(|_| ())
+            }
+            result => result.map(|_| ()),
+        }
     }
 
     async fn start(&self, prepared: &Prepared, number: u32) -> Result<Started, DockerError> {
