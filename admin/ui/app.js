@@ -127,8 +127,18 @@ function funkoRow(name) {
     el("td", { class: "ready number" }),
     el("td", { class: "health" }),
     el("td", { class: "image" }),
+    el("td", { class: "image-age" }),
     el("td", { class: "last-error" }),
     el("td", {}, actions));
+}
+
+// An age in its largest whole unit, as `docker ps` says it.
+function age(seconds) {
+  const s = Math.max(0, seconds);
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m`;
+  if (s < 86400) return `${Math.floor(s / 3600)}h`;
+  return `${Math.floor(s / 86400)}d`;
 }
 
 function renderFunkos(board) {
@@ -150,6 +160,9 @@ function renderFunkos(board) {
     cell.textContent = state;
     cell.className = `health health-${state}`;
     row.querySelector(".image").textContent = funko.image || "–";
+    const built = row.querySelector(".image-age");
+    built.textContent = funko.image_created ? `${age(board.updated_at - funko.image_created)} ago` : "–";
+    built.title = funko.image_created ? new Date(funko.image_created * 1000).toLocaleString() : "";
     row.querySelector(".last-error").textContent = funko.error || "";
     const input = row.querySelector("input[name=scale]");
     if (!input.dataset.edited && funko.desired !== null && funko.desired !== undefined) {

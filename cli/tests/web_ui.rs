@@ -150,6 +150,12 @@ async fn drive(server: &Served, browser: &Client) -> Result<(), String> {
                 },
             )
             .await;
+        // Built moments ago by this server: the age reads in seconds or minutes.
+        let built = text(browser, &format!("tr[data-funko='{funko}'] td.image-age")).await;
+        assert!(
+            built.ends_with(" ago") && (built.contains("s ago") || built.contains("m ago")),
+            "{funko}'s image age on the page: {built:?}"
+        );
     }
 
     // Scale hello-python to 2 with the form; the page shows the server converge.

@@ -74,4 +74,6 @@ pub struct Observed {
     pub instances: Vec<Instance>,
     /// Image references present on the engine.
     pub images: BTreeSet<String>,
+    /// When each of those images was built, in seconds since the Unix epoch.
+    pub image_created: BTreeMap<String, u64>,
 }

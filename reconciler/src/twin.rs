@@ -32,6 +32,7 @@ impl Twin {
         Observed {
             instances: self.instances.clone(),
             images: self.images.clone(),
+            ..Observed::default()
         }
     }
 
@@ -152,6 +153,7 @@ mod tests {
                         .into_iter()
                         .map(|(f, v)| format!("faaso-{}:v{v}", FUNKOS[f]))
                         .collect(),
+                    ..Observed::default()
                 }
             })
     }
@@ -269,6 +271,7 @@ mod tests {
         let observed = Observed {
             instances: vec![instance("old", "cfg1"), instance("new", "cfg2")],
             images: BTreeSet::from(["faaso-a:v1".into(), "faaso-a:v2".into()]),
+            ..Observed::default()
         };
         let steps = plan(&desired, &observed);
         assert_eq!(steps.len(), 1, "{steps:?}");

@@ -32,9 +32,12 @@ pub async fn run(global: &Global, args: StatusArgs) -> anyhow::Result<ExitCode> 
         .max()
         .unwrap_or(5)
         .max(5);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     println!(
-        "{:width$}  {:>7}  {:>5}  {:>8}  {:30}  ERROR",
-        "FUNKO", "DESIRED", "READY", "OUTDATED", "IMAGE"
+        "{:width$}  {:>7}  {:>5}  {:>8}  {:30}  {:>5}  ERROR",
+        "FUNKO", "DESIRED", "READY", "OUTDATED", "IMAGE", "AGE"
     );
     for s in &statuses {
         let desired = s.desired.map_or("-".to_owned(), |d| d.to_string());
@@ -44,10 +47,38 @@ pub async fn run(global: &Global, args: StatusArgs) -> anyhow::Result<ExitCode> 
             .as_deref()
             .map(|e| e.lines().next().unwrap_or_default())
             .unwrap_or("");
+        let age = s
+            .image_created
+            .map_or("-".to_owned(), |built| age(now.saturating_sub(built)));
         println!(
-            "{:width$}  {desired:>7}  {:>5}  {:>8}  {image:30}  {error}",
+            "{:width$}  {desired:>7}  {:>5}  {:>8}  {image:30}  {age:>5}  {error}",
             s.name, s.ready, s.outdated
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// An age the way `docker ps` says it, in its largest whole unit: `45s`, `12m`, `3h`, `9d`.
+fn age(seconds: u64) -> String {
+    match seconds {
+        0..60 => format!("{seconds}s"),
+        60..3600 => format!("{}m", seconds / 60),
+        3600..86400 => format!("{}h", seconds / 3600),
+        _ => format!("{}d", seconds / 86400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::age;
+
+    #[test]
+    fn ages_read_in_their_largest_whole_unit() {
+        assert_eq!(age(0), "0s");
+        assert_eq!(age(59), "59s");
+        assert_eq!(age(60), "1m");
+        assert_eq!(age(3599), "59m");
+        assert_eq!(age(7200), "2h");
+        assert_eq!(age(86400 * 3 + 5), "3d");
+    }
 }

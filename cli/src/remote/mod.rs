@@ -80,6 +80,8 @@ struct StatusView {
     ready: u32,
     outdated: u32,
     image: Option<String>,
+    #[serde(default)]
+    image_created: Option<u64>,
     error: Option<String>,
 }
 
@@ -91,6 +93,7 @@ impl From<StatusView> for FunkoStatus {
             ready: v.ready,
             outdated: v.outdated,
             image: v.image,
+            image_created: v.image_created,
             error: v.error,
         }
     }

@@ -105,6 +105,7 @@ mod tests {
             ready,
             outdated,
             image: None,
+            image_created: None,
             error: error.map(str::to_owned),
         }
     }
