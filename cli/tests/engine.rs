@@ -20,8 +20,7 @@ use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, ListContainersOptionsBuilder, ListImagesOptionsBuilder,
-    ListNetworksOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-    RemoveImageOptionsBuilder, StopContainerOptionsBuilder,
+    LogsOptionsBuilder, StopContainerOptionsBuilder,
 };
 use common::{Run, arg, faaso_in, repo_root};
 use futures_util::StreamExt;
@@ -251,76 +250,11 @@ impl Sandbox {
         }
         text
     }
-
-    /// Removes every container, network and image labelled with this sandbox's namespace.
-    async fn clean(docker: &Docker, id: &str) -> Vec<String> {
-        let label = format!("{id}.managed=true");
-        let filters = HashMap::from([("label", vec![label.as_str()])]);
-        let mut leftovers = Vec::new();
-        let containers = ListContainersOptionsBuilder::new()
-            .all(true)
-            .filters(&filters)
-            .build();
-        for c in docker
-            .list_containers(Some(containers))
-            .await
-            .unwrap_or_default()
-        {
-            let id = c.id.unwrap_or_default();
-            let force = RemoveContainerOptionsBuilder::new()
-                .force(true)
-                .v(true)
-                .build();
-            if let Err(e) = docker.remove_container(&id, Some(force)).await {
-                leftovers.push(format!("container {id}: {e}"));
-            }
-        }
-        let networks = ListNetworksOptionsBuilder::new().filters(&filters).build();
-        for n in docker
-            .list_networks(Some(networks))
-            .await
-            .unwrap_or_default()
-        {
-            let name = n.name.unwrap_or_default();
-            if let Err(e) = docker.remove_network(&name).await {
-                leftovers.push(format!("network {name}: {e}"));
-            }
-        }
-        let images = ListImagesOptionsBuilder::new()
-            .all(true)
-            .filters(&filters)
-            .build();
-        for i in docker.list_images(Some(images)).await.unwrap_or_default() {
-            let force = RemoveImageOptionsBuilder::new().force(true).build();
-            if let Err(e) = docker.remove_image(&i.id, Some(force), None).await {
-                leftovers.push(format!("image {}: {e}", i.id));
-            }
-        }
-        leftovers
-    }
 }
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
-        // Drop may run inside the test's runtime (or while unwinding from a failed assertion):
-        // clean up on a thread of its own, with its own runtime and connection, and never panic.
-        let id = self.id.clone();
-        let cleanup = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            runtime.block_on(async {
-                let docker = Docker::connect_with_defaults().ok()?;
-                let docker = docker.negotiate_version().await.ok()?;
-                Some(Sandbox::clean(&docker, &id).await)
-            })
-        });
-        match cleanup.join() {
-            Ok(Some(leftovers)) if leftovers.is_empty() => {}
-            Ok(Some(leftovers)) => eprintln!("{}: could not remove {leftovers:#?}", self.id),
-            _ => eprintln!("{}: could not reach Docker to clean up", self.id),
-        }
+        common::cleanup::remove_namespace(&self.id);
     }
 }
 
@@ -580,7 +514,6 @@ async fn a_sandbox_removes_what_it_created() {
         sandbox.network.clone(),
     );
     drop(sandbox);
-    assert!(Sandbox::clean(&docker, &id).await.is_empty());
     assert!(
         docker.inspect_image(&image).await.is_err(),
         "{image} is left"

@@ -1,6 +1,8 @@
 //! `faaso server` end to end: a real server process, the real engine, real HTTP through the
 //! proxy. Planned changes under load (a redeploy, a scale-down) must fail no request.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -515,12 +517,6 @@ struct Cleanup(String);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let id = &self.0;
-        let sh = format!(
-            "docker rm -f $(docker ps -aq --filter label={id}.managed=true) $(docker ps -aq --filter label={id}.role=proxy) >/dev/null 2>&1; \
-             docker rmi -f $(docker images -q --filter label={id}.managed=true) $(docker images -q --filter label={id}.role=proxy) >/dev/null 2>&1; \
-             docker network rm {id}-net >/dev/null 2>&1; true"
-        );
-        let _ = Command::new("sh").args(["-c", &sh]).status();
+        common::cleanup::remove_namespace(&self.0);
     }
 }

@@ -2,6 +2,8 @@
 // Each test crate compiles this module and uses only part of it.
 #![allow(dead_code)]
 
+pub mod cleanup;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -14,10 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bollard::Docker;
 use bollard::models::ContainerSummary;
-use bollard::query_parameters::{
-    ListContainersOptionsBuilder, ListImagesOptionsBuilder, ListNetworksOptionsBuilder,
-    RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder,
-};
+use bollard::query_parameters::ListContainersOptionsBuilder;
 
 use crate::common::{Run, repo_root};
 
@@ -253,52 +250,6 @@ impl Served {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
-
-    async fn clean(docker: &Docker, id: &str) -> Vec<String> {
-        let label = format!("{id}.managed=true");
-        let filters = HashMap::from([("label", vec![label.as_str()])]);
-        let mut leftovers = Vec::new();
-        let containers = ListContainersOptionsBuilder::new()
-            .all(true)
-            .filters(&filters)
-            .build();
-        for c in docker
-            .list_containers(Some(containers))
-            .await
-            .unwrap_or_default()
-        {
-            let id = c.id.unwrap_or_default();
-            let force = RemoveContainerOptionsBuilder::new()
-                .force(true)
-                .v(true)
-                .build();
-            if let Err(e) = docker.remove_container(&id, Some(force)).await {
-                leftovers.push(format!("container {id}: {e}"));
-            }
-        }
-        let networks = ListNetworksOptionsBuilder::new().filters(&filters).build();
-        for n in docker
-            .list_networks(Some(networks))
-            .await
-            .unwrap_or_default()
-        {
-            let name = n.name.unwrap_or_default();
-            if let Err(e) = docker.remove_network(&name).await {
-                leftovers.push(format!("network {name}: {e}"));
-            }
-        }
-        let images = ListImagesOptionsBuilder::new()
-            .all(true)
-            .filters(&filters)
-            .build();
-        for i in docker.list_images(Some(images)).await.unwrap_or_default() {
-            let force = RemoveImageOptionsBuilder::new().force(true).build();
-            if let Err(e) = docker.remove_image(&i.id, Some(force), None).await {
-                leftovers.push(format!("image {}: {e}", i.id));
-            }
-        }
-        leftovers
-    }
 }
 
 impl Drop for Served {
@@ -319,24 +270,7 @@ impl Drop for Served {
         if std::thread::panicking() {
             eprintln!("{}", self.log());
         }
-        // Drop may run inside the test's runtime: clean up on a thread with its own.
-        let id = self.id.clone();
-        let cleanup = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            runtime.block_on(async {
-                let docker = Docker::connect_with_defaults().ok()?;
-                let docker = docker.negotiate_version().await.ok()?;
-                Some(Served::clean(&docker, &id).await)
-            })
-        });
-        match cleanup.join() {
-            Ok(Some(leftovers)) if leftovers.is_empty() => {}
-            Ok(Some(leftovers)) => eprintln!("{}: could not remove {leftovers:#?}", self.id),
-            _ => eprintln!("{}: could not reach Docker to clean up", self.id),
-        }
+        crate::common::cleanup::remove_namespace(&self.id);
     }
 }
 
