@@ -24,6 +24,10 @@ pub struct ProxyConfig {
     pub shutdown_grace: Duration,
     /// Whether each request is logged as one access-log line.
     pub access_log: bool,
+    /// Event loops serving clients, each a thread of its own with its own idle connections to
+    /// instances, as nginx runs one worker per core: a request and its upstream exchange then
+    /// never cross threads.
+    pub event_loops: usize,
 }
 
 impl Default for ProxyConfig {
@@ -38,6 +42,7 @@ impl Default for ProxyConfig {
             upstream_idle_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(30),
             access_log: true,
+            event_loops: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 }

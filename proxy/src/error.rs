@@ -17,4 +17,7 @@ pub enum ProxyError {
     /// The bound socket's own address could not be read.
     #[error("reading the proxy's local address")]
     LocalAddr(#[source] std::io::Error),
+    /// An event loop's thread could not be started.
+    #[error("starting the proxy's event loop threads")]
+    Thread(#[source] std::io::Error),
 }

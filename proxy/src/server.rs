@@ -11,11 +11,12 @@ use std::time::Duration;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper::{Method, Request, Response};
+use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{oneshot, watch};
 use tracing::{debug, info, warn};
 
 use crate::answer;
@@ -117,6 +118,10 @@ impl Proxy {
 
     /// Serves until `shutdown` completes, then stops accepting and lets in-flight requests
     /// finish for up to the configured grace period.
+    ///
+    /// Clients are served by `config.event_loops` threads, each running a single-threaded
+    /// runtime; the caller's runtime keeps the local handler's work (the admin API), so that
+    /// can use whatever the caller set up.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), ProxyError> {
         let Self {
             listener,
@@ -126,65 +131,146 @@ impl Proxy {
             local,
         } = self;
         let metrics = Arc::new(Metrics::default());
-        let forwarder = Arc::new(Forwarder::new(routes.clone(), config.clone(), metrics));
-        let builder = connection_builder(&config);
-        let graceful = GracefulShutdown::new();
-        info!(%local_addr, "The proxy is listening.");
-        tokio::pin!(shutdown);
-        loop {
-            let (stream, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(err) => {
-                        // Usually out of file descriptors: pause instead of spinning.
-                        warn!(?err, "Accepting a connection failed.");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                () = &mut shutdown => break,
-            };
-            let _ = stream.set_nodelay(true);
-            let forwarder = forwarder.clone();
-            let routes = routes.clone();
-            let local = local.clone();
-            let service = service_fn(move |req| {
-                let forwarder = forwarder.clone();
-                let routes = routes.clone();
-                let local = local.clone();
-                async move {
-                    let answer = match local.filter(|l| is_under(req.uri().path(), &l.prefix)) {
-                        Some(local) => (local.handler)(req).await,
-                        None => route(&forwarder, &routes, req, peer).await,
-                    };
-                    Ok::<_, Infallible>(answer)
-                }
-            });
-            let builder = builder.clone();
-            let watcher = graceful.watcher();
-            let header_read_timeout = config.header_read_timeout;
-            tokio::spawn(async move {
-                if !sends_a_request(&stream, header_read_timeout).await {
-                    debug!(%peer, "A client sent no request within the header timeout.");
-                    return;
-                }
-                let connection = builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                    .into_owned();
-                if let Err(err) = watcher.watch(connection).await {
-                    debug!(%peer, ?err, "A client connection ended with an error.");
-                }
-            });
+        let shared = Arc::new(Shared {
+            forwarder: Forwarder::new(routes.clone(), config.clone(), metrics),
+            routes,
+            local,
+            builder: connection_builder(&config),
+            caller: tokio::runtime::Handle::current(),
+            config,
+        });
+        // Every loop accepts from the one listening socket, as nginx's workers do: whichever
+        // is free takes the next client, which spreads them by load (SO_REUSEPORT would
+        // spread them by a hash, unevenly for a few long-lived connections).
+        let listener = listener.into_std().map_err(ProxyError::LocalAddr)?;
+        let mut listeners = Vec::new();
+        for _ in 0..shared.config.event_loops.max(1) {
+            listeners.push(listener.try_clone().map_err(ProxyError::Thread)?);
         }
         drop(listener);
+        let (stop, stopped) = watch::channel(false);
+        let mut loops = Vec::new();
+        for (index, listener) in listeners.into_iter().enumerate() {
+            let (shared, stopped) = (shared.clone(), stopped.clone());
+            let (done, finished) = oneshot::channel::<()>();
+            std::thread::Builder::new()
+                .name(format!("faaso-proxy-{index}"))
+                .spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build();
+                    match runtime {
+                        Ok(runtime) => {
+                            crate::pool::set_event_loop(index);
+                            runtime.block_on(event_loop(listener, &shared, stopped));
+                        }
+                        Err(err) => warn!(?err, "An event loop's runtime could not start."),
+                    }
+                    drop(done);
+                })
+                .map_err(ProxyError::Thread)?;
+            loops.push(finished);
+        }
+        info!(%local_addr, event_loops = loops.len(), "The proxy is listening.");
+        shutdown.await;
         info!("The proxy stopped accepting; waiting for in-flight requests.");
-        tokio::select! {
-            () = graceful.shutdown() => info!("All client connections finished."),
-            () = tokio::time::sleep(config.shutdown_grace) => {
-                warn!(grace = ?config.shutdown_grace, "Requests still in flight after the grace period were dropped.");
-            }
+        let _ = stop.send(true);
+        for finished in loops {
+            let _ = finished.await;
         }
         Ok(())
+    }
+}
+
+/// What every event loop shares.
+struct Shared {
+    forwarder: Forwarder,
+    routes: Routes,
+    local: Option<Local>,
+    builder: auto::Builder<TokioExecutor>,
+    config: ProxyConfig,
+    /// The runtime that called `serve`, where the local handler runs.
+    caller: tokio::runtime::Handle,
+}
+
+/// Accepts and serves clients on `listener` until `stopped` turns true, then lets its
+/// connections finish for up to the grace period.
+async fn event_loop(
+    listener: std::net::TcpListener,
+    shared: &Arc<Shared>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let listener = match TcpListener::from_std(listener) {
+        Ok(listener) => listener,
+        Err(err) => {
+            warn!(?err, "An event loop could not take its listening socket.");
+            return;
+        }
+    };
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Usually out of file descriptors: pause instead of spinning.
+                    warn!(?err, "Accepting a connection failed.");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stopped.wait_for(|stop| *stop) => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = {
+            let shared = shared.clone();
+            service_fn(move |req| {
+                let shared = shared.clone();
+                async move { Ok::<_, Infallible>(shared.answer(req, peer).await) }
+            })
+        };
+        let builder = shared.builder.clone();
+        let watcher = graceful.watcher();
+        let header_read_timeout = shared.config.header_read_timeout;
+        tokio::spawn(async move {
+            if !sends_a_request(&stream, header_read_timeout).await {
+                debug!(%peer, "A client sent no request within the header timeout.");
+                return;
+            }
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            if let Err(err) = watcher.watch(connection).await {
+                debug!(%peer, ?err, "A client connection ended with an error.");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => debug!("An event loop's client connections all finished."),
+        () = tokio::time::sleep(shared.config.shutdown_grace) => {
+            warn!(grace = ?shared.config.shutdown_grace, "Requests still in flight after the grace period were dropped.");
+        }
+    }
+}
+
+impl Shared {
+    /// The local handler's answer for paths under its prefix, the forwarder's for the rest.
+    async fn answer(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
+        match self
+            .local
+            .as_ref()
+            .filter(|l| is_under(req.uri().path(), &l.prefix))
+        {
+            Some(local) => {
+                let answer = self.caller.spawn((local.handler)(req)).await;
+                answer.unwrap_or_else(|err| {
+                    warn!(?err, "The local handler failed.");
+                    answer::error(StatusCode::INTERNAL_SERVER_ERROR, "the request failed")
+                })
+            }
+            None => route(&self.forwarder, &self.routes, req, peer).await,
+        }
     }
 }
 

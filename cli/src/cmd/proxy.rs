@@ -96,6 +96,9 @@ pub struct ProxyArgs {
     /// Do not log a line per request.
     #[arg(long, env = "FAASO_NO_ACCESS_LOG")]
     pub no_access_log: bool,
+    /// Threads serving clients, each with its own event loop (default: one per CPU).
+    #[arg(long, env = "FAASO_EVENT_LOOPS")]
+    pub event_loops: Option<usize>,
 }
 
 impl ProxyArgs {
@@ -110,6 +113,9 @@ impl ProxyArgs {
             connect_timeout: self.connect_timeout,
             shutdown_grace: self.shutdown_grace,
             access_log: !self.no_access_log,
+            event_loops: self
+                .event_loops
+                .unwrap_or(ProxyConfig::default().event_loops),
             ..ProxyConfig::default()
         }
     }
@@ -131,6 +137,9 @@ impl ProxyArgs {
         ];
         if self.no_access_log {
             args.push("--no-access-log".to_owned());
+        }
+        if let Some(loops) = self.event_loops {
+            args.push(format!("--event-loops={loops}"));
         }
         args
     }
