@@ -162,6 +162,8 @@ impl Sandbox {
             host_config: Some(HostConfig {
                 network_mode: Some(self.network.clone()),
                 binds: Some(binds),
+                // As faaso runs instances: under Docker's init, which passes SIGTERM on.
+                init: Some(true),
                 ..Default::default()
             }),
             ..Default::default()

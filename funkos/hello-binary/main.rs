@@ -1,7 +1,7 @@
 //! The hello-binary funko: a small HTTP/1.1 server using only Rust's standard library, built
 //! as a static executable by build.sh and run alone in a FROM scratch image.
-//! faaso needs three things from it: listen on $PORT, answer GET /ping with 200, and exit
-//! on SIGTERM.
+//! faaso needs two things from it: listen on $PORT and answer GET /ping with 200. It runs
+//! under Docker's init (tini), which ends it on SIGTERM, so it needs no signal handling.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -17,7 +17,6 @@ fn respond(method: &str, path: &str) -> (&'static str, String) {
 }
 
 fn main() {
-    exit_on_sigterm();
     let port = std::env::var("PORT").unwrap_or_else(|_| "3000".into());
     let listener = TcpListener::bind(format!("0.0.0.0:{port}")).expect("cannot listen on $PORT");
     for stream in listener.incoming().flatten() {
@@ -56,24 +55,4 @@ fn serve(stream: TcpStream) -> io::Result<()> {
         "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
-}
-
-/// In a container this program is PID 1, and the kernel gives PID 1 no default action
-/// for SIGTERM: without a handler `docker stop` waits out the grace period and kills.
-/// std has no signal API, so declare libc's `signal` (std links libc anyway) and leave at
-/// once: faaso takes an instance out of its routes before it stops it.
-fn exit_on_sigterm() {
-    extern "C" {
-        fn signal(signum: i32, handler: extern "C" fn(i32)) -> usize;
-        fn _exit(status: i32) -> !;
-    }
-    extern "C" fn exit_now(_signum: i32) {
-        unsafe { _exit(0) } // async-signal-safe, unlike std::process::exit
-    }
-    const SIGINT: i32 = 2;
-    const SIGTERM: i32 = 15;
-    unsafe {
-        signal(SIGTERM, exit_now);
-        signal(SIGINT, exit_now);
-    }
 }

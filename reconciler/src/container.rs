@@ -119,7 +119,10 @@ pub fn container_config(
             tmpfs: hardening.read_only.then(|| {
                 HashMap::from([("/tmp".to_owned(), "rw,noexec,nosuid,size=64m".to_owned())])
             }),
-            init: Some(false),
+            // Docker's init (tini) is PID 1: it passes SIGTERM on to the funko, whose process
+            // then gets the default action (exit) without handling signals itself, and it
+            // reaps zombies.
+            init: Some(true),
             ..Default::default()
         }),
         ..Default::default()
@@ -183,6 +186,7 @@ mod tests {
             .unwrap();
         assert_eq!(host.readonly_rootfs, Some(true));
         assert_eq!(host.cap_drop, Some(vec!["ALL".to_owned()]));
+        assert_eq!(host.init, Some(true), "Docker's init passes SIGTERM on");
         assert!(host.tmpfs.unwrap().contains_key("/tmp"));
         assert!(
             host.binds
