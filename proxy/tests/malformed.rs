@@ -769,7 +769,7 @@ const BATCH: usize = 128;
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: (fuzz_config().cases / BATCH as u32).max(10),
+        cases: fuzz_config().cases.div_ceil(BATCH as u32).max(10),
         ..fuzz_config()
     })]
 
