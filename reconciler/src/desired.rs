@@ -1,7 +1,7 @@
 //! Reading the funkos folder into the desired state, with everything the executor needs to
 //! build images and create containers.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use faaso_schema::{BaseChoice, BuildContext, Funko, Problem, Runtime};
@@ -24,13 +24,14 @@ pub enum BasePolicy {
 
 impl BasePolicy {
     /// The choice for `runtime`, given the images the engine has.
-    pub fn choose(self, runtime: &Runtime, images: &BTreeSet<String>) -> BaseChoice {
+    pub fn choose(self, runtime: &Runtime, images: &BTreeMap<String, u64>) -> BaseChoice {
         match self {
             BasePolicy::Local => BaseChoice::Local,
             BasePolicy::Official => BaseChoice::Official,
             BasePolicy::Auto => match runtime.base_image(BaseChoice::Local) {
                 Some(local)
-                    if !images.contains(local) && !images.contains(&format!("{local}:latest")) =>
+                    if !images.contains_key(local)
+                        && !images.contains_key(&format!("{local}:latest")) =>
                 {
                     BaseChoice::Official
                 }
@@ -89,7 +90,7 @@ pub fn load_desired(
     dir: &Path,
     namespace: &Namespace,
     policy: BasePolicy,
-    images: &BTreeSet<String>,
+    images: &BTreeMap<String, u64>,
     secrets_dir: &Path,
 ) -> Result<DesiredState, Problem> {
     let (funkos, problems) = faaso_schema::load_funkos_dir(dir)?;
@@ -134,7 +135,7 @@ fn prepare(
     funko: Funko,
     namespace: &Namespace,
     policy: BasePolicy,
-    images: &BTreeSet<String>,
+    images: &BTreeMap<String, u64>,
     secrets_dir: &Path,
     warnings: &mut Vec<String>,
 ) -> Result<Prepared, Problem> {

@@ -18,7 +18,7 @@ use crate::container::{FUNKO_PORT, STOP_GRACE_SECS, container_config, container_
 use crate::desired::Prepared;
 use crate::docker::{DockerError, is_not_found};
 use crate::engine::{Engine, Started};
-use crate::image::{build_image, tagged_images};
+use crate::image::{build_image, image_tags};
 use crate::model::{Instance, InstanceState, Observed};
 use crate::namespace::Namespace;
 use crate::probe::probe;
@@ -207,12 +207,8 @@ impl Engine for DockerEngine {
                 state,
             });
         }
-        let image_created = tagged_images(&self.docker).await?;
-        Ok(Observed {
-            instances,
-            images: image_created.keys().cloned().collect(),
-            image_created,
-        })
+        let images = image_tags(&self.docker).await?;
+        Ok(Observed { instances, images })
     }
 
     async fn ensure_network(&self) -> Result<(), DockerError> {

@@ -1,6 +1,6 @@
 //! Images: whether one exists, and building one from a funko's build context.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use bollard::Docker;
 use bollard::query_parameters::{BuildImageOptionsBuilder, ListImagesOptions};
@@ -31,14 +31,9 @@ pub async fn image_exists(docker: &Docker, image: &str) -> Result<bool, DockerEr
     }
 }
 
-/// Every `repo:tag` the engine has.
-pub async fn image_tags(docker: &Docker) -> Result<BTreeSet<String>, DockerError> {
-    Ok(tagged_images(docker).await?.into_keys().collect())
-}
-
-/// Every image reference on the engine, with when its image was built (seconds since the Unix
+/// Every `repo:tag` the engine has, with when its image was built (seconds since the Unix
 /// epoch).
-pub async fn tagged_images(docker: &Docker) -> Result<BTreeMap<String, u64>, DockerError> {
+pub async fn image_tags(docker: &Docker) -> Result<BTreeMap<String, u64>, DockerError> {
     Ok(docker
         .list_images(None::<ListImagesOptions>)
         .await

@@ -72,8 +72,7 @@ pub struct Instance {
 pub struct Observed {
     /// Every container of interest, managed or not.
     pub instances: Vec<Instance>,
-    /// Image references present on the engine.
-    pub images: BTreeSet<String>,
-    /// When each of those images was built, in seconds since the Unix epoch.
-    pub image_created: BTreeMap<String, u64>,
+    /// Image references present on the engine, each with when its image was built (seconds
+    /// since the Unix epoch).
+    pub images: BTreeMap<String, u64>,
 }

@@ -174,7 +174,7 @@ fn plan_funko(
     );
 
     let needs_image = !start.is_empty() || !replace.is_empty();
-    if needs_image && !observed.images.contains(&funko.image) {
+    if needs_image && !observed.images.contains_key(&funko.image) {
         steps.push(Step::Build {
             funko: name.to_owned(),
             image: funko.image.clone(),

@@ -330,7 +330,7 @@ impl<E: Engine> Reconciler<E> {
                 ready: 0,
                 outdated,
                 image: desired.map(|d| d.image.clone()),
-                image_created: desired.and_then(|d| observed.image_created.get(&d.image).copied()),
+                image_created: desired.and_then(|d| observed.images.get(&d.image).copied()),
                 error,
             });
         }

@@ -2,7 +2,7 @@
 //! planner and the pass logic. It is never the only test of a behaviour: the Docker engine
 //! implementation is tested against a real engine.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use crate::model::{Desired, Instance, InstanceState, Observed};
 use crate::plan::Step;
@@ -12,8 +12,8 @@ use crate::plan::Step;
 pub struct Twin {
     /// Its containers.
     pub instances: Vec<Instance>,
-    /// Its images.
-    pub images: BTreeSet<String>,
+    /// Its images, with when each was built.
+    pub images: BTreeMap<String, u64>,
     next_id: u64,
 }
 
@@ -32,7 +32,6 @@ impl Twin {
         Observed {
             instances: self.instances.clone(),
             images: self.images.clone(),
-            ..Observed::default()
         }
     }
 
@@ -41,7 +40,7 @@ impl Twin {
         for step in steps {
             match step {
                 Step::Build { image, .. } => {
-                    self.images.insert(image.clone());
+                    self.images.insert(image.clone(), 0);
                 }
                 Step::Start { funko, number } => self.start(desired, funko, *number),
                 Step::Replace { funko, old } => {
@@ -56,7 +55,7 @@ impl Twin {
     fn start(&mut self, desired: &Desired, funko: &str, number: u32) {
         let spec = &desired.funkos[funko];
         assert!(
-            self.images.contains(&spec.image),
+            self.images.contains_key(&spec.image),
             "started {funko} before its image was built"
         );
         self.next_id += 1;
@@ -151,9 +150,8 @@ mod tests {
                     instances,
                     images: images
                         .into_iter()
-                        .map(|(f, v)| format!("faaso-{}:v{v}", FUNKOS[f]))
+                        .map(|(f, v)| (format!("faaso-{}:v{v}", FUNKOS[f]), 0))
                         .collect(),
-                    ..Observed::default()
                 }
             })
     }
@@ -205,9 +203,9 @@ mod tests {
             let mut built = observed.images.clone();
             for step in &steps {
                 match step {
-                    Step::Build { image, .. } => { built.insert(image.clone()); }
+                    Step::Build { image, .. } => { built.insert(image.clone(), 0); }
                     Step::Start { funko, .. } | Step::Replace { funko, .. } => {
-                        prop_assert!(built.contains(&desired.funkos[funko].image));
+                        prop_assert!(built.contains_key(&desired.funkos[funko].image));
                     }
                     Step::Remove { .. } => {}
                 }
@@ -253,7 +251,7 @@ mod tests {
                     scale: 1,
                 },
             )]),
-            held: BTreeSet::new(),
+            held: Default::default(),
         };
         let instance = |id: &str, cfg: &str| Instance {
             id: id.into(),
@@ -270,8 +268,7 @@ mod tests {
         };
         let observed = Observed {
             instances: vec![instance("old", "cfg1"), instance("new", "cfg2")],
-            images: BTreeSet::from(["faaso-a:v1".into(), "faaso-a:v2".into()]),
-            ..Observed::default()
+            images: BTreeMap::from([("faaso-a:v1".into(), 1), ("faaso-a:v2".into(), 2)]),
         };
         let steps = plan(&desired, &observed);
         assert_eq!(steps.len(), 1, "{steps:?}");

@@ -1,6 +1,6 @@
 //! `faaso build`: funko images through the Docker API, tagged by content hash.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -54,7 +54,7 @@ async fn build_one(
     docker: &faaso_reconciler::Docker,
     global: &Global,
     namespace: &faaso_reconciler::Namespace,
-    images: &BTreeSet<String>,
+    images: &BTreeMap<String, u64>,
     funko: &Funko,
     progress: &Progress,
 ) -> anyhow::Result<String> {
