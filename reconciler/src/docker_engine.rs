@@ -250,25 +250,15 @@ impl Engine for DockerEngine {
         prepared: &Prepared,
         output: &(dyn Fn(&str) + Send + Sync),
     ) -> Result<(), DockerError> {
-        let build = || {
-            build_image(
-                &self.docker,
-                &self.namespace,
-                &prepared.context,
-                &prepared.image,
-                output,
-            )
-        };
-        match build().await {
-            // Another build's clean-up removed a cached layer this one was building on (the
-            // classic builder shares them across images): nothing is wrong with the funko, and
-            // a second try builds that layer afresh.
-            Err(DockerError::Build { message, .. }) if message.contains("unknown parent image") => {
-                tracing::info!(image = %prepared.image, %message, "a cached layer vanished mid-build; building again");
-                build().await.map(|_| ())
-            }
-            result => result.map(|_| ()),
-        }
+        build_image(
+            &self.docker,
+            &self.namespace,
+            &prepared.context,
+            &prepared.image,
+            output,
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn start(&self, prepared: &Prepared, number: u32) -> Result<Started, DockerError> {

@@ -58,10 +58,39 @@ pub async fn build_image(
     if image_exists(docker, image).await? {
         return Ok(BuildOutcome::Reused);
     }
-    let tar = context.to_tar().map_err(|source| DockerError::Pack {
+    let tar = bytes::Bytes::from(context.to_tar().map_err(|source| DockerError::Pack {
         image: image.to_owned(),
         source,
-    })?;
+    })?);
+    let mut attempt = 1;
+    loop {
+        match run_build(docker, namespace, context, image, tar.clone(), &on_output).await {
+            // Another build's clean-up (a prune, or a parallel faaso removing its images) took a
+            // cached layer this build was stacking on: the classic builder shares them across
+            // images. Nothing is wrong with the funko; the next try builds that layer afresh.
+            Err(DockerError::Build { message, .. })
+                if message.contains("unknown parent image") && attempt < BUILD_ATTEMPTS =>
+            {
+                tracing::info!(%image, %message, "a cached layer vanished mid-build; building again");
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Tries for a build that loses cached layers to concurrent clean-ups.
+const BUILD_ATTEMPTS: u32 = 3;
+
+/// One run of the classic builder over the packed context `tar`.
+async fn run_build(
+    docker: &Docker,
+    namespace: &Namespace,
+    context: &BuildContext,
+    image: &str,
+    tar: bytes::Bytes,
+    on_output: &impl Fn(&str),
+) -> Result<BuildOutcome, DockerError> {
     let labels = HashMap::from([
         (namespace.label("managed"), "true".to_owned()),
         (namespace.label("funko"), context.name.to_string()),
@@ -72,7 +101,7 @@ pub async fn build_image(
         .forcerm(true)
         .labels(&labels)
         .build();
-    let mut stream = docker.build_image(options, None, Some(bollard::body_full(tar.into())));
+    let mut stream = docker.build_image(options, None, Some(bollard::body_full(tar)));
     let build_error = |message: String| DockerError::Build {
         image: image.to_owned(),
         message,
