@@ -63,7 +63,7 @@ impl Forwarder {
     pub(crate) async fn forward(
         &self,
         req: Request<Incoming>,
-        peer: SocketAddr,
+        peer_ip: HeaderValue,
     ) -> Response<ProxyBody> {
         let started = Instant::now();
         let Some((funko, rest)) = prefix::split(req.uri().path()) else {
@@ -89,7 +89,7 @@ impl Forwarder {
             .access_log
             .then(|| (req.method().clone(), req.uri().clone()));
         let (response, instance) = self
-            .to_route(&route, &funko, path_and_query, req, peer)
+            .to_route(&route, &funko, path_and_query, req, peer_ip)
             .await;
         route
             .stats
@@ -118,7 +118,7 @@ impl Forwarder {
         funko: &str,
         path_and_query: String,
         mut req: Request<Incoming>,
-        peer: SocketAddr,
+        peer_ip: HeaderValue,
     ) -> (Response<ProxyBody>, Option<SocketAddr>) {
         let request_id = match req.headers().get(X_REQUEST_ID) {
             Some(id) => id.clone(),
@@ -149,7 +149,14 @@ impl Forwarder {
         if let Some(protocol) = hop::strip(&mut headers) {
             hop::ask_upgrade(&mut headers, protocol);
         }
-        add_forwarding_headers(&mut headers, &parts.uri, peer, funko, &request_id, &first);
+        add_forwarding_headers(
+            &mut headers,
+            &parts.uri,
+            peer_ip,
+            route,
+            &request_id,
+            &first,
+        );
         let upstream = Uri::try_from(path_and_query).map_err(hyper::http::Error::from);
         let upstream = match upstream {
             Ok(uri) => uri,
@@ -171,7 +178,9 @@ impl Forwarder {
         self.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
         route.stats.in_flight.fetch_add(1, Ordering::Relaxed);
         let timeout = route.settings().request_timeout;
-        let attempts = self.attempts(route, funko, first, request);
+        // Boxed: the exchange's future is large, and each enclosing future would otherwise
+        // carry (and copy) it.
+        let attempts = Box::pin(self.attempts(route, funko, first, request));
         let result = tokio::time::timeout(timeout, attempts).await;
         let response = match result {
             Ok(Ok((response, sender, instance))) => {
@@ -324,8 +333,8 @@ fn relay(
 fn add_forwarding_headers(
     headers: &mut HeaderMap,
     uri: &Uri,
-    peer: SocketAddr,
-    funko: &str,
+    peer_ip: HeaderValue,
+    route: &FunkoRoute,
     request_id: &HeaderValue,
     instance: &Instance,
 ) {
@@ -336,16 +345,14 @@ fn add_forwarding_headers(
             headers.insert(header::HOST, host);
         }
     }
-    let peer_ip = HeaderValue::from_str(&peer.ip().to_string())
-        .unwrap_or(HeaderValue::from_static("unknown"));
     // The client's own X-Forwarded-For is not trusted: the peer is the only thing we know.
     headers.insert(X_FORWARDED_FOR, peer_ip);
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     if let Some(host) = headers.get(header::HOST).cloned() {
         headers.insert(X_FORWARDED_HOST, host);
     }
-    if let Ok(prefix) = HeaderValue::from_str(&format!("/funko/{funko}")) {
-        headers.insert(X_FORWARDED_PREFIX, prefix);
+    if let Some(prefix) = route.prefix() {
+        headers.insert(X_FORWARDED_PREFIX, prefix.clone());
     }
     headers.insert(X_REQUEST_ID, request_id.clone());
 }

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::{ArcSwap, Guard};
+use hyper::header::HeaderValue;
 use hyper::http::uri::Authority;
 
 use crate::metrics::FunkoStats;
@@ -122,12 +123,19 @@ pub struct FunkoRoute {
     instances: Vec<Arc<Instance>>,
     cursor: AtomicUsize,
     pub(crate) stats: Arc<FunkoStats>,
+    /// `/funko/<name>`, the X-Forwarded-Prefix value, made once here rather than per request.
+    prefix: Option<HeaderValue>,
 }
 
 impl FunkoRoute {
     /// The funko's settings.
     pub fn settings(&self) -> &FunkoSettings {
         &self.settings
+    }
+
+    /// The path prefix the funko is served under, as a header value.
+    pub(crate) fn prefix(&self) -> Option<&HeaderValue> {
+        self.prefix.as_ref()
     }
 
     /// The ready instances.
@@ -155,6 +163,7 @@ impl FunkoRoute {
             instances,
             cursor: AtomicUsize::new(self.cursor.load(Ordering::Relaxed)),
             stats: self.stats.clone(),
+            prefix: self.prefix.clone(),
         }
     }
 }
@@ -285,7 +294,7 @@ impl Routes {
             instances.sort_by(|a, b| a.id.cmp(&b.id));
             let route = match previous {
                 Some(r) => r.with(settings, instances),
-                None => new_route(settings, instances),
+                None => new_route(&name, settings, instances),
             };
             table.funkos.insert(name, Arc::new(route));
         }
@@ -322,19 +331,23 @@ impl Routes {
                 funkos.insert(funko.to_owned(), Arc::new(prev.with(settings, instances)));
             }
             (Some((settings, instances)), None) => {
-                funkos.insert(funko.to_owned(), Arc::new(new_route(settings, instances)));
+                funkos.insert(
+                    funko.to_owned(),
+                    Arc::new(new_route(funko, settings, instances)),
+                );
             }
         }
         self.inner.table.store(Arc::new(RouteTable { funkos }));
     }
 }
 
-fn new_route(settings: FunkoSettings, instances: Vec<Arc<Instance>>) -> FunkoRoute {
+fn new_route(name: &str, settings: FunkoSettings, instances: Vec<Arc<Instance>>) -> FunkoRoute {
     FunkoRoute {
         settings,
         instances,
         cursor: AtomicUsize::new(0),
         stats: Arc::new(FunkoStats::default()),
+        prefix: HeaderValue::from_str(&format!("/funko/{name}")).ok(),
     }
 }
 

@@ -6,17 +6,19 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use hyper::header::HeaderValue;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::answer;
@@ -29,6 +31,9 @@ use crate::route_table::Routes;
 
 /// hyper refuses read buffers smaller than this.
 const MIN_HEADER_BUFFER: usize = 8192;
+
+/// How many headers hyper accepts in a request when not told otherwise.
+const HYPER_MAX_HEADERS: usize = 100;
 
 /// A bound proxy, ready to serve its route table.
 #[derive(Debug)]
@@ -139,20 +144,12 @@ impl Proxy {
             caller: tokio::runtime::Handle::current(),
             config,
         });
-        // Every loop accepts from the one listening socket, as nginx's workers do: whichever
-        // is free takes the next client, which spreads them by load (SO_REUSEPORT would
-        // spread them by a hash, unevenly for a few long-lived connections).
-        let listener = listener.into_std().map_err(ProxyError::LocalAddr)?;
-        let mut listeners = Vec::new();
-        for _ in 0..shared.config.event_loops.max(1) {
-            listeners.push(listener.try_clone().map_err(ProxyError::Thread)?);
-        }
-        drop(listener);
-        let (stop, stopped) = watch::channel(false);
         let mut loops = Vec::new();
-        for (index, listener) in listeners.into_iter().enumerate() {
-            let (shared, stopped) = (shared.clone(), stopped.clone());
-            let (done, finished) = oneshot::channel::<()>();
+        let mut finished = Vec::new();
+        for index in 0..shared.config.event_loops.max(1) {
+            let (clients, inbox) = mpsc::unbounded_channel();
+            let shared = shared.clone();
+            let (done, ended) = oneshot::channel::<()>();
             std::thread::Builder::new()
                 .name(format!("faaso-proxy-{index}"))
                 .spawn(move || {
@@ -162,23 +159,96 @@ impl Proxy {
                     match runtime {
                         Ok(runtime) => {
                             crate::pool::set_event_loop(index);
-                            runtime.block_on(event_loop(listener, &shared, stopped));
+                            runtime.block_on(event_loop(inbox, &shared));
                         }
                         Err(err) => warn!(?err, "An event loop's runtime could not start."),
                     }
                     drop(done);
                 })
                 .map_err(ProxyError::Thread)?;
-            loops.push(finished);
+            loops.push(EventLoop {
+                clients,
+                open: Arc::new(AtomicUsize::new(0)),
+            });
+            finished.push(ended);
         }
         info!(%local_addr, event_loops = loops.len(), "The proxy is listening.");
-        shutdown.await;
+        accept(&listener, &loops, shutdown).await;
+        drop(listener);
         info!("The proxy stopped accepting; waiting for in-flight requests.");
-        let _ = stop.send(true);
-        for finished in loops {
-            let _ = finished.await;
+        // Closing their inboxes tells the loops to finish their connections and end.
+        drop(loops);
+        for ended in finished {
+            let _ = ended.await;
         }
         Ok(())
+    }
+}
+
+/// An event loop as the acceptor sees it: where to hand it clients, and how many it serves.
+struct EventLoop {
+    clients: mpsc::UnboundedSender<Client>,
+    open: Arc<AtomicUsize>,
+}
+
+/// An accepted client on its way to an event loop.
+struct Client {
+    stream: std::net::TcpStream,
+    peer: SocketAddr,
+    _open: OpenConnection,
+}
+
+/// Counts a client in its event loop's open connections until the connection ends.
+struct OpenConnection(Arc<AtomicUsize>);
+
+impl OpenConnection {
+    fn new(open: &Arc<AtomicUsize>) -> Self {
+        open.fetch_add(1, Ordering::Relaxed);
+        Self(open.clone())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Accepts clients until `shutdown` completes and hands each to the event loop with the
+/// fewest open connections. Loops that all took from the listening socket themselves ended
+/// up serving twice as many clients as each other (whichever woke first drained the
+/// backlog), and the busier one's clients waited longer; a count balances them exactly.
+async fn accept(listener: &TcpListener, loops: &[EventLoop], shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Usually out of file descriptors: pause instead of spinning.
+                    warn!(?err, "Accepting a connection failed.");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => return,
+        };
+        let Some(target) = loops.iter().min_by_key(|l| l.open.load(Ordering::Relaxed)) else {
+            return;
+        };
+        match stream.into_std() {
+            Ok(stream) => {
+                let client = Client {
+                    stream,
+                    peer,
+                    _open: OpenConnection::new(&target.open),
+                };
+                // A loop whose runtime failed to start has dropped its inbox; the client is
+                // closed then, as no loop could serve it.
+                let _ = target.clients.send(client);
+            }
+            Err(err) => debug!(%peer, ?err, "An accepted connection could not be handed over."),
+        }
     }
 }
 
@@ -193,46 +263,36 @@ struct Shared {
     caller: tokio::runtime::Handle,
 }
 
-/// Accepts and serves clients on `listener` until `stopped` turns true, then lets its
-/// connections finish for up to the grace period.
-async fn event_loop(
-    listener: std::net::TcpListener,
-    shared: &Arc<Shared>,
-    mut stopped: watch::Receiver<bool>,
-) {
-    let listener = match TcpListener::from_std(listener) {
-        Ok(listener) => listener,
-        Err(err) => {
-            warn!(?err, "An event loop could not take its listening socket.");
-            return;
-        }
-    };
+/// Serves the clients handed to this loop until its inbox closes, then lets its connections
+/// finish for up to the grace period.
+async fn event_loop(mut inbox: mpsc::UnboundedReceiver<Client>, shared: &Arc<Shared>) {
     let graceful = GracefulShutdown::new();
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    // Usually out of file descriptors: pause instead of spinning.
-                    warn!(?err, "Accepting a connection failed.");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = stopped.wait_for(|stop| *stop) => break,
+    while let Some(Client {
+        stream,
+        peer,
+        _open: open,
+    }) = inbox.recv().await
+    {
+        let stream = match TcpStream::from_std(stream) {
+            Ok(stream) => stream,
+            Err(err) => {
+                warn!(%peer, ?err, "An event loop could not take a connection.");
+                continue;
+            }
         };
         let _ = stream.set_nodelay(true);
+        // The client's address as the X-Forwarded-For value, made once per connection.
+        let peer_ip = HeaderValue::from_str(&peer.ip().to_string())
+            .unwrap_or(HeaderValue::from_static("unknown"));
         let service = {
             let shared = shared.clone();
-            service_fn(move |req| {
-                let shared = shared.clone();
-                async move { Ok::<_, Infallible>(shared.answer(req, peer).await) }
-            })
+            service_fn(move |req| shared.clone().answer(req, peer_ip.clone()))
         };
         let builder = shared.builder.clone();
         let watcher = graceful.watcher();
         let header_read_timeout = shared.config.header_read_timeout;
         tokio::spawn(async move {
+            let _open = open;
             if !sends_a_request(&stream, header_read_timeout).await {
                 debug!(%peer, "A client sent no request within the header timeout.");
                 return;
@@ -245,7 +305,6 @@ async fn event_loop(
             }
         });
     }
-    drop(listener);
     tokio::select! {
         () = graceful.shutdown() => debug!("An event loop's client connections all finished."),
         () = tokio::time::sleep(shared.config.shutdown_grace) => {
@@ -255,22 +314,35 @@ async fn event_loop(
 }
 
 impl Shared {
-    /// The local handler's answer for paths under its prefix, the forwarder's for the rest.
-    async fn answer(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
-        match self
+    /// The local handler's answer for paths under its prefix, the proxy's own endpoints, and
+    /// the forwarder's for the rest. One flat future: every nested one would be copied whole
+    /// on each request.
+    async fn answer(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer_ip: HeaderValue,
+    ) -> Result<Response<ProxyBody>, Infallible> {
+        if let Some(local) = self
             .local
             .as_ref()
             .filter(|l| is_under(req.uri().path(), &l.prefix))
         {
-            Some(local) => {
-                let answer = self.caller.spawn((local.handler)(req)).await;
-                answer.unwrap_or_else(|err| {
-                    warn!(?err, "The local handler failed.");
-                    answer::error(StatusCode::INTERNAL_SERVER_ERROR, "the request failed")
-                })
-            }
-            None => route(&self.forwarder, &self.routes, req, peer).await,
+            let answer = self.caller.spawn((local.handler)(req)).await;
+            return Ok(answer.unwrap_or_else(|err| {
+                warn!(?err, "The local handler failed.");
+                answer::error(StatusCode::INTERNAL_SERVER_ERROR, "the request failed")
+            }));
         }
+        Ok(match (req.method(), req.uri().path()) {
+            (&Method::GET, "/healthz") => {
+                answer::text("application/json", "{\"status\":\"ok\"}\n".into())
+            }
+            (&Method::GET, "/metrics") => answer::text(
+                "text/plain; version=0.0.4",
+                self.forwarder.metrics.render(&self.routes.load()),
+            ),
+            _ => self.forwarder.forward(req, peer_ip).await,
+        })
     }
 }
 
@@ -307,30 +379,15 @@ fn connection_builder(config: &ProxyConfig) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .keep_alive(true)
         .header_read_timeout(config.header_read_timeout)
-        .max_buf_size(config.max_header_bytes.max(MIN_HEADER_BUFFER))
-        .max_headers(config.max_headers);
+        .max_buf_size(config.max_header_bytes.max(MIN_HEADER_BUFFER));
+    // Any explicit limit, even one equal to hyper's default, makes hyper size its header
+    // arrays at run time for every request instead of using fixed ones.
+    if config.max_headers != HYPER_MAX_HEADERS {
+        builder.http1().max_headers(config.max_headers);
+    }
     builder
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX));
     builder
-}
-
-/// The proxy's own endpoints, and everything else to the forwarder.
-async fn route(
-    forwarder: &Forwarder,
-    routes: &Routes,
-    req: Request<Incoming>,
-    peer: SocketAddr,
-) -> Response<ProxyBody> {
-    match (req.method(), req.uri().path()) {
-        (&Method::GET, "/healthz") => {
-            answer::text("application/json", "{\"status\":\"ok\"}\n".into())
-        }
-        (&Method::GET, "/metrics") => answer::text(
-            "text/plain; version=0.0.4",
-            forwarder.metrics.render(&routes.load()),
-        ),
-        _ => forwarder.forward(req, peer).await,
-    }
 }
