@@ -137,6 +137,10 @@ impl DockerDiscovery {
 
 /// The funkos among `containers`: managed ones by their labels, others by the zero-magic name
 /// `<prefix>-<funko>`; only running containers on the network, never the proxy itself.
+///
+/// Not the reconciler's `observe`: that one asks which containers faaso created (only those
+/// it may stop, so it also wants the instance label) and lists images too; routing wants every
+/// container that declares a funko, and must not wait for an image list.
 pub fn candidates(containers: &[ContainerSummary], config: &DiscoveryConfig) -> FunkoCandidates {
     let ns = &config.namespace;
     let mut funkos = FunkoCandidates::new();

@@ -10,11 +10,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-// The proxy allocates a few small buffers per request, on two or more threads at once:
-// mimalloc's per-thread free lists serve that for about half glibc's cost.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// faaso: self-hosted functions on Docker. Drop a funko folder into funkos/, faaso builds and
 /// serves it.
 #[derive(Debug, Parser)]

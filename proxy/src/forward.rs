@@ -122,9 +122,7 @@ impl Forwarder {
     ) -> (Response<ProxyBody>, Option<SocketAddr>) {
         let request_id = match req.headers().get(X_REQUEST_ID) {
             Some(id) => id.clone(),
-            None => {
-                HeaderValue::from_str(&request_id::next()).unwrap_or(HeaderValue::from_static("-"))
-            }
+            None => request_id::next(),
         };
         let with_id = |mut response: Response<ProxyBody>| {
             response

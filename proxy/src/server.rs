@@ -391,3 +391,65 @@ fn connection_builder(config: &ProxyConfig) -> auto::Builder<TokioExecutor> {
         .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX));
     builder
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Clients go to the loop with the fewest open connections, and a loop gets new ones
+    /// again once its own have closed.
+    #[tokio::test]
+    async fn clients_are_spread_by_open_connections() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (mut inboxes, loops): (Vec<_>, Vec<_>) = (0..3)
+            .map(|_| {
+                let (clients, inbox) = mpsc::unbounded_channel();
+                let open = Arc::new(AtomicUsize::new(0));
+                (inbox, EventLoop { clients, open })
+            })
+            .unzip();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let acceptor = tokio::spawn(async move {
+            accept(&listener, &loops, async {
+                let _ = stopped.await;
+            })
+            .await;
+        });
+        let mut connected = Vec::new();
+        let mut served: Vec<Vec<Client>> = vec![Vec::new(), Vec::new(), Vec::new()];
+        for _ in 0..9 {
+            connected.push(TcpStream::connect(addr).await.unwrap());
+            let client = wait_for_client(&mut inboxes).await;
+            served[client.0].push(client.1);
+        }
+        assert_eq!(served.iter().map(Vec::len).collect::<Vec<_>>(), [3, 3, 3]);
+
+        // Loop 1's clients leave: the next two clients both go to it.
+        served[1].clear();
+        for _ in 0..2 {
+            connected.push(TcpStream::connect(addr).await.unwrap());
+            let (index, client) = wait_for_client(&mut inboxes).await;
+            assert_eq!(index, 1);
+            served[index].push(client);
+        }
+        let _ = stop.send(());
+        acceptor.await.unwrap();
+    }
+
+    async fn wait_for_client(inboxes: &mut [mpsc::UnboundedReceiver<Client>]) -> (usize, Client) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            for (index, inbox) in inboxes.iter_mut().enumerate() {
+                if let Ok(client) = inbox.try_recv() {
+                    return (index, client);
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no client was handed over"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+}
