@@ -468,7 +468,10 @@ async fn building_unchanged_code_again_reuses_the_image() {
 async fn a_failed_build_exits_1_with_the_builders_error_and_leaves_no_image() {
     let sandbox = Sandbox::new().await;
     let marker = format!("{}-marker", sandbox.id);
-    let dockerfile = format!("FROM faaso-base/python:bookworm\nRUN echo {marker} && false\n");
+    // Two steps complete (their images are the build cache) before the third fails.
+    let dockerfile = format!(
+        "FROM faaso-base/python:bookworm\nENV MARKER={marker}\nWORKDIR /{marker}\nRUN echo {marker} && false\n"
+    );
     let dir = common::write_funko(
         sandbox.tmp.path(),
         "broken",
@@ -489,6 +492,20 @@ async fn a_failed_build_exits_1_with_the_builders_error_and_leaves_no_image() {
         .build();
     let images = sandbox.docker.list_images(Some(options)).await.unwrap();
     assert!(images.is_empty(), "{images:?}");
+    // Nor the images of the steps that completed.
+    let output = format!("{}{}", run.stdout, run.stderr);
+    let steps: Vec<&str> = output
+        .lines()
+        .filter_map(|line| line.split_once("---> ").map(|(_, id)| id.trim()))
+        .filter(|id| id.len() >= 12 && id.chars().all(|c| c.is_ascii_hexdigit()))
+        .collect();
+    assert!(steps.len() >= 2, "the completed steps are shown\n{run}");
+    for step in steps.iter().skip(1) {
+        assert!(
+            sandbox.docker.inspect_image(step).await.is_err(),
+            "step image {step} left behind\n{run}"
+        );
+    }
     // The classic builder's intermediate container must not be left behind either.
     let all = ListContainersOptionsBuilder::new().all(true).build();
     let containers = sandbox.docker.list_containers(Some(all)).await.unwrap();

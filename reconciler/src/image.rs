@@ -3,7 +3,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use bollard::Docker;
-use bollard::query_parameters::{BuildImageOptionsBuilder, ListImagesOptions};
+use bollard::query_parameters::{
+    BuildImageOptionsBuilder, ListImagesOptions, RemoveImageOptionsBuilder,
+};
 use faaso_schema::BuildContext;
 use futures_util::StreamExt;
 
@@ -106,18 +108,35 @@ async fn run_build(
         image: image.to_owned(),
         message,
     };
+    // The image of the last step that completed: what a failed build leaves behind.
+    let mut last_step = None;
+    let mut failure = None;
     while let Some(item) = stream.next().await {
-        let info = item.map_err(|e| build_error(e.to_string()))?;
+        let info = match item {
+            Ok(info) => info,
+            Err(e) => {
+                failure = Some(e.to_string());
+                break;
+            }
+        };
         if let Some(detail) = info.error_detail {
-            return Err(build_error(
-                detail.message.unwrap_or_default().trim().to_owned(),
-            ));
+            failure = Some(detail.message.unwrap_or_default().trim().to_owned());
+            break;
         }
         for line in info.stream.iter().flat_map(|s| s.lines()) {
+            if let Some(id) = step_image(line) {
+                last_step = Some(id.to_owned());
+            }
             if !line.trim().is_empty() {
                 on_output(line);
             }
         }
+    }
+    if let Some(message) = failure {
+        if let Some(step) = last_step {
+            discard_steps(docker, &step).await;
+        }
+        return Err(build_error(message));
     }
     // The classic builder can end the stream without an error yet leave no image (a dropped
     // connection, say); only the tag's presence proves success.
@@ -127,5 +146,43 @@ async fn run_build(
         Err(build_error(
             "the build ended without producing the image".to_owned(),
         ))
+    }
+}
+
+/// The image id in a classic builder's ` ---> 1a2b3c4d5e6f` line, which ends each step.
+fn step_image(line: &str) -> Option<&str> {
+    let id = line.trim().strip_prefix("---> ")?;
+    (id.len() >= 12 && id.chars().all(|c| c.is_ascii_hexdigit())).then_some(id)
+}
+
+/// Removes the untagged images a failed build made for its completed steps: the last one, and
+/// with it every parent that no other image builds on (the engine stops at a tagged image or
+/// one with other children), so a failed build leaves nothing behind.
+async fn discard_steps(docker: &Docker, last_step: &str) {
+    let tagged = docker
+        .inspect_image(last_step)
+        .await
+        .is_ok_and(|image| !image.repo_tags.unwrap_or_default().is_empty());
+    if tagged {
+        // A step the build took from the cache of a tagged image (a base image, say).
+        return;
+    }
+    let options = RemoveImageOptionsBuilder::new().noprune(false).build();
+    if let Err(error) = docker.remove_image(last_step, Some(options), None).await {
+        tracing::debug!(image = %last_step, %error, "a failed build's step image was kept");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::step_image;
+
+    #[test]
+    fn step_lines_name_their_image_and_nothing_else_does() {
+        assert_eq!(step_image(" ---> 5327103d2459"), Some("5327103d2459"));
+        assert_eq!(step_image(" ---> Running in 0f1e2d3c4b5a"), None);
+        assert_eq!(step_image(" ---> Using cache"), None);
+        assert_eq!(step_image("Step 2/5 : RUN false"), None);
+        assert_eq!(step_image(" ---> 53271"), None);
     }
 }
