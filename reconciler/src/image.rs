@@ -3,8 +3,10 @@
 use std::collections::{BTreeMap, HashMap};
 
 use bollard::Docker;
+use bollard::models::ImageSummary;
 use bollard::query_parameters::{
-    BuildImageOptionsBuilder, ListImagesOptions, RemoveImageOptionsBuilder,
+    BuildImageOptionsBuilder, ListImagesOptions, ListImagesOptionsBuilder,
+    RemoveImageOptionsBuilder,
 };
 use faaso_schema::BuildContext;
 use futures_util::StreamExt;
@@ -74,11 +76,40 @@ pub async fn build_image(
                 if message.contains("unknown parent image") && attempt < BUILD_ATTEMPTS =>
             {
                 tracing::info!(%image, %message, "a cached layer vanished mid-build; building again");
+                remove_orphans(docker).await;
                 attempt += 1;
             }
             result => return result,
         }
     }
+}
+
+/// The label of faaso's base images, which every layer built on them inherits.
+const BASE_LABEL: &str = "faaso.base=true";
+
+/// Removes the layers a build leaves when its parent vanished as it committed ("failed to set
+/// parent"): untagged, parentless, built on a faaso base image. No build can use them, and no
+/// step line names them, so they are found by those marks.
+async fn remove_orphans(docker: &Docker) {
+    let filters = HashMap::from([("dangling", vec!["true"]), ("label", vec![BASE_LABEL])]);
+    let options = ListImagesOptionsBuilder::new().filters(&filters).build();
+    let Ok(images) = docker.list_images(Some(options)).await else {
+        return;
+    };
+    for id in orphans(&images) {
+        let options = RemoveImageOptionsBuilder::new().build();
+        if let Err(error) = docker.remove_image(id, Some(options), None).await {
+            tracing::debug!(image = %id, %error, "an orphaned layer was kept");
+        }
+    }
+}
+
+/// The images among `images` that have neither a tag nor a parent.
+fn orphans(images: &[ImageSummary]) -> impl Iterator<Item = &str> {
+    images
+        .iter()
+        .filter(|i| i.parent_id.is_empty() && i.repo_tags.iter().all(|t| t == "<none>:<none>"))
+        .map(|i| i.id.as_str())
 }
 
 /// Tries for a build that loses cached layers to concurrent clean-ups.
@@ -175,7 +206,28 @@ async fn discard_steps(docker: &Docker, last_step: &str) {
 
 #[cfg(test)]
 mod tests {
-    use super::step_image;
+    use super::*;
+
+    fn image(id: &str, parent: &str, tags: &[&str]) -> ImageSummary {
+        ImageSummary {
+            id: id.to_owned(),
+            parent_id: parent.to_owned(),
+            repo_tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn only_untagged_parentless_images_are_orphans() {
+        let images = [
+            image("sha256:orphan", "", &[]),
+            image("sha256:none-tag", "", &["<none>:<none>"]),
+            image("sha256:layer", "sha256:base", &[]),
+            image("sha256:base", "", &["faaso-base/python:bookworm"]),
+        ];
+        let found: Vec<_> = orphans(&images).collect();
+        assert_eq!(found, ["sha256:orphan", "sha256:none-tag"]);
+    }
 
     #[test]
     fn step_lines_name_their_image_and_nothing_else_does() {
