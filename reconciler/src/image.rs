@@ -93,15 +93,36 @@ const BASE_LABEL: &str = "faaso.base=true";
 async fn remove_orphans(docker: &Docker) {
     let filters = HashMap::from([("dangling", vec!["true"]), ("label", vec![BASE_LABEL])]);
     let options = ListImagesOptionsBuilder::new().filters(&filters).build();
-    let Ok(images) = docker.list_images(Some(options)).await else {
-        return;
+    let images = match docker.list_images(Some(options)).await {
+        Ok(images) => images,
+        Err(error) => {
+            tracing::warn!(%error, "could not list images to find orphaned layers");
+            return;
+        }
     };
+    if !images.is_empty() && !links_parents(docker).await {
+        return;
+    }
     for id in orphans(&images) {
         let options = RemoveImageOptionsBuilder::new().build();
         if let Err(error) = docker.remove_image(id, Some(options), None).await {
-            tracing::debug!(image = %id, %error, "an orphaned layer was kept");
+            log_kept(id, &error, "an orphaned layer was kept");
         }
     }
+}
+
+/// Whether the engine records each image's parent, as its classic image store does; in the
+/// containerd store every image is parentless, so "parentless" would mark nothing.
+async fn links_parents(docker: &Docker) -> bool {
+    let Ok(info) = docker.info().await else {
+        return false;
+    };
+    !info
+        .driver_status
+        .unwrap_or_default()
+        .iter()
+        .flatten()
+        .any(|field| field.contains("containerd.snapshotter"))
 }
 
 /// The images among `images` that have neither a tag nor a parent.
@@ -139,8 +160,9 @@ async fn run_build(
         image: image.to_owned(),
         message,
     };
-    // The image of the last step that completed: what a failed build leaves behind.
-    let mut last_step = None;
+    // The images of the steps this build made itself (not taken from the cache): what a
+    // failed build would leave behind.
+    let mut steps = BuildSteps::default();
     let mut failure = None;
     while let Some(item) = stream.next().await {
         let info = match item {
@@ -155,18 +177,14 @@ async fn run_build(
             break;
         }
         for line in info.stream.iter().flat_map(|s| s.lines()) {
-            if let Some(id) = step_image(line) {
-                last_step = Some(id.to_owned());
-            }
+            steps.read(line);
             if !line.trim().is_empty() {
                 on_output(line);
             }
         }
     }
     if let Some(message) = failure {
-        if let Some(step) = last_step {
-            discard_steps(docker, &step).await;
-        }
+        discard_steps(docker, &steps.made).await;
         return Err(build_error(message));
     }
     // The classic builder can end the stream without an error yet leave no image (a dropped
@@ -180,27 +198,66 @@ async fn run_build(
     }
 }
 
+/// The steps of a classic build, as its output tells them.
+#[derive(Debug, Default)]
+struct BuildSteps {
+    /// Images of the steps the build made, oldest first.
+    made: Vec<String>,
+    /// Whether the current step was taken from the cache.
+    cached: bool,
+    /// Whether a step line was seen yet (the first, `FROM`, makes nothing).
+    started: bool,
+}
+
+impl BuildSteps {
+    /// Takes one line of build output.
+    fn read(&mut self, line: &str) {
+        if line.trim() == "---> Using cache" {
+            self.cached = true;
+        } else if let Some(id) = step_image(line) {
+            if self.started && !self.cached {
+                self.made.push(id.to_owned());
+            }
+            self.started = true;
+            self.cached = false;
+        }
+    }
+}
+
 /// The image id in a classic builder's ` ---> 1a2b3c4d5e6f` line, which ends each step.
 fn step_image(line: &str) -> Option<&str> {
     let id = line.trim().strip_prefix("---> ")?;
     (id.len() >= 12 && id.chars().all(|c| c.is_ascii_hexdigit())).then_some(id)
 }
 
-/// Removes the untagged images a failed build made for its completed steps: the last one, and
-/// with it every parent that no other image builds on (the engine stops at a tagged image or
-/// one with other children), so a failed build leaves nothing behind.
-async fn discard_steps(docker: &Docker, last_step: &str) {
-    let tagged = docker
-        .inspect_image(last_step)
-        .await
-        .is_ok_and(|image| !image.repo_tags.unwrap_or_default().is_empty());
-    if tagged {
-        // A step the build took from the cache of a tagged image (a base image, say).
-        return;
+/// Removes the images a failed build made for its steps, newest first, without their parents:
+/// those came from the cache, and other builds may be stacking on them right now. An image
+/// that got a tag meanwhile, or cannot be inspected, is kept.
+async fn discard_steps(docker: &Docker, made: &[String]) {
+    for step in made.iter().rev() {
+        let untagged = docker
+            .inspect_image(step)
+            .await
+            .is_ok_and(|image| image.repo_tags.unwrap_or_default().is_empty());
+        if !untagged {
+            continue;
+        }
+        let options = RemoveImageOptionsBuilder::new().noprune(true).build();
+        if let Err(error) = docker.remove_image(step, Some(options), None).await {
+            log_kept(step, &error, "a failed build's step image was kept");
+        }
     }
-    let options = RemoveImageOptionsBuilder::new().noprune(false).build();
-    if let Err(error) = docker.remove_image(last_step, Some(options), None).await {
-        tracing::debug!(image = %last_step, %error, "a failed build's step image was kept");
+}
+
+/// Logs an image that could not be removed: a conflict (another image or a container uses it)
+/// is expected; anything else is worth a warning.
+fn log_kept(image: &str, error: &bollard::errors::Error, what: &str) {
+    match error {
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404 | 409,
+            ..
+        } => tracing::debug!(%image, %error, "{what}"),
+        _ => tracing::warn!(%image, %error, "{what}"),
     }
 }
 
@@ -227,6 +284,30 @@ mod tests {
         ];
         let found: Vec<_> = orphans(&images).collect();
         assert_eq!(found, ["sha256:orphan", "sha256:none-tag"]);
+    }
+
+    #[test]
+    fn only_the_steps_a_build_made_are_its_own() {
+        let output = [
+            "Step 1/5 : FROM faaso-base/python:bookworm",
+            " ---> d652ee0c7360",
+            "Step 2/5 : ENV PORT=3000",
+            " ---> Using cache",
+            " ---> 5327103d2459",
+            "Step 3/5 : COPY . /app/",
+            " ---> 0c499971ccba",
+            "Step 4/5 : RUN make",
+            " ---> Running in 0f5979863559",
+            "Removing intermediate container 0f5979863559",
+            " ---> 271d91094522",
+            "Step 5/5 : RUN false",
+            " ---> Running in 65a65a20b295",
+        ];
+        let mut steps = BuildSteps::default();
+        for line in output {
+            steps.read(line);
+        }
+        assert_eq!(steps.made, ["0c499971ccba", "271d91094522"]);
     }
 
     #[test]
