@@ -13,6 +13,7 @@ use tracing::{info, warn};
 
 use crate::answer;
 use crate::body::{BodyTooLarge, Lease, Outgoing, ProxyBody, UpstreamBody, discard};
+use crate::client::ClientConnection;
 use crate::config::ProxyConfig;
 use crate::hop;
 use crate::metrics::Metrics;
@@ -63,7 +64,7 @@ impl Forwarder {
     pub(crate) async fn forward(
         &self,
         req: Request<Incoming>,
-        peer_ip: HeaderValue,
+        client: &ClientConnection,
     ) -> Response<ProxyBody> {
         let started = Instant::now();
         let Some((funko, rest)) = prefix::split(req.uri().path()) else {
@@ -89,7 +90,7 @@ impl Forwarder {
             .access_log
             .then(|| (req.method().clone(), req.uri().clone()));
         let (response, instance) = self
-            .to_route(&route, &funko, path_and_query, req, peer_ip)
+            .to_route(&route, &funko, path_and_query, req, client)
             .await;
         route
             .stats
@@ -118,7 +119,7 @@ impl Forwarder {
         funko: &str,
         path_and_query: String,
         mut req: Request<Incoming>,
-        peer_ip: HeaderValue,
+        client: &ClientConnection,
     ) -> (Response<ProxyBody>, Option<SocketAddr>) {
         let request_id = match req.headers().get(X_REQUEST_ID) {
             Some(id) => id.clone(),
@@ -150,7 +151,7 @@ impl Forwarder {
         add_forwarding_headers(
             &mut headers,
             &parts.uri,
-            peer_ip,
+            client.peer_ip.clone(),
             route,
             &request_id,
             &first,
@@ -191,7 +192,7 @@ impl Forwarder {
                     sender: Some(sender),
                 };
                 return (
-                    with_id(relay(response, lease, client_upgrade, funko)),
+                    with_id(relay(response, lease, client_upgrade, funko, client)),
                     Some(addr),
                 );
             }
@@ -308,6 +309,7 @@ fn relay(
     mut lease: Lease,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     funko: &str,
+    connection: &ClientConnection,
 ) -> Response<ProxyBody> {
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     let instance_upgrade = switching.then(|| hyper::upgrade::on(&mut response));
@@ -321,7 +323,12 @@ fn relay(
         (client_upgrade, instance_upgrade, protocol)
     {
         hop::ask_upgrade(&mut parts.headers, protocol);
-        tokio::spawn(upgrade::tunnel(client, instance, funko.to_owned()));
+        tokio::spawn(upgrade::tunnel(
+            client,
+            instance,
+            funko.to_owned(),
+            connection.open.another(),
+        ));
     }
     let body = UpstreamBody::new(body, lease).boxed_unsync();
     Response::from_parts(parts, body)

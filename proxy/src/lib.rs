@@ -8,6 +8,7 @@
 
 mod answer;
 mod body;
+mod client;
 mod config;
 mod error;
 mod forward;

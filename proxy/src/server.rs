@@ -19,10 +19,11 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::answer;
 use crate::body::ProxyBody;
+use crate::client::{ClientConnection, OpenConnection};
 use crate::config::ProxyConfig;
 use crate::error::ProxyError;
 use crate::forward::Forwarder;
@@ -195,29 +196,15 @@ struct EventLoop {
 struct Client {
     stream: std::net::TcpStream,
     peer: SocketAddr,
-    _open: OpenConnection,
-}
-
-/// Counts a client in its event loop's open connections until the connection ends.
-struct OpenConnection(Arc<AtomicUsize>);
-
-impl OpenConnection {
-    fn new(open: &Arc<AtomicUsize>) -> Self {
-        open.fetch_add(1, Ordering::Relaxed);
-        Self(open.clone())
-    }
-}
-
-impl Drop for OpenConnection {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
+    open: OpenConnection,
 }
 
 /// Accepts clients until `shutdown` completes and hands each to the event loop with the
-/// fewest open connections. Loops that all took from the listening socket themselves ended
-/// up serving twice as many clients as each other (whichever woke first drained the
-/// backlog), and the busier one's clients waited longer; a count balances them exactly.
+/// fewest open connections and tunnels. Loops that all took from the listening socket
+/// themselves ended up serving twice as many clients as each other (whichever woke first
+/// drained the backlog), and the busier one's clients waited longer; a count balances them.
+///
+/// It runs on the caller's runtime, beside the local handler: that one must not block.
 async fn accept(listener: &TcpListener, loops: &[EventLoop], shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
     loop {
@@ -233,7 +220,14 @@ async fn accept(listener: &TcpListener, loops: &[EventLoop], shutdown: impl Futu
             },
             () = &mut shutdown => return,
         };
-        let Some(target) = loops.iter().min_by_key(|l| l.open.load(Ordering::Relaxed)) else {
+        // A loop whose runtime failed to start, or whose thread panicked, has dropped its
+        // inbox: it would look the least busy of all, so it is passed over.
+        let target = loops
+            .iter()
+            .filter(|l| !l.clients.is_closed())
+            .min_by_key(|l| l.open.load(Ordering::Relaxed));
+        let Some(target) = target else {
+            error!("No event loop is left to serve clients; the proxy stops accepting.");
             return;
         };
         match stream.into_std() {
@@ -241,7 +235,7 @@ async fn accept(listener: &TcpListener, loops: &[EventLoop], shutdown: impl Futu
                 let client = Client {
                     stream,
                     peer,
-                    _open: OpenConnection::new(&target.open),
+                    open: OpenConnection::new(&target.open),
                 };
                 // A loop whose runtime failed to start has dropped its inbox; the client is
                 // closed then, as no loop could serve it.
@@ -267,12 +261,7 @@ struct Shared {
 /// finish for up to the grace period.
 async fn event_loop(mut inbox: mpsc::UnboundedReceiver<Client>, shared: &Arc<Shared>) {
     let graceful = GracefulShutdown::new();
-    while let Some(Client {
-        stream,
-        peer,
-        _open: open,
-    }) = inbox.recv().await
-    {
+    while let Some(Client { stream, peer, open }) = inbox.recv().await {
         let stream = match TcpStream::from_std(stream) {
             Ok(stream) => stream,
             Err(err) => {
@@ -281,18 +270,19 @@ async fn event_loop(mut inbox: mpsc::UnboundedReceiver<Client>, shared: &Arc<Sha
             }
         };
         let _ = stream.set_nodelay(true);
-        // The client's address as the X-Forwarded-For value, made once per connection.
-        let peer_ip = HeaderValue::from_str(&peer.ip().to_string())
-            .unwrap_or(HeaderValue::from_static("unknown"));
+        let client = Arc::new(ClientConnection {
+            peer_ip: HeaderValue::from_str(&peer.ip().to_string())
+                .unwrap_or(HeaderValue::from_static("unknown")),
+            open,
+        });
         let service = {
             let shared = shared.clone();
-            service_fn(move |req| shared.clone().answer(req, peer_ip.clone()))
+            service_fn(move |req| shared.clone().answer(req, client.clone()))
         };
         let builder = shared.builder.clone();
         let watcher = graceful.watcher();
         let header_read_timeout = shared.config.header_read_timeout;
         tokio::spawn(async move {
-            let _open = open;
             if !sends_a_request(&stream, header_read_timeout).await {
                 debug!(%peer, "A client sent no request within the header timeout.");
                 return;
@@ -320,7 +310,7 @@ impl Shared {
     async fn answer(
         self: Arc<Self>,
         req: Request<Incoming>,
-        peer_ip: HeaderValue,
+        client: Arc<ClientConnection>,
     ) -> Result<Response<ProxyBody>, Infallible> {
         if let Some(local) = self
             .local
@@ -341,7 +331,7 @@ impl Shared {
                 "text/plain; version=0.0.4",
                 self.forwarder.metrics.render(&self.routes.load()),
             ),
-            _ => self.forwarder.forward(req, peer_ip).await,
+            _ => self.forwarder.forward(req, &client).await,
         })
     }
 }
@@ -396,8 +386,8 @@ fn connection_builder(config: &ProxyConfig) -> auto::Builder<TokioExecutor> {
 mod tests {
     use super::*;
 
-    /// Clients go to the loop with the fewest open connections, and a loop gets new ones
-    /// again once its own have closed.
+    /// Clients go to the loop with the fewest open connections, a loop gets new ones again
+    /// once its own have closed, and a loop that died gets none.
     #[tokio::test]
     async fn clients_are_spread_by_open_connections() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -431,6 +421,16 @@ mod tests {
             connected.push(TcpStream::connect(addr).await.unwrap());
             let (index, client) = wait_for_client(&mut inboxes).await;
             assert_eq!(index, 1);
+            served[index].push(client);
+        }
+
+        // Loop 2 dies (its inbox closes): though it now serves nobody, it gets no one.
+        served[2].clear();
+        inboxes[2].close();
+        for _ in 0..3 {
+            connected.push(TcpStream::connect(addr).await.unwrap());
+            let (index, client) = wait_for_client(&mut inboxes).await;
+            assert_ne!(index, 2);
             served[index].push(client);
         }
         let _ = stop.send(());

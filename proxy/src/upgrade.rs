@@ -5,9 +5,16 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tracing::debug;
 
+use crate::client::OpenConnection;
+
 /// Waits for the client and the instance to finish switching, then copies bytes both ways
-/// until either side closes.
-pub(crate) async fn tunnel(client: OnUpgrade, instance: OnUpgrade, funko: String) {
+/// until either side closes; counted in its event loop's open connections meanwhile.
+pub(crate) async fn tunnel(
+    client: OnUpgrade,
+    instance: OnUpgrade,
+    funko: String,
+    _open: OpenConnection,
+) {
     let (client, instance) = match tokio::try_join!(client, instance) {
         Ok(both) => both,
         Err(err) => {
