@@ -8,6 +8,7 @@ mod desired;
 mod docker;
 mod docker_engine;
 mod engine;
+mod failed_build;
 mod failures;
 mod image;
 mod model;
