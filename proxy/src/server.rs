@@ -237,8 +237,8 @@ async fn accept(listener: &TcpListener, loops: &[EventLoop], shutdown: impl Futu
                     peer,
                     open: OpenConnection::new(&target.open),
                 };
-                // A loop whose runtime failed to start has dropped its inbox; the client is
-                // closed then, as no loop could serve it.
+                // Only a loop that died since the check above refuses it; the client is
+                // closed then.
                 let _ = target.clients.send(client);
             }
             Err(err) => debug!(%peer, ?err, "An accepted connection could not be handed over."),
@@ -409,17 +409,15 @@ mod tests {
         let mut connected = Vec::new();
         let mut served: Vec<Vec<Client>> = vec![Vec::new(), Vec::new(), Vec::new()];
         for _ in 0..9 {
-            connected.push(TcpStream::connect(addr).await.unwrap());
-            let client = wait_for_client(&mut inboxes).await;
-            served[client.0].push(client.1);
+            let (index, client) = connect(addr, &mut connected, &mut inboxes).await;
+            served[index].push(client);
         }
         assert_eq!(served.iter().map(Vec::len).collect::<Vec<_>>(), [3, 3, 3]);
 
         // Loop 1's clients leave: the next two clients both go to it.
         served[1].clear();
         for _ in 0..2 {
-            connected.push(TcpStream::connect(addr).await.unwrap());
-            let (index, client) = wait_for_client(&mut inboxes).await;
+            let (index, client) = connect(addr, &mut connected, &mut inboxes).await;
             assert_eq!(index, 1);
             served[index].push(client);
         }
@@ -428,13 +426,22 @@ mod tests {
         served[2].clear();
         inboxes[2].close();
         for _ in 0..3 {
-            connected.push(TcpStream::connect(addr).await.unwrap());
-            let (index, client) = wait_for_client(&mut inboxes).await;
+            let (index, client) = connect(addr, &mut connected, &mut inboxes).await;
             assert_ne!(index, 2);
             served[index].push(client);
         }
         let _ = stop.send(());
         acceptor.await.unwrap();
+    }
+
+    /// Connects one client (kept open in `connected`) and returns the loop it was handed to.
+    async fn connect(
+        addr: SocketAddr,
+        connected: &mut Vec<TcpStream>,
+        inboxes: &mut [mpsc::UnboundedReceiver<Client>],
+    ) -> (usize, Client) {
+        connected.push(TcpStream::connect(addr).await.unwrap());
+        wait_for_client(inboxes).await
     }
 
     async fn wait_for_client(inboxes: &mut [mpsc::UnboundedReceiver<Client>]) -> (usize, Client) {
