@@ -2,7 +2,6 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -148,8 +147,8 @@ pub(crate) struct Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.metrics.add_in_flight(-1);
+        self.stats.add_in_flight(-1);
     }
 }
 

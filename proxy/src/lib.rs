@@ -20,6 +20,7 @@ mod prefix;
 mod request_id;
 mod route_table;
 mod server;
+mod shard;
 mod upgrade;
 
 pub use config::ProxyConfig;

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::route_table::RouteTable;
+use crate::shard::Sharded;
 
 /// Upper bounds (seconds) of the request duration histogram.
 const BUCKETS: [f64; 12] = [
@@ -16,20 +17,25 @@ const BUCKETS: [f64; 12] = [
 const FIRST_STATUS: u16 = 100;
 const STATUSES: usize = 500;
 
-/// Counters of one funko (or of requests that matched no funko).
-#[derive(Debug)]
+/// Counters of one funko (or of requests that matched no funko), one copy per event loop.
+#[derive(Debug, Default)]
 pub(crate) struct FunkoStats {
-    by_status: Box<[AtomicU64]>,
+    shards: Sharded<Counters>,
+}
+
+#[derive(Debug)]
+struct Counters {
+    by_status: [AtomicU64; STATUSES],
     buckets: [AtomicU64; BUCKETS.len()],
     count: AtomicU64,
     sum_micros: AtomicU64,
-    pub(crate) in_flight: AtomicI64,
+    in_flight: AtomicI64,
 }
 
-impl Default for FunkoStats {
+impl Default for Counters {
     fn default() -> Self {
         Self {
-            by_status: (0..STATUSES).map(|_| AtomicU64::new(0)).collect(),
+            by_status: std::array::from_fn(|_| AtomicU64::new(0)),
             buckets: Default::default(),
             count: AtomicU64::new(0),
             sum_micros: AtomicU64::new(0),
@@ -41,15 +47,38 @@ impl Default for FunkoStats {
 impl FunkoStats {
     /// Counts one answered request: its status and the time until its response head.
     pub(crate) fn observe(&self, status: u16, elapsed: Duration) {
+        let counters = self.shards.local();
         let slot = usize::from(status.saturating_sub(FIRST_STATUS)).min(STATUSES - 1);
-        self.by_status[slot].fetch_add(1, Ordering::Relaxed);
+        counters.by_status[slot].fetch_add(1, Ordering::Relaxed);
         let secs = elapsed.as_secs_f64();
         if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
-            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+            counters.buckets[i].fetch_add(1, Ordering::Relaxed);
         }
-        self.count.fetch_add(1, Ordering::Relaxed);
+        counters.count.fetch_add(1, Ordering::Relaxed);
         let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+        counters.sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// Counts a request as in flight (`+1`) or done (`-1`).
+    pub(crate) fn add_in_flight(&self, delta: i64) {
+        self.shards
+            .local()
+            .in_flight
+            .fetch_add(delta, Ordering::Relaxed);
+    }
+
+    fn sum(&self, field: impl Fn(&Counters) -> &AtomicU64) -> u64 {
+        self.shards
+            .iter()
+            .map(|c| field(c).load(Ordering::Relaxed))
+            .sum()
+    }
+
+    fn in_flight(&self) -> i64 {
+        self.shards
+            .iter()
+            .map(|c| c.in_flight.load(Ordering::Relaxed))
+            .sum()
     }
 }
 
@@ -59,10 +88,15 @@ pub(crate) struct Metrics {
     /// Requests for no known funko (and the proxy's own endpoints are not counted).
     pub(crate) unrouted: FunkoStats,
     /// Requests being forwarded right now, over all funkos.
-    pub(crate) in_flight: AtomicI64,
+    in_flight: Sharded<AtomicI64>,
 }
 
 impl Metrics {
+    /// Counts a request as in flight (`+1`) or done (`-1`).
+    pub(crate) fn add_in_flight(&self, delta: i64) {
+        self.in_flight.local().fetch_add(delta, Ordering::Relaxed);
+    }
+
     /// The Prometheus text exposition of every counter.
     pub(crate) fn render(&self, table: &RouteTable) -> String {
         let mut funkos: Vec<_> = table.iter().collect();
@@ -79,8 +113,8 @@ impl Metrics {
         );
         out.push_str("# TYPE faaso_proxy_requests_total counter\n");
         for (name, stats) in &all {
-            for (i, n) in stats.by_status.iter().enumerate() {
-                let n = n.load(Ordering::Relaxed);
+            for i in 0..STATUSES {
+                let n = stats.sum(|c| &c.by_status[i]);
                 if n > 0 {
                     let code = usize::from(FIRST_STATUS) + i;
                     let _ = writeln!(
@@ -97,15 +131,15 @@ impl Metrics {
         out.push_str("# TYPE faaso_proxy_request_duration_seconds histogram\n");
         for (name, stats) in &all {
             let mut cumulative = 0;
-            for (bound, n) in BUCKETS.iter().zip(&stats.buckets) {
-                cumulative += n.load(Ordering::Relaxed);
+            for (i, bound) in BUCKETS.iter().enumerate() {
+                cumulative += stats.sum(|c| &c.buckets[i]);
                 let _ = writeln!(
                     out,
                     "faaso_proxy_request_duration_seconds_bucket{{funko=\"{name}\",le=\"{bound}\"}} {cumulative}"
                 );
             }
-            let count = stats.count.load(Ordering::Relaxed);
-            let sum = stats.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+            let count = stats.sum(|c| &c.count);
+            let sum = stats.sum(|c| &c.sum_micros) as f64 / 1e6;
             let _ = writeln!(
                 out,
                 "faaso_proxy_request_duration_seconds_bucket{{funko=\"{name}\",le=\"+Inf\"}} {count}"
@@ -125,10 +159,13 @@ impl Metrics {
         let _ = writeln!(
             out,
             "faaso_proxy_in_flight_requests {}",
-            self.in_flight.load(Ordering::Relaxed)
+            self.in_flight
+                .iter()
+                .map(|n| n.load(Ordering::Relaxed))
+                .sum::<i64>()
         );
         for (name, route) in &funkos {
-            let n = route.stats.in_flight.load(Ordering::Relaxed);
+            let n = route.stats.in_flight();
             let _ = writeln!(
                 out,
                 "faaso_proxy_in_flight_requests{{funko=\"{name}\"}} {n}"

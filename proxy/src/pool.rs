@@ -18,6 +18,7 @@ use tracing::debug;
 
 use crate::body::Outgoing;
 use crate::route_table::Instance;
+use crate::shard::Sharded;
 
 /// Idle connections kept per instance; more are closed when they come back.
 const MAX_IDLE: usize = 512;
@@ -34,25 +35,11 @@ pub(crate) struct Dialing {
 /// A connection to an instance that may carry a request.
 pub(crate) type Sender = SendRequest<Outgoing>;
 
-/// Event loops that get idle connections of their own; more share them round the slots.
-const LOOP_SLOTS: usize = 16;
-
-thread_local! {
-    /// Which event loop this thread runs (0 outside the proxy's own threads).
-    static EVENT_LOOP: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
-
-/// Marks this thread as event loop `index`, so it takes and returns its own idle connections:
-/// a connection's driver runs on the loop that dialed it, and a request on another loop would
-/// cross threads on every exchange.
-pub(crate) fn set_event_loop(index: usize) {
-    EVENT_LOOP.with(|slot| slot.set(index % LOOP_SLOTS));
-}
-
-/// The idle connections of one instance, per event loop.
+/// The idle connections of one instance, per event loop: a connection's driver runs on the
+/// loop that dialed it, and a request on another loop would cross threads on every exchange.
 #[derive(Debug, Default)]
 pub(crate) struct Pool {
-    idle: [Mutex<Vec<(Sender, Instant)>>; LOOP_SLOTS],
+    idle: Sharded<Mutex<Vec<(Sender, Instant)>>>,
 }
 
 /// Why a request did not get a response from an instance.
@@ -75,18 +62,14 @@ impl Pool {
         if sender.is_closed() {
             return;
         }
-        let mut idle = self.slot().lock().unwrap_or_else(|p| p.into_inner());
+        let mut idle = self.idle.local().lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < MAX_IDLE {
             idle.push((sender, Instant::now()));
         }
     }
 
-    fn slot(&self) -> &Mutex<Vec<(Sender, Instant)>> {
-        &self.idle[EVENT_LOOP.with(std::cell::Cell::get)]
-    }
-
     fn take(&self, idle_timeout: Duration) -> Option<Sender> {
-        let mut idle = self.slot().lock().unwrap_or_else(|p| p.into_inner());
+        let mut idle = self.idle.local().lock().unwrap_or_else(|p| p.into_inner());
         while let Some((sender, since)) = idle.pop() {
             if !sender.is_closed() && since.elapsed() < idle_timeout {
                 return Some(sender);

@@ -137,19 +137,20 @@ impl Proxy {
             local,
         } = self;
         let metrics = Arc::new(Metrics::default());
-        let shared = Arc::new(Shared {
-            forwarder: Forwarder::new(routes.clone(), config.clone(), metrics),
-            routes,
-            local,
-            builder: connection_builder(&config),
-            caller: tokio::runtime::Handle::current(),
-            config,
-        });
         let mut loops = Vec::new();
         let mut finished = Vec::new();
-        for index in 0..shared.config.event_loops.max(1) {
+        for index in 0..config.event_loops.max(1) {
             let (clients, inbox) = mpsc::unbounded_channel();
-            let shared = shared.clone();
+            // A copy per loop: each request clones it, and a count that two cores write
+            // moves between them on every request.
+            let shared = Arc::new(Shared {
+                forwarder: Forwarder::new(routes.clone(), config.clone(), metrics.clone()),
+                routes: routes.clone(),
+                local: local.clone(),
+                builder: connection_builder(&config),
+                caller: tokio::runtime::Handle::current(),
+                config: config.clone(),
+            });
             let (done, ended) = oneshot::channel::<()>();
             std::thread::Builder::new()
                 .name(format!("faaso-proxy-{index}"))
@@ -159,7 +160,7 @@ impl Proxy {
                         .build();
                     match runtime {
                         Ok(runtime) => {
-                            crate::pool::set_event_loop(index);
+                            crate::shard::set_event_loop(index);
                             runtime.block_on(event_loop(inbox, &shared));
                         }
                         Err(err) => warn!(?err, "An event loop's runtime could not start."),
