@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use http_body_util::BodyExt;
@@ -67,7 +66,10 @@ impl Forwarder {
         client: &ClientConnection,
     ) -> Response<ProxyBody> {
         let started = Instant::now();
-        let Some((funko, rest)) = prefix::split(req.uri().path()) else {
+        // The request moves on; a copy of its URI (a shared buffer, not a copy of the bytes)
+        // keeps the funko's name at hand without allocating it.
+        let uri = req.uri().clone();
+        let Some((funko, rest)) = prefix::split(uri.path()) else {
             let response = answer::error(
                 StatusCode::NOT_FOUND,
                 "no funko at this path; funkos are served under /funko/<name>/",
@@ -83,19 +85,15 @@ impl Forwarder {
             self.log(&req, funko, &response, None, started);
             return response;
         };
-        let funko = funko.to_owned();
-        let path_and_query = prefix::upstream_path_and_query(rest, req.uri().query());
-        let logged = self
-            .config
-            .access_log
-            .then(|| (req.method().clone(), req.uri().clone()));
+        let path_and_query = prefix::upstream_path_and_query(rest, uri.query());
+        let method = self.config.access_log.then(|| req.method().clone());
         let (response, instance) = self
-            .to_route(&route, &funko, path_and_query, req, client)
+            .to_route(&route, funko, path_and_query, req, client)
             .await;
         route
             .stats
             .observe(response.status().as_u16(), started.elapsed());
-        if let Some((method, uri)) = logged {
+        if let Some(method) = method {
             info!(
                 target: "faaso_proxy::access",
                 %method,
@@ -174,8 +172,8 @@ impl Forwarder {
         *request.version_mut() = Version::HTTP_11;
         *request.headers_mut() = headers;
 
-        self.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
-        route.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.metrics.add_in_flight(1);
+        route.stats.add_in_flight(1);
         let timeout = route.settings().request_timeout;
         // Boxed: the exchange's future is large, and each enclosing future would otherwise
         // carry (and copy) it.
@@ -233,8 +231,8 @@ impl Forwarder {
                 (response, None)
             }
         };
-        self.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
-        route.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.metrics.add_in_flight(-1);
+        route.stats.add_in_flight(-1);
         (with_id(response.0), response.1)
     }
 
@@ -343,6 +341,8 @@ fn add_forwarding_headers(
     request_id: &HeaderValue,
     instance: &Instance,
 ) {
+    // Room for the six headers below at once, instead of growing the map for each.
+    headers.reserve(6);
     // HTTP/2 clients send the host as the URI's authority; HTTP/1.0 ones may send none.
     if !headers.contains_key(header::HOST) {
         let host = uri.authority().unwrap_or(instance.authority()).as_str();
