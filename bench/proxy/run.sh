@@ -8,6 +8,10 @@
 #   bench/proxy/run.sh                      # from the repository root
 #   DURATION=20s CONNS=64 ROUNDS=3 bench/proxy/run.sh
 #   FAASO_BIN=path/to/faaso bench/proxy/run.sh   # skip building faaso
+#   FAASO_ALT=path/to/other/faaso bench/proxy/run.sh   # a second faaso build beside the first
+#   FAASO_ALT=$FAASO_BIN FAASO_ALT_ARGS="--event-loops 1" bench/proxy/run.sh   # or other flags
+#   PROXIES="faaso faaso-alt nginx" bench/proxy/run.sh  # only these (direct always runs)
+#   INSTRUCTIONS=1 bench/proxy/run.sh      # also instructions per request, faaso vs nginx
 #
 # Everything it creates carries the label faaso-bench=<run id> and is removed on exit.
 set -euo pipefail
@@ -44,6 +48,7 @@ need_packages() {
   command -v haproxy >/dev/null || missing+=(haproxy)
   command -v caddy >/dev/null || missing+=(caddy)
   command -v python3 >/dev/null || missing+=(python3)
+  [ -z "${INSTRUCTIONS:-}" ] || command -v valgrind >/dev/null || missing+=(valgrind)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]} from Debian"
     apt-get update -qq
@@ -81,8 +86,8 @@ ip_of() {
   docker inspect -f "{{(index .NetworkSettings.Networks \"$NET\").IPAddress}}" "$1"
 }
 
-wait_ok() { # URL
-  for _ in $(seq 1 500); do
+wait_ok() { # URL [TRIES]
+  for _ in $(seq 1 "${2:-500}"); do
     [ "$(curl -s -o /dev/null -w '%{http_code}' "$1")" = 200 ] && return 0
     sleep 0.02
   done
@@ -128,6 +133,10 @@ r=$WORK/backend; newroot "$r"; cp "$BACKEND_BIN" "$r/backend"
 IMG_BACKEND=$(import "$r" backend '["/backend"]')
 r=$WORK/faaso; newroot "$r"; addbin "$r" "$(readlink -f "$FAASO_BIN")"; cp "$(readlink -f "$FAASO_BIN")" "$r/faaso"
 IMG_FAASO=$(import "$r" faaso '["/faaso"]')
+if [ -n "${FAASO_ALT:-}" ]; then
+  r=$WORK/faaso-alt; newroot "$r"; addbin "$r" "$(readlink -f "$FAASO_ALT")"; cp "$(readlink -f "$FAASO_ALT")" "$r/faaso"
+  IMG_FAASO_ALT=$(import "$r" faaso-alt '["/faaso"]')
+fi
 r=$WORK/nginx; newroot "$r"; addbin "$r" /usr/sbin/nginx; mkdir -p "$r/var/log/nginx" "$r/var/lib/nginx" "$r/etc/nginx"
 IMG_NGINX=$(import "$r" nginx '["/usr/sbin/nginx", "-c", "/etc/nginx/bench.conf", "-g", "daemon off;"]')
 r=$WORK/haproxy; newroot "$r"; addbin "$r" /usr/sbin/haproxy; mkdir -p "$r/etc/haproxy"
@@ -141,6 +150,10 @@ docker run -d --name "$RUN-backend" --network "$NET" --label "$LABEL" \
   -e INSTANCE=backend -p 127.0.0.1:18180:3000 "$IMG_BACKEND" >/dev/null
 BACKEND_IP=$(ip_of "$RUN-backend")
 
+# Every peer is set up to do the work faaso's proxy does (DESIGN.md's routing conventions): strip
+# the prefix, pass the client's Host, add X-Forwarded-For/-Proto/-Host/-Prefix, and keep or make
+# an X-Request-Id that also goes back on the answer. The instance then parses the same headers
+# whichever proxy is in front of it.
 cat >"$WORK/bench.conf" <<CONF
 worker_processes auto;
 pid /tmp/nginx.pid;
@@ -151,13 +164,20 @@ http {
   client_body_temp_path /tmp/body; proxy_temp_path /tmp/proxy;
   fastcgi_temp_path /tmp/fcgi; uwsgi_temp_path /tmp/uwsgi; scgi_temp_path /tmp/scgi;
   upstream hello { server $BACKEND_IP:3000; keepalive 128; }
+  map \$http_x_request_id \$faaso_request_id { default \$http_x_request_id; "" \$request_id; }
   server {
     listen 8080;
     location /funko/hello/ {
       proxy_pass http://hello/;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
+      proxy_set_header Host \$http_host;
       proxy_set_header X-Forwarded-For \$remote_addr;
+      proxy_set_header X-Forwarded-Proto \$scheme;
+      proxy_set_header X-Forwarded-Host \$http_host;
+      proxy_set_header X-Forwarded-Prefix /funko/hello;
+      proxy_set_header X-Request-Id \$faaso_request_id;
+      add_header X-Request-Id \$faaso_request_id always;
     }
   }
 }
@@ -173,13 +193,23 @@ defaults
   timeout server 30s
 frontend fe
   bind :8080
+  unique-id-format %{+X}o%ci%cp%Ts%rt%pid
+  http-request set-var(txn.request_id) req.hdr(x-request-id)
+  http-request set-var(txn.request_id) unique-id unless { var(txn.request_id) -m found }
+  http-request set-header X-Request-Id %[var(txn.request_id)]
+  http-request set-header X-Forwarded-Proto http
+  http-request set-header X-Forwarded-Host %[req.hdr(host)]
+  http-request set-header X-Forwarded-Prefix /funko/hello
   http-request replace-path ^/funko/hello/?(.*) /\1
   option forwardfor
+  http-response set-header X-Request-Id %[var(txn.request_id)]
   default_backend be
 backend be
   http-reuse always
   server s1 $BACKEND_IP:3000
 CONF
+# Caddy adds X-Forwarded-For/-Proto/-Host itself; its 2.6 has no "keep if sent", so it always
+# makes the id (wrk sends none, so the work is the same).
 cat >"$WORK/Caddyfile" <<CONF
 {
   admin off
@@ -187,7 +217,11 @@ cat >"$WORK/Caddyfile" <<CONF
 }
 :8080 {
   handle_path /funko/hello/* {
-    reverse_proxy $BACKEND_IP:3000
+    reverse_proxy $BACKEND_IP:3000 {
+      header_up X-Forwarded-Prefix /funko/hello
+      header_up X-Request-Id {http.request.uuid}
+      header_down X-Request-Id {http.request.uuid}
+    }
   }
 }
 CONF
@@ -197,11 +231,21 @@ run_proxy() { # NAME PORT DOCKER-RUN-ARGS... (image and its arguments last)
   shift 2
   docker run -d --name "$RUN-$name" --network "$NET" --label "$LABEL" -p "127.0.0.1:$port:8080" "$@" >/dev/null
 }
+if [ -n "${PROXIES:-}" ]; then
+  read -r -a ORDER <<<"direct $PROXIES"
+else
+  ORDER=(direct faaso nginx haproxy caddy)
+  [ -n "${FAASO_ALT:-}" ] && ORDER+=(faaso-alt)
+fi
+measured() { [[ " ${ORDER[*]} " == *" $1 "* ]]; }
+# faaso always runs: the ratios and the route-update test are faaso's.
 run_proxy faaso 18181 -v /var/run/docker.sock:/var/run/docker.sock "$IMG_FAASO" \
   --network "$NET" --labels "$RUN" proxy --listen 0.0.0.0:8080 --no-access-log
-run_proxy nginx 18182 -v "$WORK/bench.conf:/etc/nginx/bench.conf:ro" "$IMG_NGINX"
-run_proxy haproxy 18183 -v "$WORK/bench.cfg:/etc/haproxy/bench.cfg:ro" "$IMG_HAPROXY"
-run_proxy caddy 18184 -e HOME=/tmp -e XDG_DATA_HOME=/tmp -e XDG_CONFIG_HOME=/tmp \
+measured faaso-alt && run_proxy faaso-alt 18185 -v /var/run/docker.sock:/var/run/docker.sock "$IMG_FAASO_ALT" \
+  --network "$NET" --labels "$RUN" proxy --listen 0.0.0.0:8080 --no-access-log ${FAASO_ALT_ARGS:-}
+measured nginx && run_proxy nginx 18182 -v "$WORK/bench.conf:/etc/nginx/bench.conf:ro" "$IMG_NGINX"
+measured haproxy && run_proxy haproxy 18183 -v "$WORK/bench.cfg:/etc/haproxy/bench.cfg:ro" "$IMG_HAPROXY"
+measured caddy && run_proxy caddy 18184 -e HOME=/tmp -e XDG_DATA_HOME=/tmp -e XDG_CONFIG_HOME=/tmp \
   -v "$WORK/Caddyfile:/etc/caddy/Caddyfile:ro" "$IMG_CADDY"
 
 declare -A URL=(
@@ -210,9 +254,22 @@ declare -A URL=(
   [nginx]=http://127.0.0.1:18182/funko/hello/hello
   [haproxy]=http://127.0.0.1:18183/funko/hello/hello
   [caddy]=http://127.0.0.1:18184/funko/hello/hello
+  [faaso-alt]=http://127.0.0.1:18185/funko/hello/hello
 )
-ORDER=(direct faaso nginx haproxy caddy)
 for p in "${ORDER[@]}"; do wait_ok "${URL[$p]}"; done
+
+# Checks that a proxy does the same work as faaso's: the instance gets the forwarding headers
+# and a request id, at its own path, and the answer carries the id back.
+same_work() { # NAME
+  local base=${URL[$1]%/hello} body
+  body=$(curl -s -D "$WORK/$1.head" "$base/echo?q=1")
+  for h in host x-forwarded-for x-forwarded-proto x-forwarded-host x-forwarded-prefix x-request-id; do
+    grep -q "\"$h\"" <<<"$body" || { log "$1 does not send $h: $body"; return 1; }
+  done
+  grep -q '"uri":"/echo?q=1"' <<<"$body" || { log "$1 does not strip the prefix: $body"; return 1; }
+  grep -qi '^x-request-id:' "$WORK/$1.head" || { log "$1 answers without x-request-id"; return 1; }
+}
+for p in "${ORDER[@]}"; do [ "$p" = direct ] || same_work "$p"; done
 
 log "load: wrk -t$THREADS -c$CONNS -d$DURATION, $ROUNDS round(s), proxies interleaved"
 declare -A RPS P99 BAD M_RPS M_P99 CPU M_CPU
@@ -241,19 +298,52 @@ mem() { [ "$1" = direct ] && echo "-" || docker stats --no-stream --format '{{.M
 echo
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r); docker $(docker version -f '{{.Server.Version}}')"
 echo "load: wrk -t$THREADS -c$CONNS -d$DURATION on 127.0.0.1 (published ports), median of $ROUNDS round(s)"
-printf '%-8s %12s %10s %8s %12s %12s\n' proxy req/s p99_ms non2xx cpu_us/req memory
+printf '%-9s %12s %10s %8s %12s %12s\n' proxy req/s p99_ms non2xx cpu_us/req memory
 for p in "${ORDER[@]}"; do
   M_RPS[$p]=$(echo "${RPS[$p]}" | median)
   M_P99[$p]=$(echo "${P99[$p]}" | median)
   M_CPU[$p]=$(echo "${CPU[$p]}" | median)
-  printf '%-8s %12.0f %10.3f %8s %12s %12s\n' "$p" "${M_RPS[$p]}" "${M_P99[$p]}" "${BAD[$p]}" "${M_CPU[$p]}" "$(mem "$p")"
+  printf '%-9s %12.0f %10.3f %8s %12s %12s\n' "$p" "${M_RPS[$p]}" "${M_P99[$p]}" "${BAD[$p]}" "${M_CPU[$p]}" "$(mem "$p")"
 done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-echo "faaso/nginx  throughput $(ratio "${M_RPS[faaso]}" "${M_RPS[nginx]}")x   p99 $(ratio "${M_P99[faaso]}" "${M_P99[nginx]}")x"
-echo "faaso/caddy  throughput $(ratio "${M_RPS[faaso]}" "${M_RPS[caddy]}")x   p99 $(ratio "${M_P99[faaso]}" "${M_P99[caddy]}")x"
-echo "CPU per request (µs; the direct row is the backend's own): faaso $(ratio "${M_CPU[faaso]}" "${M_CPU[nginx]}")x nginx, $(ratio "${M_CPU[faaso]}" "${M_CPU[caddy]}")x caddy"
-echo "faaso/haproxy throughput $(ratio "${M_RPS[faaso]}" "${M_RPS[haproxy]}")x   p99 $(ratio "${M_P99[faaso]}" "${M_P99[haproxy]}")x"
+for peer in nginx caddy haproxy faaso-alt; do
+  [ -n "${M_RPS[$peer]:-}" ] || continue
+  printf 'faaso/%-9s throughput %sx   p99 %sx   CPU per request %sx\n' "$peer" \
+    "$(ratio "${M_RPS[faaso]}" "${M_RPS[$peer]}")" "$(ratio "${M_P99[faaso]}" "${M_P99[$peer]}")" \
+    "$(ratio "${M_CPU[faaso]}" "${M_CPU[$peer]}")"
+done
+echo "(CPU per request in µs; the direct row's is the backend's own)"
 
+# Instructions per request (userland) of faaso and nginx, each run on the host as one
+# single-threaded loop under callgrind against the same backend: exact and repeatable however
+# busy the machine is, where req/s and CPU time swing by ±15 % from round to round. (Both make
+# the same four syscalls per request, so the kernel's share is alike; docs/PROXY.md.)
+instructions() { # NAME PORT COMMAND...
+  local name=$1 port=$2 url="http://127.0.0.1:$2/funko/hello/hello" vg requests total
+  shift 2
+  valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.$name" "$@" >"$WORK/cg.$name.log" 2>&1 &
+  vg=$!
+  wait_ok "$url" 3000
+  wrk -t1 -c10 -d2s "$url" >/dev/null
+  callgrind_control -z "$vg" >/dev/null 2>&1
+  requests=$(wrk -t1 -c10 -d"$DURATION" "$url" | awk '/requests in/ {print $1}')
+  callgrind_control -d "$vg" >/dev/null 2>&1
+  kill "$vg"
+  wait "$vg" 2>/dev/null || true
+  total=$(callgrind_annotate "$WORK/cg.$name.1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+  echo $((total / requests))
+}
+if [ -n "${INSTRUCTIONS:-}" ]; then
+  log "instructions per request under callgrind (host-run, one loop each)"
+  sed -e 's|listen 8080;|listen 127.0.0.1:18192;|' -e 's|worker_processes auto;|worker_processes 1;|' \
+    -e "s|/tmp/|$WORK/ngx-|g" "$WORK/bench.conf" >"$WORK/host.conf"
+  IR_FAASO=$(instructions faaso 18191 "$FAASO_BIN" --network "$NET" --labels "$RUN" proxy \
+    --listen 127.0.0.1:18191 --no-access-log --event-loops 1)
+  IR_NGINX=$(instructions nginx 18192 nginx -c "$WORK/host.conf" -g 'daemon off; master_process off;')
+  echo "instructions per request: faaso $IR_FAASO, nginx $IR_NGINX, faaso/nginx $(ratio "$IR_FAASO" "$IR_NGINX")x"
+fi
+
+[ "$UPDATES" -gt 0 ] || exit 0
 log "route update: $UPDATES new instances, from ready (its process listening) to routed by faaso"
 lags=()
 for i in $(seq 1 "$UPDATES"); do
