@@ -369,6 +369,8 @@ fn connection_builder(config: &ProxyConfig) -> auto::Builder<TokioExecutor> {
         .http1()
         .timer(TokioTimer::new())
         .keep_alive(true)
+        // Flat writes, as towards instances (pool.rs).
+        .writev(false)
         .header_read_timeout(config.header_read_timeout)
         .max_buf_size(config.max_header_bytes.max(MIN_HEADER_BUFFER));
     // Any explicit limit, even one equal to hyper's default, makes hyper size its header
