@@ -317,7 +317,7 @@ echo "(CPU per request in µs; the direct row's is the backend's own)"
 # Instructions per request (userland) of faaso and nginx, each run on the host as one
 # single-threaded loop under callgrind against the same backend: exact and repeatable however
 # busy the machine is, where req/s and CPU time swing by ±15 % from round to round. (Both make
-# the same four syscalls per request, so the kernel's share is alike; docs/PROXY.md.)
+# the same reads and writes per request, so the kernel's share is alike; docs/PROXY.md.)
 instructions() { # NAME PORT COMMAND...
   local name=$1 port=$2 url="http://127.0.0.1:$2/funko/hello/hello" vg requests total
   shift 2

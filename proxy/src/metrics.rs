@@ -69,17 +69,11 @@ impl FunkoStats {
     }
 
     fn sum(&self, field: impl Fn(&Counters) -> &AtomicU64) -> u64 {
-        self.shards
-            .iter()
-            .map(|c| field(c).load(Ordering::Relaxed))
-            .sum()
+        self.shards.sum(|c| field(c).load(Ordering::Relaxed))
     }
 
     fn in_flight(&self) -> i64 {
-        self.shards
-            .iter()
-            .map(|c| c.in_flight.load(Ordering::Relaxed))
-            .sum()
+        self.shards.sum(|c| c.in_flight.load(Ordering::Relaxed))
     }
 }
 
@@ -160,10 +154,7 @@ impl Metrics {
         let _ = writeln!(
             out,
             "faaso_proxy_in_flight_requests {}",
-            self.in_flight
-                .iter()
-                .map(|n| n.load(Ordering::Relaxed))
-                .sum::<i64>()
+            self.in_flight.sum(|n| n.load(Ordering::Relaxed))
         );
         for (name, route) in &funkos {
             let n = route.stats.in_flight();

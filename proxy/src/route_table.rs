@@ -97,10 +97,7 @@ impl Instance {
 
     /// Requests sent to this instance whose response has not finished yet.
     pub fn in_flight(&self) -> usize {
-        self.in_flight
-            .iter()
-            .map(|n| n.load(Ordering::Relaxed))
-            .sum()
+        self.in_flight.sum(|n| n.load(Ordering::Relaxed))
     }
 
     /// This event loop's requests to the instance still in flight: each loop balances its

@@ -6,16 +6,17 @@ use std::cell::Cell;
 use std::sync::OnceLock;
 
 thread_local! {
-    /// Which event loop this thread runs (0 outside the proxy's own threads).
+    /// Which shard this thread's event loop writes (0 outside the proxy's own threads).
     static EVENT_LOOP: Cell<usize> = const { Cell::new(0) };
 }
 
 /// Most shards kept of one value; loops beyond share them round the shards.
 const MAX_SHARDS: usize = 16;
 
-/// Marks this thread as event loop `index`: it then writes its own shards.
+/// Marks this thread as event loop `index`: it then writes its own shards (loops beyond the
+/// shard count share them round the shards; reduced here once rather than on every access).
 pub(crate) fn set_event_loop(index: usize) {
-    EVENT_LOOP.with(|slot| slot.set(index));
+    EVENT_LOOP.with(|slot| slot.set(index % shard_count()));
 }
 
 /// How many shards each value has: one per CPU (the default number of event loops).
@@ -54,8 +55,9 @@ impl<T> Sharded<T> {
     }
 
     /// Which copy is this event loop's, to find the same one again from another thread.
+    /// Every value has [`shard_count`] copies, so the index fits them all.
     pub(crate) fn local_index(&self) -> usize {
-        EVENT_LOOP.with(Cell::get) % self.shards.len()
+        EVENT_LOOP.with(Cell::get)
     }
 
     /// The copy at `index` (from [`Sharded::local_index`]).
@@ -63,9 +65,9 @@ impl<T> Sharded<T> {
         &self.shards[index].0
     }
 
-    /// Every copy, to add them up.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
-        self.shards.iter().map(|shard| &shard.0)
+    /// The total of `read` over every copy.
+    pub(crate) fn sum<N: std::iter::Sum>(&self, read: impl Fn(&T) -> N) -> N {
+        self.shards.iter().map(|shard| read(&shard.0)).sum()
     }
 }
 
@@ -92,7 +94,7 @@ mod tests {
         for thread in threads {
             thread.join().unwrap();
         }
-        let total: u64 = counter.iter().map(|c| c.load(Ordering::Relaxed)).sum();
+        let total = counter.sum(|c| c.load(Ordering::Relaxed));
         assert_eq!(total, 4000);
     }
 }
