@@ -14,6 +14,7 @@ use crate::answer;
 use crate::body::{BodyTooLarge, Lease, Outgoing, ProxyBody, UpstreamBody, discard};
 use crate::client::ClientConnection;
 use crate::config::ProxyConfig;
+use crate::deadline;
 use crate::hop;
 use crate::metrics::Metrics;
 use crate::pool::{self, Dialing, SendError, Sender};
@@ -178,9 +179,9 @@ impl Forwarder {
         // Boxed: the exchange's future is large, and each enclosing future would otherwise
         // carry (and copy) it.
         let attempts = Box::pin(self.attempts(route, funko, first, request));
-        let result = tokio::time::timeout(timeout, attempts).await;
+        let result = deadline::timeout(timeout, attempts).await;
         let response = match result {
-            Ok(Ok((response, sender, instance))) => {
+            Some(Ok((response, sender, instance))) => {
                 let addr = instance.addr();
                 let lease = Lease {
                     metrics: self.metrics.clone(),
@@ -194,7 +195,7 @@ impl Forwarder {
                     Some(addr),
                 );
             }
-            Ok(Err((failure, instance))) => {
+            Some(Err((failure, instance))) => {
                 let response = match failure {
                     Failure::Exchange(err) if BodyTooLarge::caused(&err) => too_large(limit),
                     // The client's own body failed (bad chunked encoding, cut short): its fault,
@@ -223,7 +224,7 @@ impl Forwarder {
                 };
                 (response, Some(instance.addr()))
             }
-            Err(_elapsed) => {
+            None => {
                 let response = answer::error(
                     StatusCode::GATEWAY_TIMEOUT,
                     &format!("funko '{funko}' did not answer within {timeout:?}"),

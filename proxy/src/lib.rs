@@ -10,6 +10,7 @@ mod answer;
 mod body;
 mod client;
 mod config;
+mod deadline;
 mod error;
 mod forward;
 mod health;

@@ -25,6 +25,7 @@ use crate::answer;
 use crate::body::ProxyBody;
 use crate::client::{ClientConnection, OpenConnection};
 use crate::config::ProxyConfig;
+use crate::deadline::{self, LoopTimer};
 use crate::error::ProxyError;
 use crate::forward::Forwarder;
 use crate::metrics::Metrics;
@@ -261,6 +262,7 @@ struct Shared {
 /// Serves the clients handed to this loop until its inbox closes, then lets its connections
 /// finish for up to the grace period.
 async fn event_loop(mut inbox: mpsc::UnboundedReceiver<Client>, shared: &Arc<Shared>) {
+    deadline::start_ticker();
     let graceful = GracefulShutdown::new();
     while let Some(Client { stream, peer, open }) = inbox.recv().await {
         let stream = match TcpStream::from_std(stream) {
@@ -367,7 +369,8 @@ fn connection_builder(config: &ProxyConfig) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
-        .timer(TokioTimer::new())
+        // The wait for each request head, on the loop's own deadlines (deadline.rs).
+        .timer(LoopTimer)
         .keep_alive(true)
         // Flat writes, as towards instances (pool.rs).
         .writev(false)
