@@ -232,7 +232,9 @@ run_proxy() { # NAME PORT DOCKER-RUN-ARGS... (image and its arguments last)
   docker run -d --name "$RUN-$name" --network "$NET" --label "$LABEL" -p "127.0.0.1:$port:8080" "$@" >/dev/null
 }
 if [ -n "${PROXIES:-}" ]; then
-  read -r -a ORDER <<<"direct $PROXIES"
+  # faaso is always measured: every ratio printed is faaso's.
+  ORDER=(direct faaso)
+  for p in $PROXIES; do [ "$p" = faaso ] || ORDER+=("$p"); done
 else
   ORDER=(direct faaso nginx haproxy caddy)
   [ -n "${FAASO_ALT:-}" ] && ORDER+=(faaso-alt)
