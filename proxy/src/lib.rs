@@ -22,6 +22,7 @@ mod request_id;
 mod route_table;
 mod server;
 mod shard;
+mod shutdown;
 mod upgrade;
 
 pub use config::ProxyConfig;

@@ -12,13 +12,13 @@ use std::time::Duration;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
 use crate::answer;
@@ -30,6 +30,7 @@ use crate::error::ProxyError;
 use crate::forward::Forwarder;
 use crate::metrics::Metrics;
 use crate::route_table::Routes;
+use crate::shutdown::Stop;
 
 /// hyper refuses read buffers smaller than this.
 const MIN_HEADER_BUFFER: usize = 8192;
@@ -148,7 +149,8 @@ impl Proxy {
                 forwarder: Forwarder::new(routes.clone(), config.clone(), metrics.clone()),
                 routes: routes.clone(),
                 local: local.clone(),
-                builder: connection_builder(&config),
+                http1: http1_builder(&config),
+                http2: http2_builder(&config),
                 caller: tokio::runtime::Handle::current(),
                 config: config.clone(),
             });
@@ -253,7 +255,9 @@ struct Shared {
     forwarder: Forwarder,
     routes: Routes,
     local: Option<Local>,
-    builder: auto::Builder<TokioExecutor>,
+    /// Connection settings for clients speaking HTTP/1 and h2c.
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
     config: ProxyConfig,
     /// The runtime that called `serve`, where the local handler runs.
     caller: tokio::runtime::Handle,
@@ -263,7 +267,8 @@ struct Shared {
 /// finish for up to the grace period.
 async fn event_loop(mut inbox: mpsc::UnboundedReceiver<Client>, shared: &Arc<Shared>) {
     deadline::start_ticker();
-    let graceful = GracefulShutdown::new();
+    let stop = Arc::new(Stop::default());
+    let connections = TaskTracker::new();
     while let Some(Client { stream, peer, open }) = inbox.recv().await {
         let stream = match TcpStream::from_std(stream) {
             Ok(stream) => stream,
@@ -278,31 +283,57 @@ async fn event_loop(mut inbox: mpsc::UnboundedReceiver<Client>, shared: &Arc<Sha
                 .unwrap_or(HeaderValue::from_static("unknown")),
             open,
         });
-        let service = {
-            let shared = shared.clone();
-            service_fn(move |req| shared.clone().answer(req, client.clone()))
-        };
-        let builder = shared.builder.clone();
-        let watcher = graceful.watcher();
-        let header_read_timeout = shared.config.header_read_timeout;
-        tokio::spawn(async move {
-            if !sends_a_request(&stream, header_read_timeout).await {
-                debug!(%peer, "A client sent no request within the header timeout.");
-                return;
-            }
-            let connection = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .into_owned();
-            if let Err(err) = watcher.watch(connection).await {
-                debug!(%peer, ?err, "A client connection ended with an error.");
-            }
-        });
+        connections.spawn(serve_client(
+            stream,
+            peer,
+            client,
+            shared.clone(),
+            stop.clone(),
+        ));
     }
+    stop.begin();
+    connections.close();
     tokio::select! {
-        () = graceful.shutdown() => debug!("An event loop's client connections all finished."),
+        () = connections.wait() => debug!("An event loop's client connections all finished."),
         () = tokio::time::sleep(shared.config.shutdown_grace) => {
             warn!(grace = ?shared.config.shutdown_grace, "Requests still in flight after the grace period were dropped.");
         }
+    }
+}
+
+/// Serves one client in the protocol its first bytes name, until it leaves or the loop stops.
+async fn serve_client(
+    stream: TcpStream,
+    peer: SocketAddr,
+    client: Arc<ClientConnection>,
+    shared: Arc<Shared>,
+    stop: Arc<Stop>,
+) {
+    let protocol = tokio::select! {
+        protocol = first_request(&stream, shared.config.header_read_timeout) => protocol,
+        () = stop.stopped() => return,
+    };
+    let Some(protocol) = protocol else {
+        debug!(%peer, "A client sent no request within the header timeout.");
+        return;
+    };
+    let service = {
+        let shared = shared.clone();
+        service_fn(move |req| shared.clone().answer(req, client.clone()))
+    };
+    let io = TokioIo::new(stream);
+    let served = match protocol {
+        Protocol::Http1 => {
+            let connection = shared.http1.serve_connection(io, service).with_upgrades();
+            stop.serve(connection, |c| c.graceful_shutdown()).await
+        }
+        Protocol::H2c => {
+            let connection = shared.http2.serve_connection(io, service);
+            stop.serve(connection, |c| c.graceful_shutdown()).await
+        }
+    };
+    if let Err(err) = served {
+        debug!(%peer, ?err, "A client connection ended with an error.");
     }
 }
 
@@ -339,23 +370,33 @@ impl Shared {
     }
 }
 
-/// Whether the client starts a request within `limit`. hyper's header timeout only runs once
-/// the protocol is known, so a client that sends nothing, or a few bytes of the HTTP/2
-/// preface, would otherwise hold its connection (and a file descriptor) forever.
-async fn sends_a_request(stream: &TcpStream, limit: Duration) -> bool {
+/// The protocol a client speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Protocol {
+    Http1,
+    /// HTTP/2 without TLS, told by its connection preface.
+    H2c,
+}
+
+/// The protocol of the client's first request, or `None` if it starts none within `limit`.
+/// hyper's header timeout only runs once a connection is served, so a client that sends
+/// nothing, or a few bytes of the HTTP/2 preface, would otherwise hold its connection (and a
+/// file descriptor) forever.
+async fn first_request(stream: &TcpStream, limit: Duration) -> Option<Protocol> {
     const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
     let known = async {
         let mut buf = [0u8; H2_PREFACE.len()];
         loop {
             match stream.peek(&mut buf).await {
-                Ok(0) | Err(_) => return false,
-                Ok(n) if n == buf.len() || buf[..n] != H2_PREFACE[..n] => return true,
+                Ok(0) | Err(_) => return None,
+                Ok(n) if buf[..n] != H2_PREFACE[..n] => return Some(Protocol::Http1),
+                Ok(n) if n == buf.len() => return Some(Protocol::H2c),
                 // Part of the preface: peek returns at once, so wait before looking again.
                 Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
             }
         }
     };
-    tokio::time::timeout(limit, known).await.unwrap_or(false)
+    tokio::time::timeout(limit, known).await.ok().flatten()
 }
 
 /// Whether `path` is `prefix` itself or below it (`/admin`, `/admin/…`, not `/administer`).
@@ -364,11 +405,10 @@ fn is_under(path: &str, prefix: &str) -> bool {
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
-/// The connection settings: header limits and the slow-header / idle timeout.
-fn connection_builder(config: &ProxyConfig) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+/// HTTP/1 settings: header limits and the slow-header / idle timeout.
+fn http1_builder(config: &ProxyConfig) -> http1::Builder {
+    let mut builder = http1::Builder::new();
     builder
-        .http1()
         // The wait for each request head, on the loop's own deadlines (deadline.rs).
         .timer(LoopTimer)
         .keep_alive(true)
@@ -379,10 +419,15 @@ fn connection_builder(config: &ProxyConfig) -> auto::Builder<TokioExecutor> {
     // Any explicit limit, even one equal to hyper's default, makes hyper size its header
     // arrays at run time for every request instead of using fixed ones.
     if config.max_headers != HYPER_MAX_HEADERS {
-        builder.http1().max_headers(config.max_headers);
+        builder.max_headers(config.max_headers);
     }
     builder
-        .http2()
+}
+
+/// h2c settings: the header list limit.
+fn http2_builder(config: &ProxyConfig) -> http2::Builder<TokioExecutor> {
+    let mut builder = http2::Builder::new(TokioExecutor::new());
+    builder
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX));
     builder
