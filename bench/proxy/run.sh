@@ -315,6 +315,14 @@ for peer in nginx caddy haproxy faaso-alt; do
     "$(ratio "${M_CPU[faaso]}" "${M_CPU[$peer]}")"
 done
 echo "(CPU per request in µs; the direct row's is the backend's own)"
+# Paired by round: each round loads every proxy back to back, so a machine that speeds up or
+# slows down between rounds (it does, by up to 20 %) moves both sides of a round's ratio alike.
+for peer in nginx caddy haproxy faaso-alt; do
+  [ -n "${M_RPS[$peer]:-}" ] || continue
+  per_round=$(paste <(tr ' ' '\n' <<<"${RPS[faaso]}" | grep -v '^$') <(tr ' ' '\n' <<<"${RPS[$peer]}" | grep -v '^$') |
+    awk '{printf "%.2f ", $1 / $2}')
+  printf 'faaso/%-9s throughput by round: %s(median %sx)\n' "$peer" "$per_round" "$(echo "$per_round" | median)"
+done
 
 # Instructions per request (userland) of faaso and nginx, each run on the host as one
 # single-threaded loop under callgrind against the same backend: exact and repeatable however
