@@ -20,7 +20,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 /// The ticker wakes at most this often, whatever the deadlines: due ones are batched.
-pub(crate) const TICK: Duration = Duration::from_millis(10);
+const TICK: Duration = Duration::from_millis(10);
 
 thread_local! {
     static DEADLINES: RefCell<Deadlines> = const { RefCell::new(Deadlines::new()) };
@@ -123,7 +123,7 @@ fn list_id() -> u64 {
 
 /// A future that completes at a given instant (give or take a [`TICK`]).
 #[derive(Debug)]
-pub(crate) struct Deadline {
+struct Deadline {
     at: Instant,
     /// The slot once armed, and the list it is in.
     armed: Option<(u64, usize)>,
@@ -131,7 +131,7 @@ pub(crate) struct Deadline {
 }
 
 impl Deadline {
-    pub(crate) fn at(at: Instant) -> Self {
+    fn at(at: Instant) -> Self {
         Self {
             at,
             armed: None,
@@ -139,7 +139,7 @@ impl Deadline {
         }
     }
 
-    pub(crate) fn after(duration: Duration) -> Self {
+    fn after(duration: Duration) -> Self {
         Self::at(Instant::now() + duration)
     }
 }
@@ -211,15 +211,15 @@ impl hyper::rt::Timer for LoopTimer {
     }
 }
 
-/// `future`, or `None` if it is not done within `duration`.
-pub(crate) fn timeout<F: Future + Unpin>(duration: Duration, future: F) -> Timeout<F> {
+/// `future`, or `None` if it is not done by `at`.
+pub(crate) fn timeout_at<F: Future + Unpin>(at: Instant, future: F) -> Timeout<F> {
     Timeout {
         future,
-        deadline: Deadline::after(duration),
+        deadline: Deadline::at(at),
     }
 }
 
-/// See [`timeout`].
+/// See [`timeout_at`].
 #[derive(Debug)]
 pub(crate) struct Timeout<F> {
     future: F,
@@ -336,15 +336,18 @@ mod tests {
         });
     }
 
-    /// `timeout` gives the future's output when it is done in time, and `None` otherwise.
+    /// `timeout_at` gives the future's output when it is done in time, and `None` otherwise.
     #[test]
     fn timeout_gives_up_at_the_deadline() {
         on_a_loop(async {
-            let quick = timeout(Duration::from_secs(5), Box::pin(async { 7 }));
+            let quick = timeout_at(
+                Instant::now() + Duration::from_secs(5),
+                Box::pin(async { 7 }),
+            );
             assert_eq!(quick.await, Some(7));
             let started = Instant::now();
-            let slow = timeout(
-                Duration::from_millis(50),
+            let slow = timeout_at(
+                started + Duration::from_millis(50),
                 Box::pin(tokio::time::sleep(Duration::from_secs(5))),
             );
             assert_eq!(slow.await, None);

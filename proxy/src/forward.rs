@@ -89,7 +89,7 @@ impl Forwarder {
         let path_and_query = prefix::upstream_path_and_query(rest, uri.query());
         let method = self.config.access_log.then(|| req.method().clone());
         let (response, instance) = self
-            .to_route(&route, funko, path_and_query, req, client)
+            .to_route(&route, funko, path_and_query, req, client, started)
             .await;
         route
             .stats
@@ -111,7 +111,8 @@ impl Forwarder {
     }
 
     /// Sends the request to one of the route's instances (a second one if the first could
-    /// not be connected to) and returns the answer and the instance that gave it.
+    /// not be connected to) and returns the answer and the instance that gave it. The funko's
+    /// request timeout counts from `started`, when the request reached the forwarder.
     async fn to_route(
         &self,
         route: &FunkoRoute,
@@ -119,6 +120,7 @@ impl Forwarder {
         path_and_query: String,
         mut req: Request<Incoming>,
         client: &ClientConnection,
+        started: Instant,
     ) -> (Response<ProxyBody>, Option<SocketAddr>) {
         let request_id = match req.headers().get(X_REQUEST_ID) {
             Some(id) => id.clone(),
@@ -179,7 +181,7 @@ impl Forwarder {
         // Boxed: the exchange's future is large, and each enclosing future would otherwise
         // carry (and copy) it.
         let attempts = Box::pin(self.attempts(route, funko, first, request));
-        let result = deadline::timeout(timeout, attempts).await;
+        let result = deadline::timeout_at(started + timeout, attempts).await;
         let response = match result {
             Some(Ok((response, sender, instance))) => {
                 let addr = instance.addr();
