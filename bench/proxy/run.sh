@@ -131,12 +131,14 @@ fi
 log "making images with docker import (no registry)"
 r=$WORK/backend; newroot "$r"; cp "$BACKEND_BIN" "$r/backend"
 IMG_BACKEND=$(import "$r" backend '["/backend"]')
-r=$WORK/faaso; newroot "$r"; addbin "$r" "$(readlink -f "$FAASO_BIN")"; cp "$(readlink -f "$FAASO_BIN")" "$r/faaso"
-IMG_FAASO=$(import "$r" faaso '["/faaso"]')
-if [ -n "${FAASO_ALT:-}" ]; then
-  r=$WORK/faaso-alt; newroot "$r"; addbin "$r" "$(readlink -f "$FAASO_ALT")"; cp "$(readlink -f "$FAASO_ALT")" "$r/faaso"
-  IMG_FAASO_ALT=$(import "$r" faaso-alt '["/faaso"]')
-fi
+faaso_image() { # NAME BINARY
+  local r=$WORK/$1 bin
+  bin=$(readlink -f "$2")
+  newroot "$r"; addbin "$r" "$bin"; cp "$bin" "$r/faaso"
+  import "$r" "$1" '["/faaso"]'
+}
+IMG_FAASO=$(faaso_image faaso "$FAASO_BIN")
+[ -n "${FAASO_ALT:-}" ] && IMG_FAASO_ALT=$(faaso_image faaso-alt "$FAASO_ALT")
 r=$WORK/nginx; newroot "$r"; addbin "$r" /usr/sbin/nginx; mkdir -p "$r/var/log/nginx" "$r/var/lib/nginx" "$r/etc/nginx"
 IMG_NGINX=$(import "$r" nginx '["/usr/sbin/nginx", "-c", "/etc/nginx/bench.conf", "-g", "daemon off;"]')
 r=$WORK/haproxy; newroot "$r"; addbin "$r" /usr/sbin/haproxy; mkdir -p "$r/etc/haproxy"
@@ -232,7 +234,6 @@ run_proxy() { # NAME PORT DOCKER-RUN-ARGS... (image and its arguments last)
   docker run -d --name "$RUN-$name" --network "$NET" --label "$LABEL" -p "127.0.0.1:$port:8080" "$@" >/dev/null
 }
 if [ -n "${PROXIES:-}" ]; then
-  # faaso is always measured: every ratio printed is faaso's.
   ORDER=(direct faaso)
   for p in $PROXIES; do [ "$p" = faaso ] || ORDER+=("$p"); done
 else
@@ -240,11 +241,16 @@ else
   [ -n "${FAASO_ALT:-}" ] && ORDER+=(faaso-alt)
 fi
 measured() { [[ " ${ORDER[*]} " == *" $1 "* ]]; }
+run_faaso() { # NAME PORT IMAGE [FLAGS...]
+  local name=$1 port=$2 image=$3
+  shift 3
+  run_proxy "$name" "$port" -v /var/run/docker.sock:/var/run/docker.sock "$image" \
+    --network "$NET" --labels "$RUN" proxy --listen 0.0.0.0:8080 --no-access-log "$@"
+}
 # faaso always runs: the ratios and the route-update test are faaso's.
-run_proxy faaso 18181 -v /var/run/docker.sock:/var/run/docker.sock "$IMG_FAASO" \
-  --network "$NET" --labels "$RUN" proxy --listen 0.0.0.0:8080 --no-access-log
-measured faaso-alt && run_proxy faaso-alt 18185 -v /var/run/docker.sock:/var/run/docker.sock "$IMG_FAASO_ALT" \
-  --network "$NET" --labels "$RUN" proxy --listen 0.0.0.0:8080 --no-access-log ${FAASO_ALT_ARGS:-}
+run_faaso faaso 18181 "$IMG_FAASO"
+# shellcheck disable=SC2086 # FAASO_ALT_ARGS is a list of flags.
+measured faaso-alt && run_faaso faaso-alt 18185 "$IMG_FAASO_ALT" ${FAASO_ALT_ARGS:-}
 measured nginx && run_proxy nginx 18182 -v "$WORK/bench.conf:/etc/nginx/bench.conf:ro" "$IMG_NGINX"
 measured haproxy && run_proxy haproxy 18183 -v "$WORK/bench.cfg:/etc/haproxy/bench.cfg:ro" "$IMG_HAPROXY"
 measured caddy && run_proxy caddy 18184 -e HOME=/tmp -e XDG_DATA_HOME=/tmp -e XDG_CONFIG_HOME=/tmp \
@@ -308,8 +314,9 @@ for p in "${ORDER[@]}"; do
   printf '%-9s %12.0f %10.3f %8s %12s %12s\n' "$p" "${M_RPS[$p]}" "${M_P99[$p]}" "${BAD[$p]}" "${M_CPU[$p]}" "$(mem "$p")"
 done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-for peer in nginx caddy haproxy faaso-alt; do
-  [ -n "${M_RPS[$peer]:-}" ] || continue
+PEERS=()
+for peer in nginx caddy haproxy faaso-alt; do [ -n "${M_RPS[$peer]:-}" ] && PEERS+=("$peer"); done
+for peer in "${PEERS[@]}"; do
   printf 'faaso/%-9s throughput %sx   p99 %sx   CPU per request %sx\n' "$peer" \
     "$(ratio "${M_RPS[faaso]}" "${M_RPS[$peer]}")" "$(ratio "${M_P99[faaso]}" "${M_P99[$peer]}")" \
     "$(ratio "${M_CPU[faaso]}" "${M_CPU[$peer]}")"
@@ -317,8 +324,7 @@ done
 echo "(CPU per request in µs; the direct row's is the backend's own)"
 # Paired by round: each round loads every proxy back to back, so a machine that speeds up or
 # slows down between rounds (it does, by up to 20 %) moves both sides of a round's ratio alike.
-for peer in nginx caddy haproxy faaso-alt; do
-  [ -n "${M_RPS[$peer]:-}" ] || continue
+for peer in "${PEERS[@]}"; do
   per_round=$(paste <(tr ' ' '\n' <<<"${RPS[faaso]}" | grep -v '^$') <(tr ' ' '\n' <<<"${RPS[$peer]}" | grep -v '^$') |
     awk '{printf "%.2f ", $1 / $2}')
   printf 'faaso/%-9s throughput by round: %s(median %sx)\n' "$peer" "$per_round" "$(echo "$per_round" | median)"
@@ -329,7 +335,7 @@ done
 # busy the machine is, where req/s and CPU time swing by ±15 % from round to round. (Both make
 # the same reads and writes per request, so the kernel's share is alike; docs/PROXY.md.)
 instructions() { # NAME PORT COMMAND...
-  local name=$1 port=$2 url="http://127.0.0.1:$2/funko/hello/hello" vg requests total
+  local name=$1 url="http://127.0.0.1:$2/funko/hello/hello" vg requests total
   shift 2
   valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.$name" "$@" >"$WORK/cg.$name.log" 2>&1 &
   vg=$!
