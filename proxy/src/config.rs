@@ -1,6 +1,8 @@
 //! The proxy's knobs, with defaults a user would expect.
 
 use std::net::SocketAddr;
+
+use crate::access_log::{AccessLogDestination, AccessLogFormat};
 use std::time::Duration;
 
 /// Limits, timeouts and switches of one proxy server.
@@ -24,6 +26,10 @@ pub struct ProxyConfig {
     pub shutdown_grace: Duration,
     /// Whether each request is logged as one access-log line.
     pub access_log: bool,
+    /// How access-log lines look.
+    pub access_log_format: AccessLogFormat,
+    /// Where access-log lines go.
+    pub access_log_destination: AccessLogDestination,
     /// Event loops serving clients, each a thread of its own with its own idle connections to
     /// instances, as nginx runs one worker per core: a request and its upstream exchange then
     /// never cross threads.
@@ -42,6 +48,8 @@ impl Default for ProxyConfig {
             upstream_idle_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(30),
             access_log: true,
+            access_log_format: AccessLogFormat::default(),
+            access_log_destination: AccessLogDestination::default(),
             event_loops: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }

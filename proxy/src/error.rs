@@ -17,6 +17,15 @@ pub enum ProxyError {
     /// The bound socket's own address could not be read.
     #[error("reading the proxy's local address")]
     LocalAddr(#[source] std::io::Error),
+    /// The access log's destination could not be opened, or its writer started.
+    #[error("opening the access log ({destination})")]
+    AccessLog {
+        /// Where the log was to go.
+        destination: String,
+        /// Why it could not.
+        #[source]
+        source: std::io::Error,
+    },
     /// An event loop's thread could not be started.
     #[error("starting the proxy's event loop threads")]
     Thread(#[source] std::io::Error),

@@ -10,6 +10,7 @@ use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri, Version};
 use tracing::{info, warn};
 
+use crate::access_log::{AccessLog, Entry};
 use crate::answer;
 use crate::body::{BodyTooLarge, Lease, Outgoing, ProxyBody, UpstreamBody, discard};
 use crate::client::ClientConnection;
@@ -35,6 +36,7 @@ pub(crate) struct Forwarder {
     dialing: Dialing,
     config: ProxyConfig,
     pub(crate) metrics: Arc<Metrics>,
+    pub(crate) access_log: Option<AccessLog>,
 }
 
 /// Why no response came from any instance.
@@ -46,8 +48,13 @@ enum Failure {
 }
 
 impl Forwarder {
-    /// A forwarder over `routes`.
-    pub(crate) fn new(routes: Routes, config: ProxyConfig, metrics: Arc<Metrics>) -> Self {
+    /// A forwarder over `routes`, logging each request to `access_log` if there is one.
+    pub(crate) fn new(
+        routes: Routes,
+        config: ProxyConfig,
+        metrics: Arc<Metrics>,
+        access_log: Option<AccessLog>,
+    ) -> Self {
         let dialing = Dialing {
             connect_timeout: config.connect_timeout,
             idle_timeout: config.upstream_idle_timeout,
@@ -57,6 +64,7 @@ impl Forwarder {
             dialing,
             config,
             metrics,
+            access_log,
         }
     }
 
@@ -87,25 +95,27 @@ impl Forwarder {
             return response;
         };
         let path_and_query = prefix::upstream_path_and_query(rest, uri.query());
-        let method = self.config.access_log.then(|| req.method().clone());
+        let method = self.access_log.is_some().then(|| req.method().clone());
         let (response, instance) = self
             .to_route(&route, funko, path_and_query, req, client, started)
             .await;
         route
             .stats
             .observe(response.status().as_u16(), started.elapsed());
-        if let Some(method) = method {
-            info!(
-                target: "faaso_proxy::access",
-                %method,
-                %uri,
-                %funko,
-                status = response.status().as_u16(),
-                micros = started.elapsed().as_micros() as u64,
-                instance = instance.map(|a| a.to_string()).unwrap_or_default(),
-                request_id = response.headers().get(X_REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or(""),
-                "Request answered."
-            );
+        if let (Some(log), Some(method)) = (&self.access_log, method) {
+            log.record(&Entry {
+                method: &method,
+                uri: &uri,
+                funko,
+                status: response.status().as_u16(),
+                micros: started.elapsed().as_micros() as u64,
+                instance,
+                request_id: response
+                    .headers()
+                    .get(X_REQUEST_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or(""),
+            });
         }
         response
     }
@@ -288,17 +298,16 @@ impl Forwarder {
         instance: Option<SocketAddr>,
         started: Instant,
     ) {
-        if self.config.access_log {
-            info!(
-                target: "faaso_proxy::access",
-                method = %req.method(),
-                uri = %req.uri(),
-                %funko,
-                status = response.status().as_u16(),
-                micros = started.elapsed().as_micros() as u64,
-                instance = instance.map(|a| a.to_string()).unwrap_or_default(),
-                "Request answered."
-            );
+        if let Some(log) = &self.access_log {
+            log.record(&Entry {
+                method: req.method(),
+                uri: req.uri(),
+                funko,
+                status: response.status().as_u16(),
+                micros: started.elapsed().as_micros() as u64,
+                instance,
+                request_id: "",
+            });
         }
     }
 }

@@ -6,6 +6,7 @@
 //! into [`Routes`]. [`Proxy`] serves the table.
 #![forbid(unsafe_code)]
 
+mod access_log;
 mod answer;
 mod body;
 mod client;
@@ -25,6 +26,7 @@ mod shard;
 mod shutdown;
 mod upgrade;
 
+pub use access_log::{AccessLogDestination, AccessLogFormat};
 pub use config::ProxyConfig;
 pub use error::ProxyError;
 pub use health::{Candidate, HealthChecker, ProbeConfig};

@@ -93,7 +93,8 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of every counter.
-    pub(crate) fn render(&self, table: &RouteTable) -> String {
+    /// `access_log_dropped` is how many access-log lines were dropped so far.
+    pub(crate) fn render(&self, table: &RouteTable, access_log_dropped: u64) -> String {
         let mut funkos: Vec<_> = table.iter().collect();
         funkos.sort_by_key(|(name, _)| *name);
         let all: Vec<(&str, &FunkoStats)> = funkos
@@ -172,6 +173,15 @@ impl Metrics {
             let n = route.instances().len();
             let _ = writeln!(out, "faaso_proxy_ready_instances{{funko=\"{name}\"}} {n}");
         }
+
+        out.push_str(
+            "# HELP faaso_proxy_access_log_dropped_total Access-log lines dropped because their destination did not keep up.\n",
+        );
+        out.push_str("# TYPE faaso_proxy_access_log_dropped_total counter\n");
+        let _ = writeln!(
+            out,
+            "faaso_proxy_access_log_dropped_total {access_log_dropped}"
+        );
         out
     }
 }
@@ -191,7 +201,7 @@ mod tests {
         stats.observe(200, Duration::from_millis(3));
         stats.observe(200, Duration::from_millis(30));
         metrics.unrouted.observe(404, Duration::from_micros(10));
-        let text = metrics.render(&table);
+        let text = metrics.render(&table, 7);
         assert!(text.contains("faaso_proxy_requests_total{funko=\"hello\",code=\"200\"} 2"));
         assert!(text.contains("faaso_proxy_requests_total{funko=\"\",code=\"404\"} 1"));
         assert!(text.contains(
@@ -199,5 +209,6 @@ mod tests {
         ));
         assert!(text.contains("faaso_proxy_request_duration_seconds_count{funko=\"hello\"} 2"));
         assert!(text.contains("faaso_proxy_ready_instances{funko=\"hello\"} 1"));
+        assert!(text.contains("faaso_proxy_access_log_dropped_total 7\n"));
     }
 }

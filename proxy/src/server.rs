@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
+use crate::access_log::{AccessLog, AccessLogDestination, Output};
 use crate::answer;
 use crate::body::ProxyBody;
 use crate::client::{ClientConnection, OpenConnection};
@@ -46,6 +47,8 @@ pub struct Proxy {
     config: ProxyConfig,
     routes: Routes,
     local: Option<Local>,
+    /// The access log's destination, opened at bind so that a bad one stops the start.
+    access_log: Option<Output>,
 }
 
 /// Requests under a path prefix that the embedding process answers itself (`faaso server`'s
@@ -81,12 +84,20 @@ impl Proxy {
                     source,
                 })?;
         let local_addr = listener.local_addr().map_err(ProxyError::LocalAddr)?;
+        let access_log = config
+            .access_log
+            .then(|| {
+                let destination = &config.access_log_destination;
+                Output::open(destination).map_err(|source| access_log_error(destination, source))
+            })
+            .transpose()?;
         Ok(Self {
             listener,
             local_addr,
             config,
             routes,
             local: None,
+            access_log,
         })
     }
 
@@ -137,8 +148,24 @@ impl Proxy {
             config,
             routes,
             local,
+            access_log,
         } = self;
         let metrics = Arc::new(Metrics::default());
+        let destination = &config.access_log_destination;
+        let (access_log, writer) = match access_log {
+            Some(output) => {
+                let (log, writer) = AccessLog::start(config.access_log_format, output)
+                    .map_err(|source| access_log_error(destination, source))?;
+                (Some(log), Some(writer))
+            }
+            None => (None, None),
+        };
+        let reopen_on_hangup = match (&access_log, destination) {
+            (Some(log), AccessLogDestination::File(_)) => {
+                Some(tokio::spawn(reopen_on_hangup(log.clone())))
+            }
+            _ => None,
+        };
         let mut loops = Vec::new();
         let mut finished = Vec::new();
         for index in 0..config.event_loops.max(1) {
@@ -146,7 +173,12 @@ impl Proxy {
             // A copy per loop: each request clones it, and a count that two cores write
             // moves between them on every request.
             let shared = Arc::new(Shared {
-                forwarder: Forwarder::new(routes.clone(), config.clone(), metrics.clone()),
+                forwarder: Forwarder::new(
+                    routes.clone(),
+                    config.clone(),
+                    metrics.clone(),
+                    access_log.clone(),
+                ),
                 routes: routes.clone(),
                 local: local.clone(),
                 http1: http1_builder(&config),
@@ -186,7 +218,44 @@ impl Proxy {
         for ended in finished {
             let _ = ended.await;
         }
+        if let Some(task) = reopen_on_hangup {
+            task.abort();
+        }
+        if let Some(writer) = writer {
+            // Joining the writer blocks for at most one write of what is left.
+            let _ = tokio::task::spawn_blocking(move || writer.finish()).await;
+        }
         Ok(())
+    }
+}
+
+fn access_log_error(destination: &AccessLogDestination, source: std::io::Error) -> ProxyError {
+    let destination = match destination {
+        AccessLogDestination::Stdout => "standard output".to_owned(),
+        AccessLogDestination::File(path) => path.display().to_string(),
+    };
+    ProxyError::AccessLog {
+        destination,
+        source,
+    }
+}
+
+/// Opens the access-log file again on every SIGHUP, as logrotate expects.
+async fn reopen_on_hangup(log: AccessLog) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(hangups) => hangups,
+        Err(err) => {
+            warn!(
+                ?err,
+                "SIGHUP cannot be caught; the access log will not be reopened on it."
+            );
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        info!("SIGHUP: opening the access log again.");
+        log.reopen();
     }
 }
 
@@ -363,7 +432,13 @@ impl Shared {
             }
             (&Method::GET, "/metrics") => answer::text(
                 "text/plain; version=0.0.4",
-                self.forwarder.metrics.render(&self.routes.load()),
+                self.forwarder.metrics.render(
+                    &self.routes.load(),
+                    self.forwarder
+                        .access_log
+                        .as_ref()
+                        .map_or(0, AccessLog::dropped),
+                ),
             ),
             _ => self.forwarder.forward(req, &client).await,
         })

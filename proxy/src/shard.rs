@@ -65,6 +65,11 @@ impl<T> Sharded<T> {
         &self.shards[index].0
     }
 
+    /// Every copy, in index order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
+        self.shards.iter().map(|shard| &shard.0)
+    }
+
     /// The total of `read` over every copy.
     pub(crate) fn sum<N: std::iter::Sum>(&self, read: impl Fn(&T) -> N) -> N {
         self.shards.iter().map(|shard| read(&shard.0)).sum()

@@ -1,12 +1,16 @@
 //! `faaso proxy`: serve `/funko/<name>/…` on a port, with routes discovered from Docker.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use faaso_proxy::{HealthChecker, ProbeConfig, Proxy, ProxyConfig, Routes};
+use faaso_proxy::{
+    AccessLogDestination, AccessLogFormat, HealthChecker, ProbeConfig, Proxy, ProxyConfig,
+    ProxyError, Routes,
+};
 use tracing::info;
 
 use crate::cmd::Global;
@@ -50,9 +54,7 @@ pub struct UpArgs {
 pub async fn run_command(global: &Global, command: ProxyCommand) -> anyhow::Result<ExitCode> {
     match command.action {
         None => run(global, command.args).await,
-        Some(ProxyAction::Up(up)) => {
-            container::up(&global.namespace(), &command.args, up.bind, up.port).await
-        }
+        Some(ProxyAction::Up(up)) => container::up(global, &command.args, up.bind, up.port).await,
         Some(ProxyAction::Down) => container::down(&global.namespace()).await,
     }
 }
@@ -96,15 +98,62 @@ pub struct ProxyArgs {
     /// Do not log a line per request.
     #[arg(long, env = "FAASO_NO_ACCESS_LOG")]
     pub no_access_log: bool,
+    /// Where the access log goes: standard output, or `access.log` in the state directory
+    /// (opened again on SIGHUP, for logrotate).
+    #[arg(long, env = "FAASO_ACCESS_LOG", value_enum, default_value_t = AccessLogTo::Stdout)]
+    pub access_log: AccessLogTo,
+    /// How access-log lines look: `text` (like faaso's other log lines) or `json` (one object
+    /// per line, for log collectors).
+    #[arg(long, env = "FAASO_ACCESS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub access_log_format: LogFormat,
     /// Threads serving clients, each with its own event loop (default: one per CPU).
     #[arg(long, env = "FAASO_EVENT_LOOPS")]
     pub event_loops: Option<usize>,
 }
 
+/// Where the access log goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AccessLogTo {
+    /// The process's standard output (`docker logs` shows it).
+    Stdout,
+    /// `access.log` in the state directory.
+    File,
+}
+
+/// The access log's line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// `key=value` fields, like faaso's other log lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// How `value` is spelled on the command line.
+fn flag_value(value: impl clap::ValueEnum) -> String {
+    value
+        .to_possible_value()
+        .map(|v| v.get_name().to_owned())
+        .unwrap_or_default()
+}
+
+/// The access-log file's name in the state directory.
+pub(crate) const ACCESS_LOG_FILE: &str = "access.log";
+
 impl ProxyArgs {
-    /// The proxy library's settings from these flags.
-    pub fn proxy_config(&self) -> ProxyConfig {
-        ProxyConfig {
+    /// The proxy library's settings from these flags; an access-log file goes into
+    /// `state_dir` (created if missing).
+    pub fn proxy_config(&self, state_dir: &Path) -> anyhow::Result<ProxyConfig> {
+        let access_log_destination = match self.access_log {
+            AccessLogTo::Stdout => AccessLogDestination::Stdout,
+            AccessLogTo::File => {
+                std::fs::create_dir_all(state_dir).with_context(|| {
+                    format!("creating the state directory {}", state_dir.display())
+                })?;
+                AccessLogDestination::File(state_dir.join(ACCESS_LOG_FILE))
+            }
+        };
+        Ok(ProxyConfig {
             listen: self.listen,
             max_body_bytes: self.max_body_bytes,
             max_header_bytes: self.max_header_bytes,
@@ -113,11 +162,16 @@ impl ProxyArgs {
             connect_timeout: self.connect_timeout,
             shutdown_grace: self.shutdown_grace,
             access_log: !self.no_access_log,
+            access_log_format: match self.access_log_format {
+                LogFormat::Text => AccessLogFormat::Text,
+                LogFormat::Json => AccessLogFormat::Json,
+            },
+            access_log_destination,
             event_loops: self
                 .event_loops
                 .unwrap_or(ProxyConfig::default().event_loops),
             ..ProxyConfig::default()
-        }
+        })
     }
 
     /// The flags that configure the proxy itself, as arguments for another `faaso proxy`.
@@ -138,6 +192,11 @@ impl ProxyArgs {
         if self.no_access_log {
             args.push("--no-access-log".to_owned());
         }
+        args.push(format!("--access-log={}", flag_value(self.access_log)));
+        args.push(format!(
+            "--access-log-format={}",
+            flag_value(self.access_log_format)
+        ));
         if let Some(loops) = self.event_loops {
             args.push(format!("--event-loops={loops}"));
         }
@@ -166,14 +225,8 @@ pub async fn run(global: &Global, args: ProxyArgs) -> anyhow::Result<ExitCode> {
         },
         health,
     );
-    let proxy = Proxy::bind(args.proxy_config(), routes)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {}; is another proxy running?",
-                args.listen
-            )
-        })?;
+    let proxy = bind(args.proxy_config(&global.state_dir)?, routes).await?;
+
     info!(network = %global.network, "Discovering funko containers.");
     let discovery = tokio::spawn(discovery.run());
     let served = proxy
@@ -185,4 +238,15 @@ pub async fn run(global: &Global, args: ProxyArgs) -> anyhow::Result<ExitCode> {
     discovery.abort();
     served.context("serving the proxy")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Binds the proxy; a port already taken gets a hint, other errors say what they are.
+pub(crate) async fn bind(config: ProxyConfig, routes: Routes) -> anyhow::Result<Proxy> {
+    let listen = config.listen;
+    Proxy::bind(config, routes).await.map_err(|err| match err {
+        ProxyError::Bind { .. } => anyhow::Error::new(err).context(format!(
+            "cannot listen on {listen}; is another proxy running?"
+        )),
+        other => other.into(),
+    })
 }

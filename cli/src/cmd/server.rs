@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use faaso_admin::{AdminEvent, AdminState, SecretStore, StatusBoard, Token, UploadLimits};
-use faaso_proxy::{Candidate, FunkoSettings, HealthChecker, InstanceId, Proxy};
+use faaso_proxy::{Candidate, FunkoSettings, HealthChecker, InstanceId};
 use faaso_reconciler::{
     FUNKO_PORT, InstanceState, Listener, Observed, PassReport, Started, Step, Triggers, WatchTiming,
 };
@@ -138,9 +138,8 @@ pub async fn run(global: &Global, args: ServerArgs) -> anyhow::Result<ExitCode> 
         namespace: global.namespace(),
         limits: UploadLimits::default(),
     });
-    let proxy = Proxy::bind(args.proxy.proxy_config(), routes)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.proxy.listen))?
+    let proxy = super::proxy::bind(args.proxy.proxy_config(&global.state_dir)?, routes)
+        .await?
         .with_local("/admin", faaso_admin::router(admin));
     let listener = ServerListener {
         health,

@@ -22,7 +22,8 @@ use bollard::query_parameters::{
 use faaso_reconciler::{DockerEngine, Engine, Namespace};
 use futures_util::StreamExt;
 
-use super::ProxyArgs;
+use super::{AccessLogTo, ProxyArgs};
+use crate::cmd::Global;
 
 /// Port the proxy listens on inside its container.
 pub(crate) const INNER_PORT: u16 = 8888;
@@ -43,31 +44,49 @@ pub struct Launch {
 }
 
 impl Launch {
-    /// The proxy alone, discovering routes through Docker.
-    pub fn proxy(args: &ProxyArgs) -> Self {
-        let mut command = vec![
+    /// The proxy alone, discovering routes through Docker. An access-log file goes into the
+    /// state folder, mounted at its own path.
+    pub fn proxy(args: &ProxyArgs, state_dir: &Path) -> anyhow::Result<Self> {
+        let mut command = Vec::new();
+        let mut binds = Vec::new();
+        if args.access_log == AccessLogTo::File {
+            std::fs::create_dir_all(state_dir)
+                .with_context(|| format!("creating {}", state_dir.display()))?;
+            let state = std::fs::canonicalize(state_dir)?.display().to_string();
+            command.extend(["--state-dir".to_owned(), state.clone()]);
+            binds.push(format!("{state}:{state}"));
+        }
+        command.extend([
             "proxy".to_owned(),
             "--listen".to_owned(),
             format!("0.0.0.0:{INNER_PORT}"),
-        ];
+        ]);
         command.extend(args.passed_on());
-        Self {
+        Ok(Self {
             args: command,
-            binds: Vec::new(),
+            binds,
             env: Vec::new(),
             what: "faaso proxy",
-        }
+        })
     }
 }
 
 /// Starts (or replaces) the proxy container, publishing `port` on `bind`.
 pub async fn up(
-    ns: &Namespace,
+    global: &Global,
     args: &ProxyArgs,
     bind: IpAddr,
     port: u16,
 ) -> anyhow::Result<ExitCode> {
-    up_with(ns, &Launch::proxy(args), args.shutdown_grace, bind, port).await
+    let launch = Launch::proxy(args, &global.state_dir)?;
+    up_with(
+        &global.namespace(),
+        &launch,
+        args.shutdown_grace,
+        bind,
+        port,
+    )
+    .await
 }
 
 /// Starts (or replaces) the `<prefix>-proxy` container running `launch`.
