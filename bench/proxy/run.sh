@@ -12,6 +12,8 @@
 #   FAASO_ALT=$FAASO_BIN FAASO_ALT_ARGS="--event-loops 1" bench/proxy/run.sh   # or other flags
 #   PROXIES="faaso faaso-alt nginx" bench/proxy/run.sh  # only these (direct always runs)
 #   INSTRUCTIONS=1 bench/proxy/run.sh      # also instructions per request, faaso vs nginx
+#   DEFAULTS=0 bench/proxy/run.sh          # skip the defaults comparison (access logs on)
+#   D_WORKERS=2 bench/proxy/run.sh         # nginx workers in the defaults comparison (1)
 #
 # Everything it creates carries the label faaso-bench=<run id> and is removed on exit.
 set -euo pipefail
@@ -21,6 +23,8 @@ CONNS=${CONNS:-50}
 THREADS=${THREADS:-2}
 ROUNDS=${ROUNDS:-2}
 UPDATES=${UPDATES:-7}
+DEFAULTS=${DEFAULTS:-1}
+D_WORKERS=${D_WORKERS:-1}
 RUN=fbench-$$
 NET=$RUN-net
 LABEL=faaso-bench=$RUN
@@ -269,7 +273,10 @@ for p in "${ORDER[@]}"; do wait_ok "${URL[$p]}"; done
 # Checks that a proxy does the same work as faaso's: the instance gets the forwarding headers
 # and a request id, at its own path, and the answer carries the id back.
 same_work() { # NAME
-  local base=${URL[$1]%/hello} body
+  same_work_at "$1" "${URL[$1]}"
+}
+same_work_at() { # NAME URL
+  local base=${2%/hello} body
   body=$(curl -s -D "$WORK/$1.head" "$base/echo?q=1")
   for h in host x-forwarded-for x-forwarded-proto x-forwarded-host x-forwarded-prefix x-request-id; do
     grep -q "\"$h\"" <<<"$body" || { log "$1 does not send $h: $body"; return 1; }
@@ -329,6 +336,73 @@ for peer in "${PEERS[@]}"; do
     awk '{printf "%.2f ", $1 / $2}')
   printf 'faaso/%-9s throughput by round: %s(median %sx)\n' "$peer" "$per_round" "$(echo "$per_round" | median)"
 done
+
+# The defaults comparison: every proxy with its access log on, as users run it. faaso exactly
+# as `faaso proxy up` starts it (no flags: log to standard output, default event loops), beside
+# faaso with its log off, faaso's log with each event-loop count, and nginx logging to the
+# container's standard output, unbuffered (its default) and buffered as faaso's log is (64 KiB,
+# flushed every 100 ms). The container's output goes to Docker's log driver in every case.
+# Loaded like the issue's first measurement: wrk -t1 -c32 through each published port.
+defaults_comparison() {
+  local D=(d-faaso d-faaso-nolog d-faaso-1 d-faaso-2 d-nginx-log d-nginx-buf) p rps p99 bad
+  local -A D_URL D_RPS D_P99 D_BAD D_MRPS D_MP99
+  sed -e 's|access_log off;|access_log /dev/stdout;|' \
+    -e "s|worker_processes auto;|worker_processes $D_WORKERS;|" "$WORK/bench.conf" >"$WORK/log.conf"
+  sed -e 's|access_log off;|access_log /dev/stdout combined buffer=64k flush=100ms;|' \
+    -e "s|worker_processes auto;|worker_processes $D_WORKERS;|" "$WORK/bench.conf" >"$WORK/buf.conf"
+  local port=18200
+  for p in "${D[@]}"; do port=$((port + 1)); D_URL[$p]=http://127.0.0.1:$port/funko/hello/hello; done
+  local faaso=(-v /var/run/docker.sock:/var/run/docker.sock "$IMG_FAASO" --network "$NET" --labels "$RUN"
+    proxy --listen 0.0.0.0:8080)
+  run_proxy d-faaso 18201 "${faaso[@]}"
+  run_proxy d-faaso-nolog 18202 "${faaso[@]}" --no-access-log
+  run_proxy d-faaso-1 18203 "${faaso[@]}" --event-loops 1
+  run_proxy d-faaso-2 18204 "${faaso[@]}" --event-loops 2
+  run_proxy d-nginx-log 18205 -v "$WORK/log.conf:/etc/nginx/bench.conf:ro" "$IMG_NGINX"
+  run_proxy d-nginx-buf 18206 -v "$WORK/buf.conf:/etc/nginx/bench.conf:ro" "$IMG_NGINX"
+  for p in "${D[@]}"; do wait_ok "${D_URL[$p]}"; done
+  for p in d-faaso d-nginx-log; do same_work_at "$p" "${D_URL[$p]}"; done
+  # Both must really log: a line per request in `docker logs`.
+  for p in d-faaso d-nginx-log; do
+    docker logs "$RUN-$p" 2>/dev/null | grep -q 'funko/hello/echo' ||
+      { sleep 0.3; docker logs "$RUN-$p" 2>/dev/null | grep -q 'funko/hello/echo'; } ||
+      { log "$p wrote no access-log line to its standard output"; return 1; }
+  done
+  log "defaults: wrk -t1 -c32 -d$DURATION, $ROUNDS round(s), access logs on"
+  for round in $(seq 1 "$ROUNDS"); do
+    for p in "${D[@]}"; do
+      wrk -t1 -c32 -d2s "${D_URL[$p]}" >/dev/null
+      read -r rps p99 bad < <(wrk -t1 -c32 -d"$DURATION" --latency "${D_URL[$p]}" | parse_wrk)
+      log "defaults round $round $p: $rps req/s, p99 $p99 ms, non-2xx $bad"
+      D_RPS[$p]="${D_RPS[$p]:-} $rps"
+      D_P99[$p]="${D_P99[$p]:-} $p99"
+      D_BAD[$p]=$(( ${D_BAD[$p]:-0} + bad ))
+    done
+  done
+  echo
+  echo "defaults (access logs on, to the container's standard output; nginx $D_WORKERS worker(s); wrk -t1 -c32 -d$DURATION, median of $ROUNDS round(s))"
+  printf '%-14s %10s %9s %7s %11s\n' proxy req/s p99_ms non2xx memory
+  for p in "${D[@]}"; do
+    D_MRPS[$p]=$(echo "${D_RPS[$p]}" | median)
+    D_MP99[$p]=$(echo "${D_P99[$p]}" | median)
+    printf '%-14s %10.0f %9.3f %7s %11s\n' "$p" "${D_MRPS[$p]}" "${D_MP99[$p]}" "${D_BAD[$p]}" \
+      "$(docker stats --no-stream --format '{{.MemUsage}}' "$RUN-$p" | cut -d/ -f1)"
+  done
+  echo "(d-faaso: no flags, as \`faaso proxy up\` runs it; d-faaso-1/-2: log on, 1 or 2 event loops)"
+  printf 'faaso log on/off        throughput %sx (target >= 0.9)\n' "$(ratio "${D_MRPS[d-faaso]}" "${D_MRPS[d-faaso-nolog]}")"
+  printf 'faaso/nginx, both log   throughput %sx (target >= 1.5)   p99 %sx (target <= 1.0)\n' \
+    "$(ratio "${D_MRPS[d-faaso]}" "${D_MRPS[d-nginx-log]}")" "$(ratio "${D_MP99[d-faaso]}" "${D_MP99[d-nginx-log]}")"
+  printf 'faaso/nginx buffered    throughput %sx   p99 %sx\n' \
+    "$(ratio "${D_MRPS[d-faaso]}" "${D_MRPS[d-nginx-buf]}")" "$(ratio "${D_MP99[d-faaso]}" "${D_MP99[d-nginx-buf]}")"
+  printf 'faaso 1 loop / 2 loops  throughput %sx   p99 %sx\n' \
+    "$(ratio "${D_MRPS[d-faaso-1]}" "${D_MRPS[d-faaso-2]}")" "$(ratio "${D_MP99[d-faaso-1]}" "${D_MP99[d-faaso-2]}")"
+  for p in d-faaso-nolog d-nginx-log d-nginx-buf; do
+    per_round=$(paste <(tr ' ' '\n' <<<"${D_RPS[d-faaso]}" | grep -v '^$') <(tr ' ' '\n' <<<"${D_RPS[$p]}" | grep -v '^$') |
+      awk '{printf "%.2f ", $1 / $2}')
+    printf 'd-faaso/%-13s throughput by round: %s(median %sx)\n' "$p" "$per_round" "$(echo "$per_round" | median)"
+  done
+}
+[ "$DEFAULTS" = 0 ] || defaults_comparison
 
 # Instructions per request (userland) of faaso and nginx, each run on the host as one
 # single-threaded loop under callgrind against the same backend: exact and repeatable however

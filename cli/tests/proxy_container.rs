@@ -169,3 +169,110 @@ fn proxy_up_routes_discovered_containers_and_down_removes_it() {
     assert!(left.is_empty(), "the proxy container is still there");
     assert_eq!(get(port, "/healthz"), None);
 }
+
+/// Output of `docker logs` on the container's standard output only.
+fn stdout_logs(container: &str) -> String {
+    let output = Command::new("docker")
+        .args(["logs", container])
+        .output()
+        .expect("running docker logs");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `faaso proxy up` with no flags logs each request to the container's standard output
+/// (`docker logs`); with `--access-log file` the lines go to `access.log` in the mounted state
+/// folder, and a SIGHUP after logrotate moved the file makes the proxy open a new one.
+#[test]
+fn proxy_up_logs_requests_to_docker_logs_or_a_file_reopened_on_sighup() {
+    let tag = format!("fpl{}", std::process::id());
+    let _cleanup = Cleanup { tag: tag.clone() };
+    let network = format!("{tag}-net");
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state.path().to_str().unwrap().to_owned();
+    let port = free_port();
+    let port_arg = port.to_string();
+    let faaso = |args: &[&str]| {
+        let mut all = vec![
+            "--network",
+            &network,
+            "--prefix",
+            &tag,
+            "--labels",
+            &tag,
+            "--state-dir",
+            &state_dir,
+        ];
+        all.extend(args);
+        let output = Command::new(env!("CARGO_BIN_EXE_faaso"))
+            .args(&all)
+            .output()
+            .expect("running faaso");
+        assert!(
+            output.status.success(),
+            "faaso {all:?}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let up = ["up", "--port", &port_arg, "--bind", "127.0.0.1"];
+    let proxy = format!("{tag}-proxy");
+
+    // Defaults: the log is on, to standard output.
+    faaso(&[&["proxy"][..], &up[..]].concat());
+    assert_eq!(get(port, "/funko/nobody/by-default"), Some(404));
+    wait_until("the line in docker logs", Duration::from_secs(5), || {
+        stdout_logs(&proxy).contains("uri=/funko/nobody/by-default")
+    });
+    let logs = stdout_logs(&proxy);
+    let line = logs
+        .lines()
+        .find(|l| l.contains("uri=/funko/nobody/by-default"))
+        .unwrap();
+    assert!(line.contains("method=GET"), "{line}");
+    assert!(line.contains("funko=nobody status=404"), "{line}");
+
+    // A file in the state folder, JSON lines, reopened on SIGHUP.
+    faaso(
+        &[
+            &[
+                "proxy",
+                "--access-log",
+                "file",
+                "--access-log-format",
+                "json",
+            ][..],
+            &up[..],
+        ]
+        .concat(),
+    );
+    let file = state.path().join("access.log");
+    let rotated = state.path().join("access.log.1");
+    let read = |path: &std::path::Path| std::fs::read_to_string(path).unwrap_or_default();
+    assert_eq!(get(port, "/funko/nobody/before-rotation"), Some(404));
+    wait_until("the line in access.log", Duration::from_secs(5), || {
+        read(&file).contains("\"uri\":\"/funko/nobody/before-rotation\"")
+    });
+    std::fs::rename(&file, &rotated).unwrap();
+    docker(&["kill", "--signal", "HUP", &proxy]);
+    wait_until("a new access.log", Duration::from_secs(5), || file.exists());
+    assert_eq!(get(port, "/funko/nobody/after-rotation"), Some(404));
+    wait_until(
+        "the line in the new access.log",
+        Duration::from_secs(5),
+        || read(&file).contains("\"uri\":\"/funko/nobody/after-rotation\""),
+    );
+    assert!(!read(&rotated).contains("after-rotation"));
+    let line = read(&file);
+    assert!(line.contains("\"status\":404"), "{line}");
+    // The proxy is still serving after the signal.
+    assert_eq!(get(port, "/healthz"), Some(200));
+    faaso(&["proxy", "down"]);
+}

@@ -8,7 +8,9 @@ mod support;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use faaso_proxy::{Candidate, FunkoSettings, InstanceId, ProxyConfig};
+use faaso_proxy::{
+    AccessLogDestination, AccessLogFormat, Candidate, FunkoSettings, InstanceId, ProxyConfig,
+};
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
@@ -479,4 +481,78 @@ async fn h2c_clients_are_served_and_oversized_heads_refused() {
         .unwrap();
     let (status, _, _) = send(request).await;
     assert_eq!(status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+}
+
+/// Every answered request leaves one access-log line with its fields (here JSON lines in a
+/// file): forwarded ones name their instance and request id, unrouted ones too; the lines are
+/// written by the proxy on its own within its flush interval, and the last ones at shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_log_has_a_line_per_request_with_its_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("access.log");
+    let config = ProxyConfig {
+        access_log: true,
+        access_log_format: AccessLogFormat::Json,
+        access_log_destination: AccessLogDestination::File(path.clone()),
+        ..quiet_config()
+    };
+    let (_lab, backend, mut proxy) = one_backend("access-log", config).await;
+    let lines = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("a JSON line"))
+            .collect()
+    };
+    let request = Request::post(proxy.url("/funko/hello/log/me?x=1"))
+        .header("x-request-id", "from-the-client")
+        .body(full("payload"))
+        .unwrap();
+    assert_eq!(send(request).await.0, StatusCode::OK);
+    assert_eq!(
+        get(&proxy.url("/funko/nobody/")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    // Written without a shutdown, within the flush interval (allowing for a busy machine).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while lines().len() < 2 {
+        assert!(Instant::now() < deadline, "lines: {:?}", lines());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let logged = lines();
+    assert_eq!(logged.len(), 2, "{logged:?}");
+    // Each event loop keeps its own batch: lines of different loops need not be in order.
+    let find = |logged: &[serde_json::Value], uri: &str| -> serde_json::Value {
+        let found = logged.iter().find(|line| line["uri"] == uri);
+        found.unwrap_or_else(|| panic!("no line for {uri}")).clone()
+    };
+    let forwarded = &find(&logged, "/funko/hello/log/me?x=1");
+    assert_eq!(forwarded["method"], "POST");
+    assert_eq!(forwarded["uri"], "/funko/hello/log/me?x=1");
+    assert_eq!(forwarded["funko"], "hello");
+    assert_eq!(forwarded["status"], 200);
+    assert_eq!(forwarded["instance"], backend.addr.to_string());
+    assert_eq!(forwarded["request_id"], "from-the-client");
+    assert!(forwarded["micros"].as_u64().unwrap() > 0);
+    let unrouted = &find(&logged, "/funko/nobody/");
+    assert_eq!(unrouted["status"], 404);
+    let (_, _, body) = get(&proxy.url("/metrics")).await;
+    let text = String::from_utf8_lossy(&body);
+    assert!(
+        text.contains("faaso_proxy_access_log_dropped_total 0\n"),
+        "{text}"
+    );
+
+    // Lines recorded just before a shutdown are written by it.
+    for i in 0..50 {
+        let url = proxy.url(&format!("/funko/hello/last/{i}"));
+        assert_eq!(get(&url).await.0, StatusCode::OK);
+    }
+    tokio::time::timeout(Duration::from_secs(5), proxy.shutdown())
+        .await
+        .unwrap()
+        .unwrap();
+    let logged = lines();
+    assert_eq!(logged.len(), 52);
+    assert_eq!(find(&logged, "/funko/hello/last/49")["status"], 200);
 }
