@@ -120,6 +120,22 @@ cpu_ticks() {
   echo "$total"
 }
 
+# CPU time (clock ticks) used so far by the Docker daemon and containerd (with its shims), which
+# carry a container's standard output into its log.
+daemon_ticks() {
+  local total=0 pid
+  for pid in $(pgrep -x dockerd) $(pgrep -x containerd) $(pgrep -f containerd-shim); do
+    for stat in /proc/"$pid"/task/*/stat; do
+      total=$((total + $(awk '{print $14 + $15}' "$stat" 2>/dev/null || echo 0)))
+    done
+  done
+  echo "$total"
+}
+
+per_request() { # TICKS REQ/S -> µs per request over DURATION
+  awk -v t="$1" -v hz="$(getconf CLK_TCK)" -v r="$2" -v s="${DURATION%s}" 'BEGIN { printf "%.1f", t / hz * 1e6 / (r * s) }'
+}
+
 need_packages
 cd "$ROOT"
 
@@ -345,7 +361,8 @@ done
 # Loaded like the issue's first measurement: wrk -t1 -c32 through each published port.
 defaults_comparison() {
   local D=(d-faaso d-faaso-nolog d-faaso-1 d-faaso-2 d-nginx-log d-nginx-buf) p rps p99 bad
-  local -A D_URL D_RPS D_P99 D_BAD D_MRPS D_MP99
+  local -A D_URL D_RPS D_P99 D_BAD D_MRPS D_MP99 D_CPU D_DCPU
+  local before after dbefore dafter cpu dcpu
   sed -e 's|access_log off;|access_log /dev/stdout;|' \
     -e "s|worker_processes auto;|worker_processes $D_WORKERS;|" "$WORK/bench.conf" >"$WORK/log.conf"
   sed -e 's|access_log off;|access_log /dev/stdout combined buffer=64k flush=100ms;|' \
@@ -372,8 +389,14 @@ defaults_comparison() {
   for round in $(seq 1 "$ROUNDS"); do
     for p in "${D[@]}"; do
       wrk -t1 -c32 -d2s "${D_URL[$p]}" >/dev/null
+      before=$(cpu_ticks "$RUN-$p"); dbefore=$(daemon_ticks)
       read -r rps p99 bad < <(wrk -t1 -c32 -d"$DURATION" --latency "${D_URL[$p]}" | parse_wrk)
-      log "defaults round $round $p: $rps req/s, p99 $p99 ms, non-2xx $bad"
+      after=$(cpu_ticks "$RUN-$p"); dafter=$(daemon_ticks)
+      cpu=$(per_request $((after - before)) "$rps")
+      dcpu=$(per_request $((dafter - dbefore)) "$rps")
+      D_CPU[$p]="${D_CPU[$p]:-} $cpu"
+      D_DCPU[$p]="${D_DCPU[$p]:-} $dcpu"
+      log "defaults round $round $p: $rps req/s, p99 $p99 ms, non-2xx $bad, CPU per request: $cpu µs its own, $dcpu µs Docker's"
       D_RPS[$p]="${D_RPS[$p]:-} $rps"
       D_P99[$p]="${D_P99[$p]:-} $p99"
       D_BAD[$p]=$(( ${D_BAD[$p]:-0} + bad ))
@@ -381,13 +404,15 @@ defaults_comparison() {
   done
   echo
   echo "defaults (access logs on, to the container's standard output; nginx $D_WORKERS worker(s); wrk -t1 -c32 -d$DURATION, median of $ROUNDS round(s))"
-  printf '%-14s %10s %9s %7s %11s\n' proxy req/s p99_ms non2xx memory
+  printf '%-14s %10s %9s %7s %11s %12s %11s\n' proxy req/s p99_ms non2xx cpu_us/req docker_us/req memory
   for p in "${D[@]}"; do
     D_MRPS[$p]=$(echo "${D_RPS[$p]}" | median)
     D_MP99[$p]=$(echo "${D_P99[$p]}" | median)
-    printf '%-14s %10.0f %9.3f %7s %11s\n' "$p" "${D_MRPS[$p]}" "${D_MP99[$p]}" "${D_BAD[$p]}" \
+    printf '%-14s %10.0f %9.3f %7s %11s %12s %11s\n' "$p" "${D_MRPS[$p]}" "${D_MP99[$p]}" "${D_BAD[$p]}" \
+      "$(echo "${D_CPU[$p]}" | median)" "$(echo "${D_DCPU[$p]}" | median)" \
       "$(docker stats --no-stream --format '{{.MemUsage}}' "$RUN-$p" | cut -d/ -f1)"
   done
+  echo "(docker_us/req: dockerd and containerd's CPU per request, where a container's output becomes its log)"
   echo "(d-faaso: no flags, as \`faaso proxy up\` runs it; d-faaso-1/-2: log on, 1 or 2 event loops)"
   printf 'faaso log on/off        throughput %sx (target >= 0.9)\n' "$(ratio "${D_MRPS[d-faaso]}" "${D_MRPS[d-faaso-nolog]}")"
   printf 'faaso/nginx, both log   throughput %sx (target >= 1.5)   p99 %sx (target <= 1.0)\n' \
@@ -429,8 +454,13 @@ if [ -n "${INSTRUCTIONS:-}" ]; then
     -e "s|/tmp/|$WORK/ngx-|g" "$WORK/bench.conf" >"$WORK/host.conf"
   IR_FAASO=$(instructions faaso 18191 "$FAASO_BIN" --network "$NET" --labels "$RUN" proxy \
     --listen 127.0.0.1:18191 --no-access-log --event-loops 1)
+  # faaso's default: its access log on, to standard output (a file here, as a pipe to a log
+  # driver would be), counting the writer thread too.
+  IR_FAASO_LOG=$(instructions faaso-log 18193 "$FAASO_BIN" --network "$NET" --labels "$RUN" proxy \
+    --listen 127.0.0.1:18193 --event-loops 1)
   IR_NGINX=$(instructions nginx 18192 nginx -c "$WORK/host.conf" -g 'daemon off; master_process off;')
   echo "instructions per request: faaso $IR_FAASO, nginx $IR_NGINX, faaso/nginx $(ratio "$IR_FAASO" "$IR_NGINX")x"
+  echo "instructions per request with faaso's access log on: $IR_FAASO_LOG ($(ratio "$IR_FAASO_LOG" "$IR_FAASO")x faaso with it off)"
 fi
 
 [ "$UPDATES" -gt 0 ] || exit 0
