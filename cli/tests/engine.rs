@@ -458,6 +458,62 @@ async fn a_new_binary_funko_builds_and_answers() {
     new_funko_answers("binary").await;
 }
 
+/// A Flask app made by a factory named in `options.app`, with its own `/ping`.
+const FLASK_FACTORY: &str = r#"
+from flask import Flask
+
+def create_app():
+    app = Flask(__name__)
+
+    @app.get("/ping")
+    def ping():
+        return "own pong"
+
+    return app
+"#;
+
+/// A whole `express()` app (not a router) with its own `/ping` and its own 404.
+const EXPRESS_APP: &str = r#"
+const express = require('express');
+const app = express();
+app.get('/ping', (req, res) => res.send('own pong'));
+app.use((req, res) => res.status(404).send('own 404'));
+module.exports = app;
+"#;
+
+/// The framework runtimes leave an app's own `/ping` alone, and take the other forms of app
+/// their README row names: a Flask factory in another module, a whole Express app.
+#[tokio::test]
+async fn framework_apps_keep_their_own_ping() {
+    let sandbox = Sandbox::new().await;
+    let funkos = [
+        (
+            "own-flask",
+            "name: own-flask\nruntime: flask\noptions: {app: \"web:create_app\"}\n",
+            ("web.py", FLASK_FACTORY),
+            "<!doctype html>",
+        ),
+        (
+            "own-express",
+            "name: own-express\nruntime: express\n",
+            ("app.js", EXPRESS_APP),
+            "own 404",
+        ),
+    ];
+    for (name, spec, code, not_found) in funkos {
+        let dir = common::write_funko(sandbox.tmp.path(), name, &[("funko.yml", spec), code]);
+        sandbox.faaso(&["build", arg(&dir)]).success();
+        let image = sandbox.image_of(name).await;
+        let instance = sandbox.run(&image, &dir, &[]).await;
+        let ping = http_get(instance.ip, "/ping").unwrap();
+        assert_eq!(ping, (200, "own pong".to_owned()), "{name}");
+        let (status, body) = http_get(instance.ip, "/nowhere").unwrap();
+        assert_eq!(status, 404, "{name}: {body}");
+        assert!(body.starts_with(not_found), "{name}: {body}");
+        sandbox.assert_stops_on_sigterm(&instance).await;
+    }
+}
+
 #[tokio::test]
 async fn building_unchanged_code_again_reuses_the_image() {
     let sandbox = Sandbox::new().await;
