@@ -160,7 +160,7 @@ fn a_missing_runtime_lists_the_ones_there_are() {
         files: &[("funko.yml", "name: cobol\nruntime: cobol\n")],
         at: None,
         field: Some("runtime"),
-        says: &["cobol", "python", "node", "binary"],
+        says: &["cobol", "python", "node", "binary", "flask", "express"],
     });
     assert_rejected(Case {
         folder: "pathrt",
@@ -306,7 +306,7 @@ fn schema_prints_the_committed_json_schema() {
 #[test]
 fn runtimes_lists_the_built_in_ones_with_a_description() {
     let run = faaso(&["runtimes"]).success();
-    for runtime in ["python", "node", "binary"] {
+    for runtime in ["python", "node", "binary", "flask", "express"] {
         let line = run
             .stdout
             .lines()
@@ -320,7 +320,7 @@ fn runtimes_lists_the_built_in_ones_with_a_description() {
 fn new_makes_a_valid_funko_and_never_overwrites_one() {
     let tmp = tempfile::tempdir().unwrap();
     let funkos = tmp.path().join("funkos");
-    for runtime in ["python", "node", "binary"] {
+    for runtime in ["python", "node", "binary", "flask", "express"] {
         let name = format!("x-{runtime}");
         faaso(&["new", &name, "--runtime", runtime, "--dir", arg(&funkos)]).success();
         let dir = funkos.join(&name);

@@ -1,6 +1,6 @@
 //! Real Docker engine tests: `faaso build` on every example funko, then the image run the way
 //! faaso runs it (own bridge network, `PORT=3000`, env from funko.yml, secrets mounted
-//! read-only) must answer `/ping` and its handler. Needs a Docker engine and the base images
+//! read-only, read-only root filesystem) must answer `/ping` and its handler. Needs a Docker engine and the base images
 //! from `scripts/base-images`.
 //!
 //! Everything a test creates carries the label namespace of its `Sandbox` (also its image and
@@ -162,8 +162,18 @@ impl Sandbox {
             host_config: Some(HostConfig {
                 network_mode: Some(self.network.clone()),
                 binds: Some(binds),
-                // As faaso runs instances: under Docker's init, which passes SIGTERM on.
+                // As faaso runs instances: under Docker's init, which passes SIGTERM on, and
+                // hardened (read-only root with a tmpfs /tmp, no capabilities, no new
+                // privileges), so a runtime that writes outside /tmp fails here too.
                 init: Some(true),
+                readonly_rootfs: Some(true),
+                tmpfs: Some(HashMap::from([(
+                    "/tmp".to_owned(),
+                    "rw,noexec,nosuid,size=64m".to_owned(),
+                )])),
+                cap_drop: Some(vec!["ALL".to_owned()]),
+                security_opt: Some(vec!["no-new-privileges".to_owned()]),
+                pids_limit: Some(256),
                 ..Default::default()
             }),
             ..Default::default()
@@ -332,6 +342,11 @@ fn http_get(ip: IpAddr, path: &str) -> std::io::Result<(u16, String)> {
 
 /// Builds the example funko `name`, runs it, and checks `GET path` answers 200 with `body`.
 async fn example_answers(name: &str, path: &str, body: &str) {
+    example_answers_each(name, &[(path, body)]).await;
+}
+
+/// Like [`example_answers`], for several paths of one instance: `(path, body)` each.
+async fn example_answers_each(name: &str, answers: &[(&str, &str)]) {
     let sandbox = Sandbox::new().await;
     let dir = sandbox.example(name);
     let build = sandbox.faaso(&["build", arg(&dir)]).success();
@@ -340,8 +355,10 @@ async fn example_answers(name: &str, path: &str, body: &str) {
     let instance = sandbox
         .run(&image, &dir, &[("api-key", "s3cret-from-a-file")])
         .await;
-    let answer = http_get(instance.ip, path).unwrap();
-    assert_eq!(answer, (200, body.to_owned()), "GET {path} on {name}");
+    for (path, body) in answers {
+        let answer = http_get(instance.ip, path).unwrap();
+        assert_eq!(answer, (200, (*body).to_owned()), "GET {path} on {name}");
+    }
     sandbox.assert_not_root(&image).await;
     sandbox.assert_stops_on_sigterm(&instance).await;
 }
@@ -356,6 +373,22 @@ async fn hello_python_answers() {
 #[tokio::test]
 async fn hello_node_answers() {
     example_answers("hello-node", "/?name=faaso", "Hello, faaso!\n").await;
+}
+
+#[tokio::test]
+async fn hello_flask_answers() {
+    let links = r#"{"echo":"/echo","hello":"/"}"#.to_owned() + "\n";
+    let answers = [("/?name=faaso", "Hello, faaso!\n"), ("/links", &links)];
+    example_answers_each("hello-flask", &answers).await;
+}
+
+#[tokio::test]
+async fn hello_express_answers() {
+    let answers = [
+        ("/?name=faaso", "Hello, faaso!\n"),
+        ("/users/7", r#"{"id":"7"}"#),
+    ];
+    example_answers_each("hello-express", &answers).await;
 }
 
 #[tokio::test]
@@ -411,8 +444,74 @@ async fn a_new_node_funko_builds_and_answers() {
 }
 
 #[tokio::test]
+async fn a_new_flask_funko_builds_and_answers() {
+    new_funko_answers("flask").await;
+}
+
+#[tokio::test]
+async fn a_new_express_funko_builds_and_answers() {
+    new_funko_answers("express").await;
+}
+
+#[tokio::test]
 async fn a_new_binary_funko_builds_and_answers() {
     new_funko_answers("binary").await;
+}
+
+/// A Flask app made by a factory named in `options.app`, with its own `/ping`.
+const FLASK_FACTORY: &str = r#"
+from flask import Flask
+
+def create_app():
+    app = Flask(__name__)
+
+    @app.get("/ping")
+    def ping():
+        return "own pong"
+
+    return app
+"#;
+
+/// A whole `express()` app (not a router) with its own `/ping` and its own 404.
+const EXPRESS_APP: &str = r#"
+const express = require('express');
+const app = express();
+app.get('/ping', (req, res) => res.send('own pong'));
+app.use((req, res) => res.status(404).send('own 404'));
+module.exports = app;
+"#;
+
+/// The framework runtimes leave an app's own `/ping` alone, and take the other forms of app
+/// their README row names: a Flask factory in another module, a whole Express app.
+#[tokio::test]
+async fn framework_apps_keep_their_own_ping() {
+    let sandbox = Sandbox::new().await;
+    let funkos = [
+        (
+            "own-flask",
+            "name: own-flask\nruntime: flask\noptions: {app: \"web:create_app\"}\n",
+            ("web.py", FLASK_FACTORY),
+            "<!doctype html>",
+        ),
+        (
+            "own-express",
+            "name: own-express\nruntime: express\n",
+            ("app.js", EXPRESS_APP),
+            "own 404",
+        ),
+    ];
+    for (name, spec, code, not_found) in funkos {
+        let dir = common::write_funko(sandbox.tmp.path(), name, &[("funko.yml", spec), code]);
+        sandbox.faaso(&["build", arg(&dir)]).success();
+        let image = sandbox.image_of(name).await;
+        let instance = sandbox.run(&image, &dir, &[]).await;
+        let ping = http_get(instance.ip, "/ping").unwrap();
+        assert_eq!(ping, (200, "own pong".to_owned()), "{name}");
+        let (status, body) = http_get(instance.ip, "/nowhere").unwrap();
+        assert_eq!(status, 404, "{name}: {body}");
+        assert!(body.starts_with(not_found), "{name}: {body}");
+        sandbox.assert_stops_on_sigterm(&instance).await;
+    }
 }
 
 #[tokio::test]

@@ -177,6 +177,9 @@ fn render_dockerfile(
     let data = serde_json::json!({
         "name": funko.spec.name.as_str(),
         "base_image": runtime.base_image(base),
+        // The official images lack what a local base image was made with (Flask, Express):
+        // a template installs it only on them, where a registry (and so a package index) answers.
+        "official": base == BaseChoice::Official,
         "options": options,
     });
     let mut registry = registry();
@@ -200,7 +203,7 @@ fn render_dockerfile(
 fn template_reason(reason: &RenderErrorReason) -> String {
     match reason {
         RenderErrorReason::MissingVariable(Some(path)) => format!(
-            "unknown variable `{path}` (templates see `name`, `base_image`, `options.<option>` and the helper `exists`; give an option a default in runtime.yml)"
+            "unknown variable `{path}` (templates see `name`, `base_image`, `official`, `options.<option>` and the helper `exists`; give an option a default in runtime.yml)"
         ),
         other => other.to_string(),
     }
@@ -346,6 +349,25 @@ mod tests {
         let changed = BuildContext::assemble(&f, BaseChoice::Local).unwrap();
         assert_ne!(local.content_hash(), changed.content_hash());
         assert_eq!(local.content_hash().len(), 16);
+    }
+
+    #[test]
+    fn framework_runtimes_install_their_framework_only_on_official_images() {
+        let tmp = tempfile::tempdir().unwrap();
+        for (runtime, install) in [("flask", "pip install"), ("express", "npm install")] {
+            let yml = format!("name: f-{runtime}\nruntime: {runtime}\n");
+            let f = funko_in(tmp.path(), &format!("f-{runtime}"), &yml, &[]);
+            let local = BuildContext::assemble(&f, BaseChoice::Local).unwrap();
+            let official = BuildContext::assemble(&f, BaseChoice::Official).unwrap();
+            assert!(local.dockerfile().contains("FROM faaso-base/"), "{runtime}");
+            // The local image was made with the framework, and its build has no network.
+            assert!(
+                !local.dockerfile().contains(install),
+                "{}",
+                local.dockerfile()
+            );
+            assert!(official.dockerfile().contains(install), "{runtime}");
+        }
     }
 
     #[test]

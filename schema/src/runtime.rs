@@ -271,7 +271,7 @@ mod tests {
     #[test]
     fn the_builtin_runtimes_load() {
         let names = Runtime::builtin_names();
-        for expected in ["binary", "node", "python"] {
+        for expected in ["binary", "express", "flask", "node", "python"] {
             assert!(names.iter().any(|n| n == expected), "{names:?}");
         }
         for name in names {

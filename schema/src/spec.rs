@@ -19,8 +19,8 @@ use crate::units::{Cpus, Duration, Memory};
 pub struct Spec {
     /// The funko's name; must equal its folder's name.
     pub name: FunkoName,
-    /// A built-in runtime (`python`, `node`, `binary`) or a path to a runtime folder, relative to
-    /// the funko. Absent: the funko brings its own Dockerfile.
+    /// A built-in runtime (`python`, `node`, `flask`, `express`, `binary`) or a path to a runtime
+    /// folder, relative to the funko. Absent: the funko brings its own Dockerfile.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime: Option<String>,
     /// How many instances run; 0 keeps the funko defined but stopped.
