@@ -416,6 +416,12 @@ fn needs_escape(byte: u8) -> bool {
 /// `value` as a JSON string (RFC 8259 §7); the text format quotes the same way.
 fn quoted(out: &mut Vec<u8>, value: &str) {
     out.push(b'"');
+    // Request ids and names nearly never need escaping: copied whole, not byte by byte.
+    if !value.bytes().any(needs_escape) {
+        out.extend_from_slice(value.as_bytes());
+        out.push(b'"');
+        return;
+    }
     for &byte in value.as_bytes() {
         match byte {
             b'"' => out.extend_from_slice(b"\\\""),
