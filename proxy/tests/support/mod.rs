@@ -247,18 +247,29 @@ impl RunningProxy {
 
     /// Waits until `funko` has `n` ready instances.
     pub async fn wait_ready(&self, funko: &str, n: usize) {
+        self.wait_instances(funko, |count| count == n, &format!("{n}"))
+            .await;
+    }
+
+    /// Waits until `funko` has at least `n` ready instances.
+    pub async fn wait_ready_at_least(&self, funko: &str, n: usize) {
+        self.wait_instances(funko, |count| count >= n, &format!("at least {n}"))
+            .await;
+    }
+
+    async fn wait_instances(&self, funko: &str, enough: impl Fn(usize) -> bool, what: &str) {
         for _ in 0..500 {
             if self
                 .routes
                 .load()
                 .get(funko)
-                .is_some_and(|r| r.instances().len() == n)
+                .is_some_and(|r| enough(r.instances().len()))
             {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        panic!("funko {funko} never had {n} ready instances");
+        panic!("funko {funko} never had {what} ready instances");
     }
 }
 
