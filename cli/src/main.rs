@@ -58,7 +58,7 @@ enum Command {
     Up(cmd::scale::NameArgs),
     /// Stop a funko (scale 0 in its funko.yml) and converge.
     Down(cmd::scale::NameArgs),
-    /// Set a funko's scale in its funko.yml and converge.
+    /// Set a funko's scale in its funko.yml and converge; without a number, print it.
     Scale(cmd::scale::ScaleArgs),
     /// Run the proxy in the foreground, routing /funko/<name>/ to ready instances.
     Proxy(cmd::proxy::ProxyCommand),
@@ -110,12 +110,15 @@ fn main() -> ExitCode {
             &args.funkos.dir,
             Some(0),
         )),
-        Command::Scale(args) => block_on(cmd::scale::run(
-            &cli.global,
-            &args.name,
-            &args.funkos.dir,
-            Some(args.scale),
-        )),
+        Command::Scale(args) => match args.scale {
+            Some(scale) => block_on(cmd::scale::run(
+                &cli.global,
+                &args.name,
+                &args.funkos.dir,
+                Some(scale),
+            )),
+            None => block_on(cmd::scale::show(&cli.global, &args.name, &args.funkos.dir)),
+        },
         Command::Proxy(command) => block_on(cmd::proxy::run_command(&cli.global, command)),
         Command::Server(args) => block_on(cmd::server::run_command(&cli.global, args)),
         Command::Login(args) => block_on(cmd::login::login(args)),

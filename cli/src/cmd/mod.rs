@@ -54,7 +54,7 @@ pub struct Global {
     #[arg(long, global = true, env = "FAASO_SERVER")]
     pub server: Option<String>,
     /// Act on the local Docker engine even when a server is configured.
-    #[arg(long, global = true)]
+    #[arg(long, short = 'l', global = true)]
     pub local: bool,
 }
 
