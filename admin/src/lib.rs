@@ -9,6 +9,7 @@ mod funkos;
 mod secrets;
 mod ui;
 mod upload;
+mod version;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ pub use auth::{Token, TokenError};
 pub use board::{AdminEvent, Board, StatusBoard};
 pub use secrets::{SecretError, SecretStore};
 pub use upload::{UploadError, UploadLimits};
+pub use version::VERSION;
 
 /// What every admin route shares.
 pub struct AdminState {
@@ -62,6 +64,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .merge(funkos::routes())
         .merge(upload::routes())
         .merge(secrets::routes())
+        .merge(version::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,

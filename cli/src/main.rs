@@ -72,6 +72,8 @@ enum Command {
     Deploy(cmd::deploy::DeployArgs),
     /// Set, remove or list a funko's secrets (values are never shown).
     Secret(cmd::secret::SecretArgs),
+    /// Print this client's version and, with a server configured, the server's.
+    Version,
 }
 
 fn main() -> ExitCode {
@@ -125,6 +127,7 @@ fn main() -> ExitCode {
         Command::Logout => cmd::login::logout(),
         Command::Deploy(args) => block_on(cmd::deploy::run(&cli.global, args)),
         Command::Secret(args) => block_on(cmd::secret::run(&cli.global, args)),
+        Command::Version => block_on(cmd::version::run(&cli.global)),
     };
     result.unwrap_or_else(|error| {
         eprintln!("error: {error:#}");

@@ -234,3 +234,54 @@ async fn every_admin_route_refuses_a_missing_or_wrong_token() {
         .success();
     assert!(ok.stdout.starts_with("FUNKO"), "{ok}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn version_names_client_and_server_and_a_secret_typed_on_a_terminal_may_span_lines() {
+    let server = Served::start().await;
+    let base = server.base();
+    let env = [
+        ("FAASO_SERVER", base.as_str()),
+        ("FAASO_TOKEN", &server.token),
+    ];
+    let ours = env!("CARGO_PKG_VERSION");
+    let version = server.cli(&["version"], &env, "").success();
+    let expected = format!("client: faaso {ours}\nserver: faaso {ours} at {base}\n");
+    assert_eq!(version.stdout, expected, "{version}");
+    assert!(!version.stderr.contains("warning"), "{version}");
+    // `-l`: the local engine, so no server to ask.
+    let local = server.cli(&["-l", "version"], &env, "").success();
+    assert_eq!(local.stdout, format!("client: faaso {ours}\n"), "{local}");
+
+    // Typed on a terminal (`script` gives faaso one): lines until Ctrl-D, none echoed. The input
+    // comes a moment after start, as a person types after the prompt.
+    let command = format!("{} secret set web multi", env!("CARGO_BIN_EXE_faaso"));
+    let mut script = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("FAASO_SERVER", &base)
+        .env("FAASO_TOKEN", &server.token)
+        .env("XDG_CONFIG_HOME", server.config_home())
+        .current_dir(server.tmp.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("`script` (util-linux) should start");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let typed = "first line\nsecond line\n\u{4}";
+    std::io::Write::write_all(script.stdin.as_mut().unwrap(), typed.as_bytes()).unwrap();
+    let output = script.wait_with_output().unwrap();
+    let shown = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{shown}");
+    assert!(shown.contains("end with Ctrl-D"), "{shown}");
+    assert!(shown.contains("secret `multi` set"), "{shown}");
+    assert!(!shown.contains("first line"), "echoed: {shown}");
+    let stored = server.tmp.path().join("state/secrets/web/multi");
+    let stored = std::fs::read_to_string(stored).unwrap();
+    assert_eq!(stored, "first line\nsecond line");
+
+    // An empty value is refused by the CLI before it reaches the server.
+    let empty = server
+        .cli(&["secret", "set", "web", "blank"], &env, "")
+        .failure();
+    assert!(empty.stderr.contains("is empty"), "{empty}");
+}

@@ -15,6 +15,7 @@ pub mod secret;
 pub mod server;
 pub mod status;
 pub mod validate;
+pub mod version;
 
 use std::path::{Path, PathBuf};
 

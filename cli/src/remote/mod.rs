@@ -259,6 +259,18 @@ impl Remote {
         self.send(request).await.map(drop)
     }
 
+    /// The version of faaso the server runs.
+    pub async fn version(&self) -> anyhow::Result<String> {
+        #[derive(Deserialize)]
+        struct Version {
+            version: String,
+        }
+        let view: Version = self
+            .json(self.request(Method::GET, "/admin/version"))
+            .await?;
+        Ok(view.version)
+    }
+
     /// Every funko's secret keys (never values).
     pub async fn secrets(&self) -> anyhow::Result<BTreeMap<String, Vec<String>>> {
         self.json(self.request(Method::GET, "/admin/secrets")).await
