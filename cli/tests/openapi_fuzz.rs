@@ -59,6 +59,10 @@ async fn the_admin_api_answers_as_its_openapi_description_says_under_fuzzing() {
         .args(["--url", &server.base()])
         .args(["-H", &format!("Authorization: Bearer {}", server.token)])
         .args(["--checks", "all"])
+        // A delete is asynchronous (202): `GET /admin/funkos/{name}` answers from the last pass's
+        // board, which keeps a funko whose folder is gone while its instances drain (its status
+        // says so), and `hello` is put back when deleted. A 200 after a delete is right here.
+        .args(["--exclude-checks", "use_after_free"])
         .args(["--workers", "2"])
         // The event stream never ends: it is read for this long, its events checked.
         .args(["--request-timeout", "3"])
