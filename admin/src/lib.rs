@@ -6,6 +6,7 @@
 mod auth;
 mod board;
 mod funkos;
+mod images;
 mod secrets;
 mod ui;
 mod upload;
@@ -62,6 +63,7 @@ impl AdminState {
 pub fn router(state: Arc<AdminState>) -> Router {
     let api = Router::new()
         .merge(funkos::routes())
+        .merge(images::routes())
         .merge(upload::routes())
         .merge(secrets::routes())
         .merge(version::routes())

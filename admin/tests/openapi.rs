@@ -193,7 +193,13 @@ fn fixture() -> (axum::Router, tempfile::TempDir) {
         board,
         trigger: mpsc::unbounded_channel().0,
         docker: bollard::Docker::connect_with_local_defaults().unwrap(),
-        namespace: Namespace::default(),
+        // Its own namespace: the routes that ask Docker (logs, images) must never find, let
+        // alone remove, what other tests or a real faaso made on a shared engine.
+        namespace: Namespace {
+            network: format!("openapi-test-{}-net", std::process::id()),
+            prefix: format!("openapi-test-{}", std::process::id()),
+            labels: format!("openapi-test-{}", std::process::id()),
+        },
         limits: UploadLimits::default(),
     };
     (faaso_admin::router(Arc::new(admin)), dir)
@@ -347,8 +353,10 @@ async fn every_operation_is_routed_secured_and_answers_as_documented() {
                 assert_ne!(status, StatusCode::UNAUTHORIZED, "{label}");
             }
             let body = check_answer(&op, answer, &label).await;
-            // Logs are 502 without Docker and, with it, 404 unless such instances run.
-            if variant == "examples" && op.id != "funkoLogs" {
+            // Logs are 502 without Docker and, with it, 404 unless such instances run; removing
+            // images is 502 without Docker.
+            let asks_docker = ["funkoLogs", "removeFunkoImages"].contains(&op.id);
+            if variant == "examples" && !asks_docker {
                 assert!(status.is_success(), "{label}: answered {status}: {body:?}");
             }
             if op.path == "/admin/openapi.json" {

@@ -60,6 +60,8 @@ enum Command {
     Down(cmd::scale::NameArgs),
     /// Set a funko's scale in its funko.yml and converge; without a number, print it.
     Scale(cmd::scale::ScaleArgs),
+    /// Remove a funko's instances and images; its folder stays, with scale 0.
+    Purge(cmd::scale::NameArgs),
     /// Run the proxy in the foreground, routing /funko/<name>/ to ready instances.
     Proxy(cmd::proxy::ProxyCommand),
     /// Run reconciler (watching), proxy and admin API in one process: what a server runs.
@@ -121,6 +123,7 @@ fn main() -> ExitCode {
             )),
             None => block_on(cmd::scale::show(&cli.global, &args.name, &args.funkos.dir)),
         },
+        Command::Purge(args) => block_on(cmd::purge::run(&cli.global, args)),
         Command::Proxy(command) => block_on(cmd::proxy::run_command(&cli.global, command)),
         Command::Server(args) => block_on(cmd::server::run_command(&cli.global, args)),
         Command::Login(args) => block_on(cmd::login::login(args)),

@@ -595,9 +595,17 @@ async fn scale_up_and_down_converge_the_funko_asked_about_and_no_other() {
     let unknown = sandbox.faaso(&["status", "one", "nobody"]).failure();
     assert!(unknown.stderr.contains("no funko `nobody`"), "{unknown}");
 
-    // `-l` is `--local`.
-    let down = sandbox.faaso(&["-l", "down", "one"]).success();
-    assert!(down.stdout.contains("one: scale 1 → 0"), "{down}");
-    assert_eq!(containers_of(&sandbox, "one").await, 0, "{down}");
-    assert_eq!(containers_of(&sandbox, "other").await, 0, "{down}");
+    // purge (`-l` is `--local`): instances and images go, the folder stays with scale 0.
+    assert_eq!(sandbox.images_of("one").await.len(), 1);
+    let purged = sandbox.faaso(&["-l", "purge", "one"]).success();
+    assert!(purged.stdout.contains("one: scale 1 → 0"), "{purged}");
+    assert!(
+        purged.stdout.contains("one: purged (1 images removed)"),
+        "{purged}"
+    );
+    assert_eq!(containers_of(&sandbox, "one").await, 0, "{purged}");
+    assert!(sandbox.images_of("one").await.is_empty(), "{purged}");
+    let spec = std::fs::read_to_string(funkos.join("one/funko.yml")).unwrap();
+    assert!(spec.contains("scale: 0"), "{spec}");
+    assert_eq!(containers_of(&sandbox, "other").await, 0, "{purged}");
 }

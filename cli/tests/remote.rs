@@ -156,6 +156,23 @@ async fn a_funko_deployed_from_the_cli_is_served_scaled_given_a_secret_and_stopp
     let statuses: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
     assert_eq!(statuses[0]["desired"], 0, "{status}");
 
+    // purge: scale 0 (already), then its images go; the folder stays.
+    let images = |server: &Served| {
+        let output = std::process::Command::new("docker")
+            .args(["images", "-q", "--filter"])
+            .arg(format!("label={}.funko=web", server.id))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).lines().count()
+    };
+    assert!(images(&server) > 0, "web has an image before the purge");
+    let purged = server.cli(&["purge", "web"], &[], "").success();
+    assert!(purged.stdout.contains("web: purged"), "{purged}");
+    assert_eq!(images(&server), 0, "{purged}");
+    assert!(server.funkos().join("web/funko.yml").is_file());
+    let scale = server.cli(&["scale", "web"], &[], "").success();
+    assert_eq!(scale.stdout, "web: scale 0\n", "{scale}");
+
     server.cli(&["logout"], &[], "").success();
     assert!(!config.exists());
 }
@@ -170,6 +187,8 @@ async fn every_admin_route_refuses_a_missing_or_wrong_token() {
         ("DELETE", "/admin/funkos/web"),
         ("POST", "/admin/funkos/web/scale"),
         ("GET", "/admin/funkos/web/logs?follow=1"),
+        ("DELETE", "/admin/funkos/web/images"),
+        ("GET", "/admin/version"),
         ("GET", "/admin/events"),
         ("GET", "/admin/secrets"),
         ("PUT", "/admin/secrets/web/api-key"),

@@ -8,6 +8,7 @@ pub mod logs;
 pub mod new;
 pub mod plan;
 pub mod proxy;
+pub mod purge;
 pub mod reconcile;
 pub mod runtimes;
 pub mod scale;

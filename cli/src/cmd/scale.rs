@@ -79,7 +79,7 @@ pub async fn run(
 }
 
 /// Sets the scale on the server and follows it until the funko has converged.
-async fn on_server(
+pub(crate) async fn on_server(
     remote: &crate::remote::Remote,
     name: &str,
     scale: Option<u32>,

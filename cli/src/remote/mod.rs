@@ -259,6 +259,17 @@ impl Remote {
         self.send(request).await.map(drop)
     }
 
+    /// Removes the images of a funko that has no instances (`faaso purge`); returns their tags.
+    pub async fn remove_images(&self, name: &str) -> anyhow::Result<Vec<String>> {
+        #[derive(Deserialize)]
+        struct Removed {
+            removed: Vec<String>,
+        }
+        let request = self.request(Method::DELETE, &format!("/admin/funkos/{name}/images"));
+        let view: Removed = self.json(request).await?;
+        Ok(view.removed)
+    }
+
     /// The version of faaso the server runs.
     pub async fn version(&self) -> anyhow::Result<String> {
         #[derive(Deserialize)]
