@@ -5,6 +5,7 @@
 
 mod auth;
 mod board;
+mod build;
 mod funkos;
 mod images;
 mod secrets;
@@ -16,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
-use faaso_reconciler::{Docker, Namespace, Trigger};
+use faaso_reconciler::{BasePolicy, Docker, Namespace, Trigger};
 use tokio::sync::{broadcast, mpsc};
 
 pub use auth::{Token, TokenError};
@@ -43,6 +44,8 @@ pub struct AdminState {
     pub namespace: Namespace,
     /// Limits on uploaded funkos.
     pub limits: UploadLimits,
+    /// Which base images runtimes build on, for builds asked for through the API.
+    pub base_policy: BasePolicy,
 }
 
 impl AdminState {
@@ -65,6 +68,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .merge(funkos::routes())
         .merge(images::routes())
         .merge(upload::routes())
+        .merge(build::routes())
         .merge(secrets::routes())
         .merge(version::routes())
         .route_layer(axum::middleware::from_fn_with_state(

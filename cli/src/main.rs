@@ -44,7 +44,8 @@ enum Command {
     Schema,
     /// Write a funko's complete build context (runtime merged, Dockerfile rendered) to a folder.
     Export(cmd::export::ExportArgs),
-    /// Build funko images through the Docker API, reusing an existing tag.
+    /// Build funko images, reusing an existing tag: on the server when one is configured
+    /// (nothing rolls out), else (or with -l) through the local Docker API.
     Build(cmd::build::BuildArgs),
     /// Show what `reconcile` would do, touching nothing.
     Plan(cmd::plan::PlanArgs),

@@ -271,6 +271,36 @@ async fn version_names_client_and_server_and_a_secret_typed_on_a_terminal_may_sp
     let local = server.cli(&["-l", "version"], &env, "").success();
     assert_eq!(local.stdout, format!("client: faaso {ours}\n"), "{local}");
 
+    // build: on the server, reported, nothing rolled out; the same files again reuse it.
+    let dir = write_funko(
+        server.tmp.path(),
+        "src/built",
+        &[
+            ("funko.yml", "name: built\nruntime: python\n"),
+            ("handler.py", "def handle(request):\n    return 'built'\n"),
+        ],
+    );
+    let built = server
+        .cli(&["build", common::arg(&dir)], &env, "")
+        .success();
+    let prefix = format!("built: built {}-built:", server.id);
+    assert!(built.stdout.starts_with(&prefix), "{built}");
+    let image = built.stdout.split_whitespace().nth(2).unwrap().to_owned();
+    assert!(server.docker.inspect_image(&image).await.is_ok(), "{built}");
+    assert!(
+        !server.funkos().join("built").exists(),
+        "a build deploys nothing"
+    );
+    assert!(server.running("built").await.is_empty());
+    let again = server
+        .cli(&["build", common::arg(&dir)], &env, "")
+        .success();
+    assert_eq!(
+        again.stdout,
+        format!("built: {image} is up to date\n"),
+        "{again}"
+    );
+
     // Typed on a terminal (`script` gives faaso one): lines until Ctrl-D, none echoed. The input
     // comes a moment after start, as a person types after the prompt.
     let command = format!("{} secret set web multi", env!("CARGO_BIN_EXE_faaso"));

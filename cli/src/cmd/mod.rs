@@ -51,8 +51,8 @@ pub struct Global {
     /// How many funkos are built or rolled at once.
     #[arg(long, global = true, env = "FAASO_CONCURRENCY", default_value_t = 4)]
     pub concurrency: usize,
-    /// The faaso server that status, logs, up, down, scale, deploy and secret act on (default:
-    /// the one `faaso login` saved).
+    /// The faaso server that build, status, logs, up, down, scale, purge, deploy, secret and
+    /// version act on (default: the one `faaso login` saved).
     #[arg(long, global = true, env = "FAASO_SERVER")]
     pub server: Option<String>,
     /// Act on the local Docker engine even when a server is configured.
