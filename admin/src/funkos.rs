@@ -89,9 +89,36 @@ async fn delete(State(state): State<Arc<AdminState>>, Path(name): Path<String>) 
         .into_response()
 }
 
+/// `{"scale": n}`. Other properties are ignored, as the schema allows them; `n` is a JSON
+/// number, checked by [`scale_of`].
 #[derive(Deserialize)]
 struct ScaleBody {
-    scale: u32,
+    scale: serde_json::Number,
+}
+
+/// The most instances a scale request may ask for.
+const MAX_SCALE: u32 = 100;
+
+/// The scale a JSON number asks for: an integer by JSON Schema's rules (so `41.0` is 41), from
+/// 0 to [`MAX_SCALE`].
+fn scale_of(number: &serde_json::Number) -> Result<u32, String> {
+    let refused = || format!("scale must be an integer from 0 to {MAX_SCALE}, not {number}");
+    let value = match number.as_u64() {
+        Some(whole) => whole,
+        None if number.is_i64() => return Err(refused()),
+        None => {
+            let float = number.as_f64().ok_or_else(refused)?;
+            if float.fract() != 0.0 || !(0.0..=f64::from(MAX_SCALE)).contains(&float) {
+                return Err(refused());
+            }
+            // Whole and within 0..=100, so exact.
+            float as u64
+        }
+    };
+    u32::try_from(value)
+        .ok()
+        .filter(|scale| *scale <= MAX_SCALE)
+        .ok_or_else(refused)
 }
 
 async fn scale(
@@ -107,17 +134,18 @@ async fn scale(
     if !dir.is_dir() {
         return error(StatusCode::NOT_FOUND, format!("there is no funko `{name}`"));
     }
-    if body.scale > 100 {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "scale may be at most 100");
-    }
-    match faaso_schema::write_scale(&dir, body.scale) {
+    let scale = match scale_of(&body.scale) {
+        Ok(scale) => scale,
+        Err(message) => return error(StatusCode::UNPROCESSABLE_ENTITY, message),
+    };
+    match faaso_schema::write_scale(&dir, scale) {
         Ok(previous) => {
             state.changed(AdminEvent::Scaled {
                 funko: name.to_string(),
-                scale: body.scale,
+                scale,
             });
             let answer =
-                serde_json::json!({ "funko": name.as_str(), "from": previous, "to": body.scale });
+                serde_json::json!({ "funko": name.as_str(), "from": previous, "to": scale });
             (StatusCode::ACCEPTED, Json(answer)).into_response()
         }
         Err(problem) => error(StatusCode::UNPROCESSABLE_ENTITY, problem.to_string()),
@@ -208,4 +236,34 @@ async fn events(
         Event::default().json_data(&event).ok().map(Ok)
     });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scale_of;
+
+    fn scale(json: &str) -> Result<u32, String> {
+        scale_of(&serde_json::from_str(json).unwrap())
+    }
+
+    #[test]
+    fn a_scale_is_any_json_integer_from_0_to_100() {
+        assert_eq!(scale("0"), Ok(0));
+        assert_eq!(scale("41"), Ok(41));
+        assert_eq!(scale("41.0"), Ok(41));
+        assert_eq!(scale("4.1e1"), Ok(41));
+        assert_eq!(scale("1e2"), Ok(100));
+        assert_eq!(scale("-0.0"), Ok(0));
+        for refused in [
+            "41.5",
+            "-1",
+            "-1.0",
+            "101",
+            "100.5",
+            "1e300",
+            "18446744073709551616",
+        ] {
+            assert!(scale(refused).is_err(), "{refused}");
+        }
+    }
 }

@@ -5,22 +5,26 @@
 
 mod auth;
 mod board;
+mod build;
 mod funkos;
+mod images;
 mod secrets;
 mod ui;
 mod upload;
+mod version;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
-use faaso_reconciler::{Docker, Namespace, Trigger};
+use faaso_reconciler::{BasePolicy, Docker, Namespace, Trigger};
 use tokio::sync::{broadcast, mpsc};
 
 pub use auth::{Token, TokenError};
 pub use board::{AdminEvent, Board, StatusBoard};
 pub use secrets::{SecretError, SecretStore};
 pub use upload::{UploadError, UploadLimits};
+pub use version::VERSION;
 
 /// What every admin route shares.
 pub struct AdminState {
@@ -40,6 +44,8 @@ pub struct AdminState {
     pub namespace: Namespace,
     /// Limits on uploaded funkos.
     pub limits: UploadLimits,
+    /// Which base images runtimes build on, for builds asked for through the API.
+    pub base_policy: BasePolicy,
 }
 
 impl AdminState {
@@ -60,8 +66,11 @@ impl AdminState {
 pub fn router(state: Arc<AdminState>) -> Router {
     let api = Router::new()
         .merge(funkos::routes())
+        .merge(images::routes())
         .merge(upload::routes())
+        .merge(build::routes())
         .merge(secrets::routes())
+        .merge(version::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,

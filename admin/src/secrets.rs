@@ -137,6 +137,17 @@ async fn set(
         Ok(parsed) => parsed,
         Err(response) => return response,
     };
+    // No body and an empty one are the same in HTTP; the description requires one, and a
+    // secret file with nothing in it is more likely a mistake than a value.
+    if body.is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "the value of secret `{funko}/{}` is empty; send it as the body (DELETE removes a secret)",
+                key.0
+            ),
+        );
+    }
     if body.len() > MAX_SECRET_BYTES {
         return error(
             StatusCode::PAYLOAD_TOO_LARGE,

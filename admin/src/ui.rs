@@ -11,7 +11,7 @@ use axum::routing::get;
 const INDEX: &str = include_str!("../ui/index.html");
 const SCRIPT: &str = include_str!("../ui/app.js");
 const STYLE: &str = include_str!("../ui/style.css");
-/// The admin API's OpenAPI 3.1 description (`tests/openapi.rs` holds it to the router).
+/// The admin API's OpenAPI 3.2 description (`tests/openapi.rs` holds it to the router).
 const OPENAPI: &str = include_str!("../openapi.json");
 
 /// Everything the page may load or call: its own origin only.

@@ -251,7 +251,7 @@ async fn upload(
     }
 }
 
-fn refused(name: &FunkoName, e: UploadError) -> Response {
+pub(crate) fn refused(name: &FunkoName, e: UploadError) -> Response {
     if e.status().is_server_error() {
         tracing::error!(funko = %name, error = %e, "An upload failed.");
     } else {
@@ -261,7 +261,11 @@ fn refused(name: &FunkoName, e: UploadError) -> Response {
 }
 
 /// The body, up to `max` bytes; a larger one is refused as soon as it is known to be larger.
-async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<Bytes, UploadError> {
+pub(crate) async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    max: usize,
+) -> Result<Bytes, UploadError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -296,6 +300,24 @@ fn deploy(
     compressed: &[u8],
     limits: &UploadLimits,
 ) -> Result<Deployed, UploadError> {
+    let (staging, unpacked) = stage(funkos_dir, name, compressed, limits)?;
+    let staged = staging.path().join(name.as_str());
+    let replaced = swap_in(&staged, &funkos_dir.join(name.as_str()), name)?;
+    // The staging folder now holds the old version (or nothing); both go.
+    if let Err(e) = staging.close() {
+        tracing::warn!(funko = %name, error = %e, "Cannot remove the replaced version of an uploaded funko.");
+    }
+    Ok(Deployed { unpacked, replaced })
+}
+
+/// Checks an upload and unpacks it into a hidden staging folder in `parent`, as
+/// `<staging>/<name>`, validated like the reconciler will. Blocking.
+pub(crate) fn stage(
+    parent: &Path,
+    name: &FunkoName,
+    compressed: &[u8],
+    limits: &UploadLimits,
+) -> Result<(tempfile::TempDir, Unpacked), UploadError> {
     if compressed.is_empty() {
         return Err(UploadError::Archive("the body is empty".into()));
     }
@@ -306,22 +328,17 @@ fn deploy(
     }
     let staging = tempfile::Builder::new()
         .prefix(&format!(".upload-{name}-"))
-        .tempdir_in(funkos_dir)
+        .tempdir_in(parent)
         .map_err(UploadError::io(format!(
             "make a staging folder in {}",
-            funkos_dir.display()
+            parent.display()
         )))?;
     let staged = staging.path().join(name.as_str());
     make_dir(&staged).map_err(UploadError::io("make the staging folder"))?;
     let unpacked = unpack_checked(compressed, limits, &staged)?;
     hoist_single_folder(&staged, name)?;
     validate(&staged)?;
-    let replaced = swap_in(&staged, &funkos_dir.join(name.as_str()), name)?;
-    // The staging folder now holds the old version (or nothing); both go.
-    if let Err(e) = staging.close() {
-        tracing::warn!(funko = %name, error = %e, "Cannot remove the replaced version of an uploaded funko.");
-    }
-    Ok(Deployed { unpacked, replaced })
+    Ok((staging, unpacked))
 }
 
 /// An archive of a single folder named like the funko (`tar czf - <name>`) is that folder.

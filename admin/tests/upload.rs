@@ -41,6 +41,7 @@ async fn server_with(limits: UploadLimits) -> Server {
         docker: faaso_reconciler::connect().await.unwrap(),
         namespace: Namespace::default(),
         limits,
+        base_policy: faaso_reconciler::BasePolicy::Local,
     });
     Server {
         app: faaso_admin::router(state),

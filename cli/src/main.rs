@@ -44,7 +44,8 @@ enum Command {
     Schema,
     /// Write a funko's complete build context (runtime merged, Dockerfile rendered) to a folder.
     Export(cmd::export::ExportArgs),
-    /// Build funko images through the Docker API, reusing an existing tag.
+    /// Build funko images, reusing an existing tag: on the server when one is configured
+    /// (nothing rolls out), else (or with -l) through the local Docker API.
     Build(cmd::build::BuildArgs),
     /// Show what `reconcile` would do, touching nothing.
     Plan(cmd::plan::PlanArgs),
@@ -58,8 +59,10 @@ enum Command {
     Up(cmd::scale::NameArgs),
     /// Stop a funko (scale 0 in its funko.yml) and converge.
     Down(cmd::scale::NameArgs),
-    /// Set a funko's scale in its funko.yml and converge.
+    /// Set a funko's scale in its funko.yml and converge; without a number, print it.
     Scale(cmd::scale::ScaleArgs),
+    /// Remove a funko's instances and images; its folder stays, with scale 0.
+    Purge(cmd::scale::NameArgs),
     /// Run the proxy in the foreground, routing /funko/<name>/ to ready instances.
     Proxy(cmd::proxy::ProxyCommand),
     /// Run reconciler (watching), proxy and admin API in one process: what a server runs.
@@ -72,6 +75,8 @@ enum Command {
     Deploy(cmd::deploy::DeployArgs),
     /// Set, remove or list a funko's secrets (values are never shown).
     Secret(cmd::secret::SecretArgs),
+    /// Print this client's version and, with a server configured, the server's.
+    Version,
 }
 
 fn main() -> ExitCode {
@@ -110,18 +115,23 @@ fn main() -> ExitCode {
             &args.funkos.dir,
             Some(0),
         )),
-        Command::Scale(args) => block_on(cmd::scale::run(
-            &cli.global,
-            &args.name,
-            &args.funkos.dir,
-            Some(args.scale),
-        )),
+        Command::Scale(args) => match args.scale {
+            Some(scale) => block_on(cmd::scale::run(
+                &cli.global,
+                &args.name,
+                &args.funkos.dir,
+                Some(scale),
+            )),
+            None => block_on(cmd::scale::show(&cli.global, &args.name, &args.funkos.dir)),
+        },
+        Command::Purge(args) => block_on(cmd::purge::run(&cli.global, args)),
         Command::Proxy(command) => block_on(cmd::proxy::run_command(&cli.global, command)),
         Command::Server(args) => block_on(cmd::server::run_command(&cli.global, args)),
         Command::Login(args) => block_on(cmd::login::login(args)),
         Command::Logout => cmd::login::logout(),
         Command::Deploy(args) => block_on(cmd::deploy::run(&cli.global, args)),
         Command::Secret(args) => block_on(cmd::secret::run(&cli.global, args)),
+        Command::Version => block_on(cmd::version::run(&cli.global)),
     };
     result.unwrap_or_else(|error| {
         eprintln!("error: {error:#}");

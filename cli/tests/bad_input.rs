@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Run, arg, faaso, faaso_in, write_funko};
+use common::{Run, arg, faaso, faaso_in, repo_root, write_funko};
 
 /// Where an error must point: a file relative to the funko folder, and its line and column.
 struct At<'a>(&'a str, u32, u32);
@@ -338,6 +338,26 @@ fn new_makes_a_valid_funko_and_never_overwrites_one() {
     // The default --dir is ./funkos, relative to where faaso runs.
     faaso_in(tmp.path(), &["new", "y", "--runtime", "python"], &[]).success();
     assert!(funkos.join("y/funko.yml").is_file());
+}
+
+#[test]
+fn new_links_the_schema_for_editors_in_a_checkout() {
+    // In this repository: funkos/<name>/funko.yml sees ../../schema/funko.schema.json, as the
+    // README promises and the example funkos have it.
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("schema")).unwrap();
+    let schema = repo_root().join("schema/funko.schema.json");
+    std::fs::copy(&schema, tmp.path().join("schema/funko.schema.json")).unwrap();
+    faaso_in(tmp.path(), &["new", "hi", "--runtime", "node"], &[]).success();
+    let spec = std::fs::read_to_string(tmp.path().join("funkos/hi/funko.yml")).unwrap();
+    let first = spec.lines().next().unwrap();
+    assert_eq!(
+        first, "# yaml-language-server: $schema=../../schema/funko.schema.json",
+        "{spec}"
+    );
+    let example = std::fs::read_to_string(repo_root().join("funkos/hello-python/funko.yml"));
+    assert_eq!(example.unwrap().lines().next(), Some(first));
+    faaso(&["validate", arg(&tmp.path().join("funkos/hi"))]).success();
 }
 
 #[test]

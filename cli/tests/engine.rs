@@ -646,3 +646,65 @@ async fn a_sandbox_removes_what_it_created() {
         "{name} is left"
     );
 }
+
+/// The funko containers of `name` in this sandbox, running or not.
+async fn containers_of(sandbox: &Sandbox, name: &str) -> usize {
+    let label = format!("{}.funko={name}", sandbox.id);
+    let filters = HashMap::from([("label", vec![label.as_str()])]);
+    let options = ListContainersOptionsBuilder::new()
+        .all(true)
+        .filters(&filters)
+        .build();
+    let containers = sandbox.docker.list_containers(Some(options)).await.unwrap();
+    containers.len()
+}
+
+#[tokio::test]
+async fn scale_up_and_down_converge_the_funko_asked_about_and_no_other() {
+    let sandbox = Sandbox::new().await;
+    let funkos = sandbox.tmp.path().join("funkos");
+    let handler = "def handle(request):\n    return 'hi\\n'\n";
+    for (name, scale) in [("one", 0), ("other", 1)] {
+        let spec = format!("name: {name}\nruntime: python\nscale: {scale}\n");
+        common::write_funko(
+            &funkos,
+            name,
+            &[("funko.yml", &spec), ("handler.py", handler)],
+        );
+    }
+    // `other` wants an instance too, but the user asked about `one` only.
+    let scaled = sandbox.faaso(&["scale", "one", "1"]).success();
+    assert!(scaled.stdout.contains("one: scale 0 → 1"), "{scaled}");
+    assert_eq!(containers_of(&sandbox, "one").await, 1, "{scaled}");
+    assert_eq!(containers_of(&sandbox, "other").await, 0, "{scaled}");
+    let built = sandbox.images_of("other").await;
+    assert!(built.is_empty(), "`other` was built: {built:?}\n{scaled}");
+    assert!(!scaled.stderr.contains("other"), "{scaled}");
+
+    // Without a number, the scale is printed and nothing changes.
+    let shown = sandbox.faaso(&["scale", "one"]).success();
+    assert_eq!(shown.stdout, "one: scale 1\n", "{shown}");
+
+    // `status <funko…>` shows those funkos only; an unknown one is an error.
+    let status = sandbox.faaso(&["status", "one"]).success();
+    let rows: Vec<&str> = status.stdout.lines().collect();
+    assert_eq!(rows.len(), 2, "{status}");
+    let columns: Vec<&str> = rows[1].split_whitespace().collect();
+    assert_eq!(&columns[..4], ["one", "1", "1", "0"], "{status}");
+    let unknown = sandbox.faaso(&["status", "one", "nobody"]).failure();
+    assert!(unknown.stderr.contains("no funko `nobody`"), "{unknown}");
+
+    // purge (`-l` is `--local`): instances and images go, the folder stays with scale 0.
+    assert_eq!(sandbox.images_of("one").await.len(), 1);
+    let purged = sandbox.faaso(&["-l", "purge", "one"]).success();
+    assert!(purged.stdout.contains("one: scale 1 → 0"), "{purged}");
+    assert!(
+        purged.stdout.contains("one: purged (1 images removed)"),
+        "{purged}"
+    );
+    assert_eq!(containers_of(&sandbox, "one").await, 0, "{purged}");
+    assert!(sandbox.images_of("one").await.is_empty(), "{purged}");
+    let spec = std::fs::read_to_string(funkos.join("one/funko.yml")).unwrap();
+    assert!(spec.contains("scale: 0"), "{spec}");
+    assert_eq!(containers_of(&sandbox, "other").await, 0, "{purged}");
+}

@@ -156,6 +156,23 @@ async fn a_funko_deployed_from_the_cli_is_served_scaled_given_a_secret_and_stopp
     let statuses: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
     assert_eq!(statuses[0]["desired"], 0, "{status}");
 
+    // purge: scale 0 (already), then its images go; the folder stays.
+    let images = |server: &Served| {
+        let output = std::process::Command::new("docker")
+            .args(["images", "-q", "--filter"])
+            .arg(format!("label={}.funko=web", server.id))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).lines().count()
+    };
+    assert!(images(&server) > 0, "web has an image before the purge");
+    let purged = server.cli(&["purge", "web"], &[], "").success();
+    assert!(purged.stdout.contains("web: purged"), "{purged}");
+    assert_eq!(images(&server), 0, "{purged}");
+    assert!(server.funkos().join("web/funko.yml").is_file());
+    let scale = server.cli(&["scale", "web"], &[], "").success();
+    assert_eq!(scale.stdout, "web: scale 0\n", "{scale}");
+
     server.cli(&["logout"], &[], "").success();
     assert!(!config.exists());
 }
@@ -170,6 +187,8 @@ async fn every_admin_route_refuses_a_missing_or_wrong_token() {
         ("DELETE", "/admin/funkos/web"),
         ("POST", "/admin/funkos/web/scale"),
         ("GET", "/admin/funkos/web/logs?follow=1"),
+        ("DELETE", "/admin/funkos/web/images"),
+        ("GET", "/admin/version"),
         ("GET", "/admin/events"),
         ("GET", "/admin/secrets"),
         ("PUT", "/admin/secrets/web/api-key"),
@@ -233,4 +252,85 @@ async fn every_admin_route_refuses_a_missing_or_wrong_token() {
         )
         .success();
     assert!(ok.stdout.starts_with("FUNKO"), "{ok}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn version_names_client_and_server_and_a_secret_typed_on_a_terminal_may_span_lines() {
+    let server = Served::start().await;
+    let base = server.base();
+    let env = [
+        ("FAASO_SERVER", base.as_str()),
+        ("FAASO_TOKEN", &server.token),
+    ];
+    let ours = env!("CARGO_PKG_VERSION");
+    let version = server.cli(&["version"], &env, "").success();
+    let expected = format!("client: faaso {ours}\nserver: faaso {ours} at {base}\n");
+    assert_eq!(version.stdout, expected, "{version}");
+    assert!(!version.stderr.contains("warning"), "{version}");
+    // `-l`: the local engine, so no server to ask.
+    let local = server.cli(&["-l", "version"], &env, "").success();
+    assert_eq!(local.stdout, format!("client: faaso {ours}\n"), "{local}");
+
+    // build: on the server, reported, nothing rolled out; the same files again reuse it.
+    let dir = write_funko(
+        server.tmp.path(),
+        "src/built",
+        &[
+            ("funko.yml", "name: built\nruntime: python\n"),
+            ("handler.py", "def handle(request):\n    return 'built'\n"),
+        ],
+    );
+    let built = server
+        .cli(&["build", common::arg(&dir)], &env, "")
+        .success();
+    let prefix = format!("built: built {}-built:", server.id);
+    assert!(built.stdout.starts_with(&prefix), "{built}");
+    let image = built.stdout.split_whitespace().nth(2).unwrap().to_owned();
+    assert!(server.docker.inspect_image(&image).await.is_ok(), "{built}");
+    assert!(
+        !server.funkos().join("built").exists(),
+        "a build deploys nothing"
+    );
+    assert!(server.running("built").await.is_empty());
+    let again = server
+        .cli(&["build", common::arg(&dir)], &env, "")
+        .success();
+    assert_eq!(
+        again.stdout,
+        format!("built: {image} is up to date\n"),
+        "{again}"
+    );
+
+    // Typed on a terminal (`script` gives faaso one): lines until Ctrl-D, none echoed. The input
+    // comes a moment after start, as a person types after the prompt.
+    let command = format!("{} secret set web multi", env!("CARGO_BIN_EXE_faaso"));
+    let mut script = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("FAASO_SERVER", &base)
+        .env("FAASO_TOKEN", &server.token)
+        .env("XDG_CONFIG_HOME", server.config_home())
+        .current_dir(server.tmp.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("`script` (util-linux) should start");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let typed = "first line\nsecond line\n\u{4}";
+    std::io::Write::write_all(script.stdin.as_mut().unwrap(), typed.as_bytes()).unwrap();
+    let output = script.wait_with_output().unwrap();
+    let shown = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{shown}");
+    assert!(shown.contains("end with Ctrl-D"), "{shown}");
+    assert!(shown.contains("secret `multi` set"), "{shown}");
+    assert!(!shown.contains("first line"), "echoed: {shown}");
+    let stored = server.tmp.path().join("state/secrets/web/multi");
+    let stored = std::fs::read_to_string(stored).unwrap();
+    assert_eq!(stored, "first line\nsecond line");
+
+    // An empty value is refused by the CLI before it reaches the server.
+    let empty = server
+        .cli(&["secret", "set", "web", "blank"], &env, "")
+        .failure();
+    assert!(empty.stderr.contains("is empty"), "{empty}");
 }

@@ -81,6 +81,14 @@ pub enum DockerError {
         /// bollard's error.
         source: bollard::errors::Error,
     },
+    /// Removing an image failed (a container still uses it, say).
+    #[error("cannot remove image `{image}`: {source}")]
+    RemoveImage {
+        /// The image.
+        image: String,
+        /// bollard's error.
+        source: bollard::errors::Error,
+    },
     /// A new instance never answered its healthcheck.
     #[error("instance `{id}` never became ready: {reason}")]
     NotReady {

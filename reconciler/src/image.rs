@@ -3,7 +3,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use bollard::Docker;
-use bollard::query_parameters::{BuildImageOptionsBuilder, ListImagesOptions};
+use bollard::query_parameters::{
+    BuildImageOptionsBuilder, ListImagesOptions, ListImagesOptionsBuilder, RemoveImageOptions,
+};
 use faaso_schema::BuildContext;
 use futures_util::StreamExt;
 
@@ -18,6 +20,44 @@ pub enum BuildOutcome {
     Reused,
     /// The image was built now.
     Built,
+}
+
+/// Removes every image built for `funko` in `namespace` (`faaso purge`); returns their tags.
+/// An image a container still uses is not removed: that is an error naming it.
+pub async fn remove_funko_images(
+    docker: &Docker,
+    namespace: &Namespace,
+    funko: &str,
+) -> Result<Vec<String>, DockerError> {
+    let labels = vec![
+        namespace.managed_filter(),
+        format!("{}={funko}", namespace.label("funko")),
+    ];
+    let filters = HashMap::from([("label", labels)]);
+    let options = ListImagesOptionsBuilder::new().filters(&filters).build();
+    let images = docker
+        .list_images(Some(options))
+        .await
+        .map_err(|source| DockerError::ListImages { source })?;
+    let mut removed = Vec::new();
+    for image in images {
+        let name = image.repo_tags.first().cloned().unwrap_or(image.id.clone());
+        match docker
+            .remove_image(&image.id, None::<RemoveImageOptions>, None)
+            .await
+        {
+            Ok(_) => removed.extend(image.repo_tags),
+            Err(e) if is_not_found(&e) => {}
+            Err(source) => {
+                return Err(DockerError::RemoveImage {
+                    image: name,
+                    source,
+                });
+            }
+        }
+    }
+    removed.sort();
+    Ok(removed)
 }
 
 /// Whether the engine has `image`.

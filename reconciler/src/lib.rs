@@ -28,7 +28,7 @@ pub use docker::{DockerError, connect};
 pub use docker_engine::DockerEngine;
 pub use engine::{Engine, Started};
 pub use failures::{Failure, Failures};
-pub use image::{BuildOutcome, build_image, image_exists, image_tags};
+pub use image::{BuildOutcome, build_image, image_exists, image_tags, remove_funko_images};
 pub use model::{Desired, DesiredFunko, Instance, InstanceState, Observed};
 pub use namespace::Namespace;
 pub use plan::{InstanceRef, RemoveReason, Step, plan};

@@ -109,6 +109,8 @@ pub struct Reconciler<E> {
     settings: Settings,
     failures: Failures,
     deaths: Deaths,
+    /// When set, passes act on and report only these funkos.
+    only: Option<BTreeSet<String>>,
 }
 
 /// A funko's steps failed: which content (image or config hash) and why.
@@ -126,7 +128,18 @@ impl<E: Engine> Reconciler<E> {
             settings,
             failures,
             deaths: Deaths::default(),
+            only: None,
         }
+    }
+
+    /// Limits every later pass to `funkos`: the others are neither built nor touched nor
+    /// reported (`faaso scale <funko>` converges the funko asked about, not the whole folder).
+    pub fn limit_to(&mut self, funkos: impl IntoIterator<Item = String>) {
+        self.only = Some(funkos.into_iter().collect());
+    }
+
+    fn in_scope(&self, funko: &str) -> bool {
+        self.only.as_ref().is_none_or(|only| only.contains(funko))
     }
 
     /// Where the engine's `die` and `start` events go, so a pass trusts them over a list that
@@ -191,14 +204,17 @@ impl<E: Engine> Reconciler<E> {
 
     /// One full pass: plan, act, and report where every funko stands.
     pub async fn pass(&mut self, listener: &dyn Listener) -> Result<PassReport, DockerError> {
-        let (state, before, steps) = self.plan().await?;
+        let (state, before, mut steps) = self.plan().await?;
+        steps.retain(|step| self.in_scope(step.funko()));
         // Funkos whose content changed since their failure are no longer held: forget it.
         let changed: Vec<String> = self
             .failures
             .all()
             .keys()
             .filter(|name| {
-                state.prepared.contains_key(*name) && !state.desired.held.contains(*name)
+                self.in_scope(name)
+                    && state.prepared.contains_key(*name)
+                    && !state.desired.held.contains(*name)
             })
             .cloned()
             .collect();
@@ -288,6 +304,7 @@ impl<E: Engine> Reconciler<E> {
                 .filter(|i| i.managed)
                 .map(|i| i.funko.clone()),
         );
+        names.retain(|name| self.in_scope(name));
         // Every current instance of every funko is probed at once: one slow instance costs its
         // timeout once, not once per funko before it.
         let mut statuses = Vec::new();

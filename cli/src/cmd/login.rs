@@ -92,18 +92,41 @@ fn is_loopback(server: &str) -> bool {
 /// Reads a secret: on a terminal, one line typed after `prompt` without echo; otherwise all of
 /// standard input. One trailing newline is dropped.
 pub fn read_hidden(prompt: &str) -> anyhow::Result<Vec<u8>> {
+    read_hidden_as(prompt, Typed::Line)
+}
+
+/// Reads a secret that may span lines: on a terminal, everything typed after `prompt` without
+/// echo until Ctrl-D; otherwise all of standard input. One trailing newline is dropped.
+pub fn read_hidden_lines(prompt: &str) -> anyhow::Result<Vec<u8>> {
+    read_hidden_as(prompt, Typed::UntilEof)
+}
+
+/// How much a person types on a terminal.
+#[derive(Clone, Copy)]
+enum Typed {
+    Line,
+    UntilEof,
+}
+
+fn read_hidden_as(prompt: &str, typed: Typed) -> anyhow::Result<Vec<u8>> {
     let stdin = std::io::stdin();
     let mut bytes = Vec::new();
     if stdin.is_terminal() {
         eprint!("{prompt}");
         std::io::stderr().flush()?;
         let echo_off = EchoOff::new(&stdin);
-        let mut line = String::new();
-        let read = stdin.read_line(&mut line);
+        let read = match typed {
+            Typed::Line => {
+                let mut line = String::new();
+                let read = stdin.read_line(&mut line);
+                bytes = line.into_bytes();
+                read
+            }
+            Typed::UntilEof => stdin.lock().read_to_end(&mut bytes),
+        };
         drop(echo_off);
         eprintln!();
         read.context("cannot read from the terminal")?;
-        bytes = line.into_bytes();
     } else {
         stdin
             .lock()

@@ -8,6 +8,7 @@ pub mod logs;
 pub mod new;
 pub mod plan;
 pub mod proxy;
+pub mod purge;
 pub mod reconcile;
 pub mod runtimes;
 pub mod scale;
@@ -15,6 +16,7 @@ pub mod secret;
 pub mod server;
 pub mod status;
 pub mod validate;
+pub mod version;
 
 use std::path::{Path, PathBuf};
 
@@ -49,12 +51,12 @@ pub struct Global {
     /// How many funkos are built or rolled at once.
     #[arg(long, global = true, env = "FAASO_CONCURRENCY", default_value_t = 4)]
     pub concurrency: usize,
-    /// The faaso server that status, logs, up, down, scale, deploy and secret act on (default:
-    /// the one `faaso login` saved).
+    /// The faaso server that build, status, logs, up, down, scale, purge, deploy, secret and
+    /// version act on (default: the one `faaso login` saved).
     #[arg(long, global = true, env = "FAASO_SERVER")]
     pub server: Option<String>,
     /// Act on the local Docker engine even when a server is configured.
-    #[arg(long, global = true)]
+    #[arg(long, short = 'l', global = true)]
     pub local: bool,
 }
 

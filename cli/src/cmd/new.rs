@@ -1,6 +1,6 @@
 //! `faaso new`: a fresh funko from a runtime's template.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
@@ -30,7 +30,8 @@ pub fn run(_global: &Global, args: NewArgs) -> anyhow::Result<ExitCode> {
         .and_then(|name| {
             let runtime = faaso_schema::resolve_runtime(std::path::Path::new("."), &args.runtime)
                 .map_err(|e| Problem::whole(&target, e))?;
-            faaso_schema::scaffold(&runtime, &name, &target)
+            faaso_schema::scaffold(&runtime, &name, &target)?;
+            link_schema(&target)
         });
     match result {
         Ok(()) => {
@@ -47,5 +48,55 @@ pub fn run(_global: &Global, args: NewArgs) -> anyhow::Result<ExitCode> {
             report::problems(&[problem]);
             Ok(ExitCode::FAILURE)
         }
+    }
+}
+
+/// Where the committed JSON Schema of funko.yml sits in a faaso checkout.
+const SCHEMA_FILE: &str = "schema/funko.schema.json";
+
+/// Puts a `# yaml-language-server: $schema=` line first in the new funko.yml, pointing at the
+/// nearest `schema/funko.schema.json` above it (relative, so the checkout can move), so editors
+/// validate it with no manual step. Outside a checkout there is no such file, and no line.
+fn link_schema(funko_dir: &Path) -> Result<(), Problem> {
+    let spec = funko_dir.join(faaso_schema::SPEC_FILE);
+    let Some(schema) = schema_path(funko_dir) else {
+        return Ok(());
+    };
+    let text = std::fs::read_to_string(&spec)
+        .map_err(|e| Problem::whole(&spec, format!("cannot be read: {e}")))?;
+    if text.starts_with("# yaml-language-server:") {
+        return Ok(());
+    }
+    let text = format!("# yaml-language-server: $schema={schema}\n{text}");
+    std::fs::write(&spec, text)
+        .map_err(|e| Problem::whole(&spec, format!("cannot be written: {e}")))
+}
+
+/// The schema file's path relative to `funko_dir`, when a folder above it holds one.
+fn schema_path(funko_dir: &Path) -> Option<String> {
+    let dir = std::fs::canonicalize(funko_dir).ok()?;
+    dir.ancestors()
+        .enumerate()
+        .skip(1)
+        .find(|(_, ancestor)| ancestor.join(SCHEMA_FILE).is_file())
+        .map(|(up, _)| format!("{}{SCHEMA_FILE}", "../".repeat(up)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schema_line_points_at_the_nearest_schema_file_above() {
+        let root = tempfile::tempdir().unwrap();
+        let funko = root.path().join("funkos/hello");
+        std::fs::create_dir_all(&funko).unwrap();
+        assert_eq!(schema_path(&funko), None);
+        std::fs::create_dir_all(root.path().join("schema")).unwrap();
+        std::fs::write(root.path().join(SCHEMA_FILE), "{}").unwrap();
+        assert_eq!(
+            schema_path(&funko).as_deref(),
+            Some("../../schema/funko.schema.json")
+        );
     }
 }

@@ -69,7 +69,8 @@ pub async fn run(global: &Global, args: ReconcileArgs) -> anyhow::Result<ExitCod
     })
 }
 
-fn print_summary(report: &PassReport) {
+/// Prints each funko's outcome (and the pass's warnings) to standard error.
+pub(crate) fn print_summary(report: &PassReport) {
     for warning in &report.warnings {
         eprintln!("warning: {warning}");
     }
@@ -89,7 +90,7 @@ fn print_summary(report: &PassReport) {
 
 /// Shows build output as it happens and logs each step as one line.
 #[derive(Default)]
-struct TerminalListener {
+pub(crate) struct TerminalListener {
     builds: Mutex<std::collections::HashMap<String, Progress>>,
 }
 

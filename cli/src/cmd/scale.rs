@@ -22,10 +22,27 @@ pub struct NameArgs {
 pub struct ScaleArgs {
     /// The funko.
     pub name: String,
-    /// How many instances should run.
-    pub scale: u32,
+    /// How many instances should run; without it, the scale is printed.
+    pub scale: Option<u32>,
     #[command(flatten)]
     pub funkos: FunkosDir,
+}
+
+/// Prints a funko's scale (`faaso scale <funko>`): on the server, or from its funko.yml.
+pub async fn show(global: &Global, name: &str, dir: &Path) -> anyhow::Result<ExitCode> {
+    let scale = match crate::remote::select(global)? {
+        Some(remote) => remote.desired(name).await?.ok_or_else(|| {
+            anyhow::anyhow!("funko `{name}` is invalid on the server; see `faaso status {name}`")
+        })?,
+        None => {
+            faaso_schema::load_funko(&dir.join(name))
+                .map_err(|p| anyhow::anyhow!("{p}"))?
+                .spec
+                .scale
+        }
+    };
+    println!("{name}: scale {scale}");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Sets the scale to `scale` (for `up`: at least 1) and runs a pass.
@@ -46,23 +63,23 @@ pub async fn run(
     let target = scale.unwrap_or(current.max(1));
     faaso_schema::write_scale(&funko_dir, target).map_err(|p| anyhow::anyhow!("{p}"))?;
     println!("{name}: scale {current} → {target}");
-    super::reconcile::run(
-        global,
-        super::reconcile::ReconcileArgs {
-            funkos: FunkosDir {
-                dir: dir.to_owned(),
-            },
-            once: true,
-            watch: false,
-            retry: false,
-            json: false,
-        },
-    )
-    .await
+    // Only this funko: other funkos that changed in the folder wait for their own command (or
+    // `faaso reconcile`), as the user asked about this one.
+    let mut reconciler = global.reconciler(dir).await?;
+    reconciler.limit_to([name.to_owned()]);
+    let report = reconciler
+        .pass(&super::reconcile::TerminalListener::default())
+        .await?;
+    super::reconcile::print_summary(&report);
+    Ok(if report.converged() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Sets the scale on the server and follows it until the funko has converged.
-async fn on_server(
+pub(crate) async fn on_server(
     remote: &crate::remote::Remote,
     name: &str,
     scale: Option<u32>,

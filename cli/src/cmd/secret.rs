@@ -9,7 +9,7 @@ use faaso_admin::SecretStore;
 use faaso_schema::{FunkoName, SecretKey};
 
 use super::Global;
-use super::login::read_hidden;
+use super::login::read_hidden_lines;
 use crate::remote;
 
 /// Arguments of `faaso secret`.
@@ -28,7 +28,8 @@ pub enum SecretAction {
         funko: String,
         /// The key: the file name under /secrets/ inside the funko's containers.
         key: String,
-        /// The value; read from standard input (never echoed) when `-` or absent.
+        /// The value; read from standard input when `-` or absent (on a terminal: not echoed,
+        /// any number of lines, ended by Ctrl-D).
         value: Option<String>,
     },
     /// Remove a secret.
@@ -54,9 +55,16 @@ pub async fn run(global: &Global, args: SecretArgs) -> anyhow::Result<ExitCode> 
         SecretAction::Set { funko, key, value } => {
             let (name, secret_key) = parse(&funko, &key)?;
             let value = match value.as_deref() {
-                None | Some("-") => read_hidden(&format!("value of {funko}/{key}: "))?,
+                None | Some("-") => read_hidden_lines(&format!(
+                    "value of {funko}/{key} (not echoed; may span lines; end with Ctrl-D): "
+                ))?,
                 Some(value) => value.as_bytes().to_vec(),
             };
+            if value.is_empty() {
+                return Err(anyhow!(
+                    "the value of `{funko}/{key}` is empty; nothing was set (`faaso secret rm` removes a secret)"
+                ));
+            }
             match &remote {
                 Some(remote) => remote.set_secret(&funko, &key, value).await?,
                 None => store.set(&name, &secret_key, &value)?,

@@ -137,6 +137,7 @@ pub async fn run(global: &Global, args: ServerArgs) -> anyhow::Result<ExitCode> 
         docker: reconciler.engine().docker().clone(),
         namespace: global.namespace(),
         limits: UploadLimits::default(),
+        base_policy: global.base_policy(),
     });
     let proxy = super::proxy::bind(args.proxy.proxy_config(&global.state_dir)?, routes)
         .await?

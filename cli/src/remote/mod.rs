@@ -123,6 +123,17 @@ pub struct Scaled {
     pub to: u32,
 }
 
+/// `POST /admin/funkos/<name>/build`'s answer.
+#[derive(Debug, Deserialize)]
+pub struct Built {
+    /// The image.
+    pub image: String,
+    /// Whether it was built now (false: the tag existed).
+    pub built: bool,
+    /// How long it took on the server.
+    pub seconds: f64,
+}
+
 impl Remote {
     /// A client of `server` (a base URL as [`server_url`] makes it).
     pub fn new(server: &str, token: &str) -> anyhow::Result<Self> {
@@ -257,6 +268,38 @@ impl Remote {
     pub async fn remove_secret(&self, funko: &str, key: &str) -> anyhow::Result<()> {
         let request = self.request(Method::DELETE, &format!("/admin/secrets/{funko}/{key}"));
         self.send(request).await.map(drop)
+    }
+
+    /// Builds a funko's image on the server from its folder (a gzipped tar), rolling nothing out.
+    pub async fn build(&self, name: &str, archive: Vec<u8>) -> anyhow::Result<Built> {
+        let request = self
+            .request(Method::POST, &format!("/admin/funkos/{name}/build"))
+            .header(reqwest::header::CONTENT_TYPE, "application/gzip")
+            .body(archive);
+        self.json(request).await
+    }
+
+    /// Removes the images of a funko that has no instances (`faaso purge`); returns their tags.
+    pub async fn remove_images(&self, name: &str) -> anyhow::Result<Vec<String>> {
+        #[derive(Deserialize)]
+        struct Removed {
+            removed: Vec<String>,
+        }
+        let request = self.request(Method::DELETE, &format!("/admin/funkos/{name}/images"));
+        let view: Removed = self.json(request).await?;
+        Ok(view.removed)
+    }
+
+    /// The version of faaso the server runs.
+    pub async fn version(&self) -> anyhow::Result<String> {
+        #[derive(Deserialize)]
+        struct Version {
+            version: String,
+        }
+        let view: Version = self
+            .json(self.request(Method::GET, "/admin/version"))
+            .await?;
+        Ok(view.version)
     }
 
     /// Every funko's secret keys (never values).
