@@ -261,11 +261,15 @@ else
   [ -n "${FAASO_ALT:-}" ] && ORDER+=(faaso-alt)
 fi
 measured() { [[ " ${ORDER[*]} " == *" $1 "* ]]; }
+# One event loop per core, as nginx's `worker_processes auto` runs one worker per core: like
+# with like, whatever faaso's default (the defaults comparison below runs that).
 run_faaso() { # NAME PORT IMAGE [FLAGS...]
-  local name=$1 port=$2 image=$3
+  local name=$1 port=$2 image=$3 loops
   shift 3
+  loops=(--event-loops "$(nproc)")
+  [[ " $* " == *" --event-loops"* ]] && loops=()
   run_proxy "$name" "$port" -v /var/run/docker.sock:/var/run/docker.sock "$image" \
-    --network "$NET" --labels "$RUN" proxy --listen 0.0.0.0:8080 --no-access-log "$@"
+    --network "$NET" --labels "$RUN" proxy --listen 0.0.0.0:8080 --no-access-log "${loops[@]}" "$@"
 }
 # faaso always runs: the ratios and the route-update test are faaso's.
 run_faaso faaso 18181 "$IMG_FAASO"

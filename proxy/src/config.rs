@@ -31,8 +31,9 @@ pub struct ProxyConfig {
     /// Where access-log lines go.
     pub access_log_destination: AccessLogDestination,
     /// Event loops serving clients, each a thread of its own with its own idle connections to
-    /// instances, as nginx runs one worker per core: a request and its upstream exchange then
-    /// never cross threads.
+    /// instances: a request and its upstream exchange then never cross threads. Half the CPUs
+    /// by default (at least one): the funkos behind the proxy run on the same cores, and a loop
+    /// per core made the proxy's threads and the funkos' wait on each other (docs/PROXY.md).
     pub event_loops: usize,
 }
 
@@ -50,7 +51,12 @@ impl Default for ProxyConfig {
             access_log: true,
             access_log_format: AccessLogFormat::default(),
             access_log_destination: AccessLogDestination::default(),
-            event_loops: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            event_loops: default_event_loops(),
         }
     }
+}
+
+/// Half the CPUs this process may use, at least one.
+fn default_event_loops() -> usize {
+    (std::thread::available_parallelism().map_or(1, |n| n.get()) / 2).max(1)
 }

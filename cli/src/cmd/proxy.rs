@@ -106,7 +106,8 @@ pub struct ProxyArgs {
     /// per line, for log collectors).
     #[arg(long, env = "FAASO_ACCESS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub access_log_format: LogFormat,
-    /// Threads serving clients, each with its own event loop (default: one per CPU).
+    /// Threads serving clients, each with its own event loop (default: half the CPUs, at
+    /// least one; the funkos use the rest).
     #[arg(long, env = "FAASO_EVENT_LOOPS")]
     pub event_loops: Option<usize>,
 }
