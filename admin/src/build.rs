@@ -15,8 +15,8 @@ use faaso_reconciler::{BuildOutcome, build_image, image_tags};
 use faaso_schema::BuildContext;
 
 use crate::AdminState;
-use crate::funkos::{error, funko_name};
-use crate::upload::{read_body, refused, stage};
+use crate::funkos::error;
+use crate::upload::{named_archive, refused, stage};
 
 /// The route `/funkos/{name}/build`.
 pub(crate) fn routes() -> Router<Arc<AdminState>> {
@@ -29,13 +29,9 @@ async fn build(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let name = match funko_name(&name) {
-        Ok(name) => name,
+    let (name, compressed) = match named_archive(&state, &name, &headers, body).await {
+        Ok(named) => named,
         Err(response) => return response,
-    };
-    let compressed = match read_body(&headers, body, state.limits.max_compressed).await {
-        Ok(bytes) => bytes,
-        Err(e) => return refused(&name, e),
     };
     // Staged in a hidden folder of the funkos folder, like an upload (the reconciler never reads
     // hidden folders, and a crash leaves nothing a restart does not sweep), but never swapped in.

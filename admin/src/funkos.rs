@@ -12,6 +12,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use bollard::models::ContainerSummary;
 use bollard::query_parameters::{ListContainersOptionsBuilder, LogsOptionsBuilder};
 use faaso_schema::FunkoName;
 use futures_util::{Stream, StreamExt};
@@ -170,23 +171,9 @@ async fn logs(
         Ok(name) => name,
         Err(response) => return response,
     };
-    let ns = &state.namespace;
-    let filters = HashMap::from([(
-        "label",
-        vec![ns.managed_filter(), format!("{}={name}", ns.label("funko"))],
-    )]);
-    let options = ListContainersOptionsBuilder::new()
-        .all(true)
-        .filters(&filters)
-        .build();
-    let containers = match state.docker.list_containers(Some(options)).await {
+    let containers = match instances(&state, &name).await {
         Ok(containers) => containers,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_GATEWAY,
-                format!("cannot list instances: {e}"),
-            );
-        }
+        Err(response) => return response,
     };
     if containers.is_empty() {
         return error(
@@ -236,6 +223,32 @@ async fn events(
         Event::default().json_data(&event).ok().map(Ok)
     });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+/// The funko's managed containers, running or not; a 502 answer when Docker cannot list them.
+pub(crate) async fn instances(
+    state: &AdminState,
+    name: &FunkoName,
+) -> Result<Vec<ContainerSummary>, Response> {
+    let ns = &state.namespace;
+    let filters = HashMap::from([(
+        "label",
+        vec![ns.managed_filter(), format!("{}={name}", ns.label("funko"))],
+    )]);
+    let options = ListContainersOptionsBuilder::new()
+        .all(true)
+        .filters(&filters)
+        .build();
+    state
+        .docker
+        .list_containers(Some(options))
+        .await
+        .map_err(|e| {
+            error(
+                StatusCode::BAD_GATEWAY,
+                format!("cannot list instances: {e}"),
+            )
+        })
 }
 
 #[cfg(test)]

@@ -1,7 +1,6 @@
 //! `DELETE /admin/funkos/<name>/images`: removes a funko's images once it has no instances, the
 //! last half of `faaso purge` (the first is scaling it to 0).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -9,10 +8,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::delete;
 use axum::{Json, Router};
-use bollard::query_parameters::ListContainersOptionsBuilder;
 
 use crate::AdminState;
-use crate::funkos::{error, funko_name};
+use crate::funkos::{error, funko_name, instances};
 
 /// The route `/funkos/{name}/images`.
 pub(crate) fn routes() -> Router<Arc<AdminState>> {
@@ -27,33 +25,20 @@ async fn remove(State(state): State<Arc<AdminState>>, Path(name): Path<String>) 
     if !state.funkos_dir.join(name.as_str()).is_dir() {
         return error(StatusCode::NOT_FOUND, format!("there is no funko `{name}`"));
     }
-    let ns = &state.namespace;
-    let filters = HashMap::from([(
-        "label",
-        vec![ns.managed_filter(), format!("{}={name}", ns.label("funko"))],
-    )]);
-    let options = ListContainersOptionsBuilder::new()
-        .all(true)
-        .filters(&filters)
-        .build();
-    match state.docker.list_containers(Some(options)).await {
-        Ok(containers) if !containers.is_empty() => {
-            return error(
-                StatusCode::CONFLICT,
-                format!(
-                    "funko `{name}` still has {} instances; scale it to 0 first",
-                    containers.len()
-                ),
-            );
-        }
-        Ok(_) => {}
-        Err(e) => {
-            return error(
-                StatusCode::BAD_GATEWAY,
-                format!("cannot list instances: {e}"),
-            );
-        }
+    let containers = match instances(&state, &name).await {
+        Ok(containers) => containers,
+        Err(response) => return response,
+    };
+    if !containers.is_empty() {
+        return error(
+            StatusCode::CONFLICT,
+            format!(
+                "funko `{name}` still has {} instances; scale it to 0 first",
+                containers.len()
+            ),
+        );
     }
+    let ns = &state.namespace;
     match faaso_reconciler::remove_funko_images(&state.docker, ns, name.as_str()).await {
         Ok(removed) => {
             tracing::info!(funko = %name, images = removed.len(), "A funko's images were removed.");

@@ -195,6 +195,21 @@ pub struct Unpacked {
     pub bytes: u64,
 }
 
+/// The funko named in the path and the archive in the body (read up to the size limit), or the
+/// answer refusing them.
+pub(crate) async fn named_archive(
+    state: &AdminState,
+    name: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(FunkoName, Bytes), Response> {
+    let name = funko_name(name)?;
+    match read_body(headers, body, state.limits.max_compressed).await {
+        Ok(bytes) => Ok((name, bytes)),
+        Err(e) => Err(refused(&name, e)),
+    }
+}
+
 /// Routes for uploads.
 pub(crate) fn routes() -> Router<Arc<AdminState>> {
     Router::new().route("/funkos/{name}", put(upload))
@@ -206,13 +221,9 @@ async fn upload(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let name = match funko_name(&name) {
-        Ok(name) => name,
+    let (name, compressed) = match named_archive(&state, &name, &headers, body).await {
+        Ok(named) => named,
         Err(response) => return response,
-    };
-    let compressed = match read_body(&headers, body, state.limits.max_compressed).await {
-        Ok(bytes) => bytes,
-        Err(e) => return refused(&name, e),
     };
     let job = state.clone();
     let job_name = name.clone();
@@ -261,11 +272,7 @@ pub(crate) fn refused(name: &FunkoName, e: UploadError) -> Response {
 }
 
 /// The body, up to `max` bytes; a larger one is refused as soon as it is known to be larger.
-pub(crate) async fn read_body(
-    headers: &HeaderMap,
-    body: Body,
-    max: usize,
-) -> Result<Bytes, UploadError> {
+async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<Bytes, UploadError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())

@@ -82,6 +82,25 @@ fn wait_for(port: u16, path: &str, status: u16, within: Duration) {
     panic!("GET {path} answered {last:?}, not {status}, within {within:?}");
 }
 
+/// The global flags that keep a test's containers, labels and network its own.
+fn isolated<'a>(tag: &'a str, network: &'a str) -> [&'a str; 6] {
+    ["--network", network, "--prefix", tag, "--labels", tag]
+}
+
+/// Runs faaso with `args`; it must succeed.
+fn run_faaso(args: &[&str]) {
+    let output = Command::new(env!("CARGO_BIN_EXE_faaso"))
+        .args(args)
+        .output()
+        .expect("running faaso");
+    assert!(
+        output.status.success(),
+        "faaso {args:?}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
@@ -93,20 +112,7 @@ fn proxy_up_routes_discovered_containers_and_down_removes_it() {
     let _cleanup = Cleanup { tag: tag.clone() };
     let network = format!("{tag}-net");
     let port = free_port();
-    let faaso = |args: &[&str]| {
-        let mut all = vec!["--network", &network, "--prefix", &tag, "--labels", &tag];
-        all.extend(args);
-        let output = Command::new(env!("CARGO_BIN_EXE_faaso"))
-            .args(&all)
-            .output()
-            .expect("running faaso");
-        assert!(
-            output.status.success(),
-            "faaso {all:?}: {}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    };
+    let faaso = |args: &[&str]| run_faaso(&[&isolated(&tag, &network)[..], args].concat());
     let port_arg = port.to_string();
     faaso(&[
         "proxy",
@@ -200,27 +206,8 @@ fn proxy_up_logs_requests_to_docker_logs_or_a_file_reopened_on_sighup() {
     let port = free_port();
     let port_arg = port.to_string();
     let faaso = |args: &[&str]| {
-        let mut all = vec![
-            "--network",
-            &network,
-            "--prefix",
-            &tag,
-            "--labels",
-            &tag,
-            "--state-dir",
-            &state_dir,
-        ];
-        all.extend(args);
-        let output = Command::new(env!("CARGO_BIN_EXE_faaso"))
-            .args(&all)
-            .output()
-            .expect("running faaso");
-        assert!(
-            output.status.success(),
-            "faaso {all:?}: {}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let state = ["--state-dir", state_dir.as_str()];
+        run_faaso(&[&isolated(&tag, &network)[..], &state[..], args].concat());
     };
     let up = ["up", "--port", &port_arg, "--bind", "127.0.0.1"];
     let proxy = format!("{tag}-proxy");
