@@ -231,7 +231,7 @@ impl Shared {
     }
 }
 
-/// A poisoned batch is still a valid byte buffer: a panic while formatting loses one line.
+/// A poisoned batch is still a byte buffer (at worst holding half a line): the log goes on.
 fn lock(batch: &Mutex<Vec<u8>>) -> MutexGuard<'_, Vec<u8>> {
     batch
         .lock()
