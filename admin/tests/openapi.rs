@@ -651,14 +651,7 @@ async fn a_scale_is_any_json_integer_and_extra_properties_are_ignored() {
         (json!({"scale": 1e2}), 100),
     ] {
         assert!(validate(&schema, &body).is_ok(), "the schema allows {body}");
-        let bytes = serde_json::to_vec(&body).unwrap();
-        let request = authorized(
-            Method::POST,
-            "/admin/funkos/hello/scale",
-            "application/json",
-            bytes,
-        );
-        let answer = send(&app, request).await;
+        let answer = post_scale(&app, &body).await;
         assert_eq!(answer.status(), StatusCode::ACCEPTED, "{body}");
         let answer: Value =
             serde_json::from_slice(&answer.into_body().collect().await.unwrap().to_bytes())
@@ -679,16 +672,21 @@ async fn a_scale_is_any_json_integer_and_extra_properties_are_ignored() {
             validate(&schema, &body).is_err(),
             "the schema refuses {body}"
         );
-        let bytes = serde_json::to_vec(&body).unwrap();
-        let request = authorized(
-            Method::POST,
-            "/admin/funkos/hello/scale",
-            "application/json",
-            bytes,
-        );
-        let answer = send(&app, request).await;
+        let answer = post_scale(&app, &body).await;
         assert_eq!(answer.status(), StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     }
+}
+
+/// `POST /admin/funkos/hello/scale` with `body`, authorized.
+async fn post_scale(app: &axum::Router, body: &Value) -> Response<Body> {
+    let bytes = serde_json::to_vec(body).unwrap();
+    let request = authorized(
+        Method::POST,
+        "/admin/funkos/hello/scale",
+        "application/json",
+        bytes,
+    );
+    send(app, request).await
 }
 
 /// Regression: a secret set with no body answered 204 and stored an empty value.

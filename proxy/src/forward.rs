@@ -79,36 +79,31 @@ impl Forwarder {
         // keeps the funko's name at hand without allocating it.
         let uri = req.uri().clone();
         let Some((funko, rest)) = prefix::split(uri.path()) else {
-            let response = answer::error(
-                StatusCode::NOT_FOUND,
+            return self.not_found(
+                &req,
+                "",
                 "no funko at this path; funkos are served under /funko/<name>/",
+                started,
             );
-            self.metrics.unrouted.observe(404, started.elapsed());
-            self.log(&req, "", &response, None, started);
-            return response;
         };
         let Some(route) = self.routes.load().get(funko).cloned() else {
-            let response =
-                answer::error(StatusCode::NOT_FOUND, &format!("unknown funko '{funko}'"));
-            self.metrics.unrouted.observe(404, started.elapsed());
-            self.log(&req, funko, &response, None, started);
-            return response;
+            return self.not_found(&req, funko, &format!("unknown funko '{funko}'"), started);
         };
         let path_and_query = prefix::upstream_path_and_query(rest, uri.query());
         let method = self.access_log.is_some().then(|| req.method().clone());
         let (response, instance) = self
             .to_route(&route, funko, path_and_query, req, client, started)
             .await;
-        route
-            .stats
-            .observe(response.status().as_u16(), started.elapsed());
+        // One reading of the clock serves the metrics and the log line.
+        let (status, elapsed) = (response.status().as_u16(), started.elapsed());
+        route.stats.observe(status, elapsed);
         if let (Some(log), Some(method)) = (&self.access_log, method) {
             log.record(&Entry {
                 method: &method,
                 uri: &uri,
                 funko,
-                status: response.status().as_u16(),
-                micros: started.elapsed().as_micros() as u64,
+                status,
+                micros: elapsed.as_micros() as u64,
                 instance,
                 request_id: response
                     .headers()
@@ -289,26 +284,29 @@ impl Forwarder {
         }
     }
 
-    /// Logs one access-log line for a request answered without reaching a route.
-    fn log(
+    /// The 404 of a request that reaches no route, counted and logged as such.
+    fn not_found(
         &self,
         req: &Request<Incoming>,
         funko: &str,
-        response: &Response<ProxyBody>,
-        instance: Option<SocketAddr>,
+        message: &str,
         started: Instant,
-    ) {
+    ) -> Response<ProxyBody> {
+        let response = answer::error(StatusCode::NOT_FOUND, message);
+        let elapsed = started.elapsed();
+        self.metrics.unrouted.observe(404, elapsed);
         if let Some(log) = &self.access_log {
             log.record(&Entry {
                 method: req.method(),
                 uri: req.uri(),
                 funko,
-                status: response.status().as_u16(),
-                micros: started.elapsed().as_micros() as u64,
-                instance,
+                status: 404,
+                micros: elapsed.as_micros() as u64,
+                instance: None,
                 request_id: "",
             });
         }
+        response
     }
 }
 
