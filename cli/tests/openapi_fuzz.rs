@@ -38,13 +38,21 @@ async fn the_admin_api_answers_as_its_openapi_description_says_under_fuzzing() {
     // A funko to aim at: the description's example name.
     // Put back whenever the fuzzer deletes it, so later cases reach more than a 404.
     let funkos = server.funkos();
+    let staging = server.tmp.path().join("staging");
     let done = Arc::new(AtomicBool::new(false));
     let keeper = {
         let done = done.clone();
         std::thread::spawn(move || {
             while !done.load(Ordering::Relaxed) {
                 if !funkos.join("hello/funko.yml").is_file() {
-                    write_funko(&funkos, "hello", HELLO);
+                    // Written aside and renamed in, so a request never meets a half-written
+                    // folder (one without its funko.yml is rightly refused with a 422).
+                    let staged = write_funko(&staging, "hello", HELLO);
+                    if std::fs::rename(&staged, funkos.join("hello")).is_err() {
+                        // Something else is there: complete it in place.
+                        let _ = std::fs::remove_dir_all(&staged);
+                        write_funko(&funkos, "hello", HELLO);
+                    }
                 }
                 std::thread::sleep(Duration::from_millis(200));
             }
