@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use faaso_reconciler::{BuildOutcome, build_image, image_tags};
+use faaso_reconciler::BuildOutcome;
 use faaso_schema::BuildContext;
 
 use crate::AdminState;
@@ -57,7 +57,7 @@ async fn build(
         Ok(funko) => funko,
         Err(problem) => return error(StatusCode::UNPROCESSABLE_ENTITY, problem.message),
     };
-    let images = match image_tags(&state.docker).await {
+    let images = match state.engine.image_tags().await {
         Ok(images) => images,
         Err(e) => return error(StatusCode::BAD_GATEWAY, e.to_string()),
     };
@@ -70,10 +70,12 @@ async fn build(
     let image = state
         .namespace
         .image_ref(&funko.spec.name, &context.content_hash());
-    let outcome = build_image(&state.docker, &state.namespace, &context, &image, |line| {
-        tracing::debug!(funko = %name, line, "build output");
-    })
-    .await;
+    let outcome = state
+        .engine
+        .build_image(&context, &image, |line| {
+            tracing::debug!(funko = %name, line, "build output");
+        })
+        .await;
     drop(staging);
     match outcome {
         Ok(outcome) => {

@@ -1,6 +1,5 @@
 //! The funko routes: status, delete, scale, logs, and the event stream.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,8 +11,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use bollard::models::ContainerSummary;
-use bollard::query_parameters::{ListContainersOptionsBuilder, LogsOptionsBuilder};
+use faaso_reconciler::{Backend, Instance, LogOptions};
 use faaso_schema::FunkoName;
 use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
@@ -171,37 +169,31 @@ async fn logs(
         Ok(name) => name,
         Err(response) => return response,
     };
-    let containers = match instances(&state, &name).await {
-        Ok(containers) => containers,
-        Err(response) => return response,
+    let options = LogOptions {
+        tail: Some(u64::from(query.tail.unwrap_or(100))),
+        follow: matches!(query.follow.as_deref(), Some("1" | "true" | "yes")),
     };
-    if containers.is_empty() {
+    let logs = match state.engine.logs(name.as_str(), options).await {
+        Ok(logs) => logs,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_GATEWAY,
+                format!("cannot list instances: {e}"),
+            );
+        }
+    };
+    if logs.is_empty() {
         return error(
             StatusCode::NOT_FOUND,
             format!("funko `{name}` has no instances"),
         );
     }
-    let follow = matches!(query.follow.as_deref(), Some("1" | "true" | "yes"));
-    let tail = query.tail.unwrap_or(100).to_string();
-    let docker = state.docker.clone();
-    let streams = containers.into_iter().map(move |c| {
-        let instance = c
-            .names
-            .and_then(|n| n.into_iter().next())
-            .unwrap_or_default()
-            .trim_start_matches('/')
-            .to_owned();
-        let options = LogsOptionsBuilder::new()
-            .stdout(true)
-            .stderr(true)
-            .follow(follow)
-            .tail(&tail)
-            .build();
-        docker
-            .logs(c.id.as_deref().unwrap_or_default(), Some(options))
+    let streams = logs.into_iter().map(|log| {
+        let instance = log.instance;
+        log.output
             .filter_map(move |chunk| {
-                let text = chunk.ok().map(|c| {
-                    String::from_utf8_lossy(&c.into_bytes())
+                let text = chunk.ok().map(|chunk| {
+                    String::from_utf8_lossy(&chunk)
                         .lines()
                         .map(|line| format!("{instance} | {line}\n"))
                         .collect::<String>()
@@ -225,23 +217,14 @@ async fn events(
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
-/// The funko's managed containers, running or not; a 502 answer when Docker cannot list them.
+/// The funko's instances, running or not; a 502 answer when the engine cannot list them.
 pub(crate) async fn instances(
     state: &AdminState,
     name: &FunkoName,
-) -> Result<Vec<ContainerSummary>, Response> {
-    let ns = &state.namespace;
-    let filters = HashMap::from([(
-        "label",
-        vec![ns.managed_filter(), format!("{}={name}", ns.label("funko"))],
-    )]);
-    let options = ListContainersOptionsBuilder::new()
-        .all(true)
-        .filters(&filters)
-        .build();
+) -> Result<Vec<Instance>, Response> {
     state
-        .docker
-        .list_containers(Some(options))
+        .engine
+        .funko_instances(name.as_str())
         .await
         .map_err(|e| {
             error(

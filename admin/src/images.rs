@@ -38,8 +38,7 @@ async fn remove(State(state): State<Arc<AdminState>>, Path(name): Path<String>) 
             ),
         );
     }
-    let ns = &state.namespace;
-    match faaso_reconciler::remove_funko_images(&state.docker, ns, name.as_str()).await {
+    match state.engine.remove_funko_images(name.as_str()).await {
         Ok(removed) => {
             tracing::info!(funko = %name, images = removed.len(), "A funko's images were removed.");
             Json(serde_json::json!({ "funko": name.as_str(), "removed": removed })).into_response()

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
-use faaso_reconciler::{BasePolicy, Docker, Namespace, Trigger};
+use faaso_reconciler::{BasePolicy, DockerEngine, Namespace, Trigger};
 use tokio::sync::{broadcast, mpsc};
 
 pub use auth::{Token, TokenError};
@@ -38,8 +38,8 @@ pub struct AdminState {
     pub board: StatusBoard,
     /// Asks the reconciler for a pass now (the file watcher would notice too, a bit later).
     pub trigger: mpsc::UnboundedSender<Trigger>,
-    /// Docker, for instance logs.
-    pub docker: Docker,
+    /// The engine, for instance logs, builds and images.
+    pub engine: DockerEngine,
     /// The names and labels of this faaso's containers.
     pub namespace: Namespace,
     /// Limits on uploaded funkos.

@@ -172,8 +172,8 @@ fn funko_statuses() -> Vec<FunkoStatus> {
 }
 
 /// The app: funko `hello` in the funkos folder, secret `hello/api-key`, a pass on the board
-/// with `funko_statuses()`, and a Docker client never connected unless a logs request asks it.
-fn fixture() -> (axum::Router, tempfile::TempDir) {
+/// with `funko_statuses()`, and the Docker backend in the test's namespace.
+async fn fixture() -> (axum::Router, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let (funkos, secrets) = (dir.path().join("funkos"), dir.path().join("secrets"));
     let write = |path: std::path::PathBuf, text: &str| {
@@ -192,7 +192,9 @@ fn fixture() -> (axum::Router, tempfile::TempDir) {
         token: Token::new(TOKEN).unwrap(),
         board,
         trigger: mpsc::unbounded_channel().0,
-        docker: bollard::Docker::connect_with_local_defaults().unwrap(),
+        engine: faaso_reconciler::DockerEngine::connect(namespace())
+            .await
+            .expect("a Docker engine must answer"),
         namespace: namespace(),
         limits: UploadLimits::default(),
         base_policy: faaso_reconciler::BasePolicy::Local,
@@ -345,7 +347,8 @@ impl Drop for RemoveBuiltImages {
                 .enable_all()
                 .build();
             runtime.ok()?.block_on(async {
-                let docker = faaso_reconciler::connect().await.ok()?;
+                let docker = bollard::Docker::connect_with_defaults().ok()?;
+                let docker = docker.negotiate_version().await.ok()?;
                 let filters = std::collections::HashMap::from([("label", vec![label])]);
                 let options = bollard::query_parameters::ListImagesOptionsBuilder::new()
                     .filters(&filters)
@@ -373,7 +376,7 @@ async fn every_operation_is_routed_secured_and_answers_as_documented() {
     ];
     for op in operations() {
         for (variant, value, token) in variants {
-            let (app, _dir) = fixture();
+            let (app, _dir) = fixture().await;
             let request = request(&op, value, token);
             let label = format!("{} [{variant}: {}]", op.label, request.uri());
             let answer = send(&app, request).await;
@@ -404,7 +407,7 @@ async fn every_operation_is_routed_secured_and_answers_as_documented() {
 
 #[tokio::test]
 async fn undocumented_methods_answer_405_allowing_exactly_the_documented_ones() {
-    let (app, _dir) = fixture();
+    let (app, _dir) = fixture().await;
     for path in SPEC["paths"].as_object().unwrap().keys() {
         let documented = methods(path);
         let mut allowed: BTreeSet<String> = documented.iter().map(|m| m.to_uppercase()).collect();
@@ -585,7 +588,7 @@ fn authorized(method: Method, uri: &str, content_type: &str, body: Vec<u8>) -> R
 /// parsed, the event schema.
 #[tokio::test]
 async fn the_event_stream_sends_what_its_schema_describes() {
-    let (app, _dir) = fixture();
+    let (app, _dir) = fixture().await;
     let subscribe = Request::builder()
         .uri("/admin/events")
         .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
@@ -642,7 +645,7 @@ async fn the_event_stream_sends_what_its_schema_describes() {
 /// does not name are allowed; both were refused with 422.
 #[tokio::test]
 async fn a_scale_is_any_json_integer_and_extra_properties_are_ignored() {
-    let (app, dir) = fixture();
+    let (app, dir) = fixture().await;
     let spec = dir.path().join("funkos/hello/funko.yml");
     let schema = component("ScaleRequest");
     for (body, scale) in [
@@ -692,7 +695,7 @@ async fn post_scale(app: &axum::Router, body: &Value) -> Response<Body> {
 /// Regression: a secret set with no body answered 204 and stored an empty value.
 #[tokio::test]
 async fn a_secret_without_a_value_is_refused_and_nothing_is_stored() {
-    let (app, dir) = fixture();
+    let (app, dir) = fixture().await;
     let op = Operation::new("/admin/secrets/{funko}/{key}", "put");
     for (uri, file) in [
         ("/admin/secrets/hello/fresh", "secrets/hello/fresh"),

@@ -38,7 +38,9 @@ async fn server_with(limits: UploadLimits) -> Server {
         token: Token::new(TOKEN).unwrap(),
         board: StatusBoard::default(),
         trigger,
-        docker: faaso_reconciler::connect().await.unwrap(),
+        engine: faaso_reconciler::DockerEngine::connect(Namespace::default())
+            .await
+            .unwrap(),
         namespace: Namespace::default(),
         limits,
         base_policy: faaso_reconciler::BasePolicy::Local,

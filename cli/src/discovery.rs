@@ -6,24 +6,14 @@
 //! with backoff; the route table keeps serving what it had meanwhile.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use bollard::Docker;
-use bollard::models::{ContainerSummary, ContainerSummaryStateEnum};
-use bollard::query_parameters::{EventsOptionsBuilder, ListContainersOptionsBuilder};
 use faaso_proxy::{Candidate, FunkoSettings, HealthChecker, InstanceId};
-use faaso_reconciler::Namespace;
+use faaso_reconciler::{Backend, DockerEngine, Instance, InstanceState, Namespace};
 use faaso_schema::FunkoName;
 use futures_util::StreamExt;
 use tokio::time::Instant;
 use tracing::{debug, warn};
-
-/// Every funko listens here inside its container.
-pub const FUNKO_PORT: u16 = 3000;
-
-/// The proxy's own container; it is on the network and named like a funko, but is none.
-pub const PROXY_CONTAINER: &str = "faaso-proxy";
 
 /// Where and how often discovery looks.
 #[derive(Clone, Debug)]
@@ -57,8 +47,9 @@ impl DockerDiscovery {
         let mut failures = 0u32;
         loop {
             let started = Instant::now();
-            let error = match faaso_reconciler::connect().await {
-                Ok(docker) => self.follow(&docker).await,
+            let engine = DockerEngine::connect(self.config.namespace.clone()).await;
+            let error = match engine {
+                Ok(engine) => self.follow(&engine).await,
                 Err(err) => anyhow::Error::new(err),
             };
             // A connection that held for a while was a success: start the backoff afresh.
@@ -72,149 +63,76 @@ impl DockerDiscovery {
         }
     }
 
-    /// Lists and follows events until the engine fails; returns why it stopped.
-    async fn follow(&self, docker: &Docker) -> anyhow::Error {
-        let filters: HashMap<&str, Vec<&str>> = HashMap::from([
-            ("type", vec!["container", "network"]),
-            (
-                "event",
-                vec![
-                    "start",
-                    "die",
-                    "destroy",
-                    "stop",
-                    "kill",
-                    "pause",
-                    "unpause",
-                    "rename",
-                    "health_status",
-                    "connect",
-                    "disconnect",
-                ],
-            ),
-        ]);
+    /// Lists and follows changes until the engine fails; returns why it stopped.
+    async fn follow(&self, engine: &DockerEngine) -> anyhow::Error {
         // Subscribe before listing, so nothing that happens in between is missed.
-        let mut events = docker.events(Some(
-            EventsOptionsBuilder::default().filters(&filters).build(),
-        ));
-        if let Err(err) = self.sync(docker).await {
+        let mut changes = engine.changes();
+        if let Err(err) = self.sync(engine).await {
             return err;
         }
         let mut resync = tokio::time::interval(self.config.resync);
         resync.reset();
         loop {
             tokio::select! {
-                event = events.next() => match event {
-                    Some(Ok(event)) => {
-                        debug!(action = ?event.action, "A Docker event arrived; listing again.");
+                change = changes.next() => match change {
+                    Some(Ok(change)) => {
+                        debug!(?change, "The engine changed; listing again.");
                         // Coalesce a burst (e.g. die + stop + destroy) into one relist.
-                        while let Some(Some(Ok(_))) = futures_util::FutureExt::now_or_never(events.next()) {}
+                        while let Some(Some(Ok(_))) = futures_util::FutureExt::now_or_never(changes.next()) {}
                     }
-                    Some(Err(err)) => return anyhow::Error::new(err).context("reading Docker events"),
-                    None => return anyhow::anyhow!("the Docker event stream ended"),
+                    Some(Err(err)) => return anyhow::Error::new(err).context("reading the engine's changes"),
+                    None => return anyhow::anyhow!("the engine's change stream ended"),
                 },
                 _ = resync.tick() => debug!("Periodic resync."),
             }
-            if let Err(err) = self.sync(docker).await {
+            if let Err(err) = self.sync(engine).await {
                 return err;
             }
         }
     }
 
-    /// Lists running containers once and declares every funko found.
-    pub async fn sync(&self, docker: &Docker) -> anyhow::Result<()> {
-        let options = ListContainersOptionsBuilder::default().all(false).build();
-        let containers = docker
-            .list_containers(Some(options))
+    /// Lists running instances once and declares every funko found.
+    pub async fn sync(&self, engine: &DockerEngine) -> anyhow::Result<()> {
+        let instances = engine
+            .running_instances()
             .await
             .map_err(|err| anyhow::Error::new(err).context("listing containers"))?;
-        let funkos = candidates(&containers, &self.config);
+        let funkos = candidates(&instances, self.config.default_timeout);
         debug!(funkos = funkos.len(), "Listed the funko containers.");
         self.health.sync(funkos);
         Ok(())
     }
 }
 
-/// The funkos among `containers`: managed ones by their labels, others by the zero-magic name
-/// `<prefix>-<funko>`; only running containers on the network, never the proxy itself.
-///
-/// Not the reconciler's `observe`: that one asks which containers faaso created (only those
-/// it may stop, so it also wants the instance label) and lists images too; routing wants every
-/// container that declares a funko, and must not wait for an image list.
-pub fn candidates(containers: &[ContainerSummary], config: &DiscoveryConfig) -> FunkoCandidates {
-    let ns = &config.namespace;
+/// The funkos among `instances` as the proxy's candidates: every running one with an address
+/// on the network and a valid funko name, managed or zero-magic alike; the health checker
+/// routes them once they answer. Proxy mode and server mode both route through this.
+pub fn candidates(instances: &[Instance], default_timeout: Duration) -> FunkoCandidates {
     let mut funkos = FunkoCandidates::new();
-    for container in containers {
-        let Some(id) = container.id.as_deref() else {
+    for instance in instances {
+        let Some(addr) = instance.addr() else {
             continue;
         };
-        if container
-            .state
-            .is_some_and(|s| s != ContainerSummaryStateEnum::RUNNING)
-        {
+        if instance.state != InstanceState::Running {
             continue;
         }
-        let name = container
-            .names
-            .iter()
-            .flatten()
-            .map(|n| n.trim_start_matches('/'))
-            .next()
-            .unwrap_or_default();
-        if name == PROXY_CONTAINER || name == format!("{}-proxy", ns.prefix) {
+        if FunkoName::new(&instance.funko).is_err() {
+            debug!(container = %instance.name, "A container on the network is no funko.");
             continue;
         }
-        let Some(ip) = network_ip(container, &ns.network) else {
-            continue;
+        let settings = FunkoSettings {
+            request_timeout: instance.timeout.unwrap_or(default_timeout),
         };
-        let labels = container.labels.clone().unwrap_or_default();
-        let managed = labels
-            .get(&ns.label("managed"))
-            .is_some_and(|v| v == "true");
-        let funko = if managed {
-            labels.get(&ns.label("funko")).cloned()
-        } else {
-            name.strip_prefix(&format!("{}-", ns.prefix))
-                .map(str::to_owned)
-        };
-        let Some(funko) = funko.filter(|f| FunkoName::new(f).is_ok()) else {
-            debug!(container = %name, "A container on the network is no funko.");
-            continue;
-        };
-        let timeout = labels
-            .get(&ns.label("timeout"))
-            .and_then(|t| humantime::parse_duration(t).ok())
-            .unwrap_or(config.default_timeout);
-        let health_path = labels
-            .get(&ns.label("health-path"))
-            .filter(|p| p.starts_with('/'))
-            .cloned()
-            .unwrap_or_else(|| "/ping".to_owned());
-        let entry = funkos.entry(funko).or_insert_with(|| {
-            (
-                FunkoSettings {
-                    request_timeout: timeout,
-                },
-                Vec::new(),
-            )
-        });
+        let entry = funkos
+            .entry(instance.funko.clone())
+            .or_insert_with(|| (settings, Vec::new()));
         entry.1.push(Candidate {
-            id: InstanceId::new(id),
-            addr: SocketAddr::new(ip, FUNKO_PORT),
-            health_path,
+            id: InstanceId::new(instance.id.as_str()),
+            addr,
+            health_path: instance.health_path.clone(),
         });
     }
     funkos
-}
-
-fn network_ip(container: &ContainerSummary, network: &str) -> Option<IpAddr> {
-    let settings = container
-        .network_settings
-        .as_ref()?
-        .networks
-        .as_ref()?
-        .get(network)?;
-    settings.ip_address.as_deref()?.parse().ok()
 }
 
 /// 100 ms doubling to 10 s, with up to 25 % jitter so many proxies do not retry in step.
@@ -231,44 +149,36 @@ fn backoff(failures: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bollard::models::{ContainerSummaryNetworkSettings, EndpointSettings};
+    use faaso_reconciler::{Listed, read_instance};
 
-    fn config() -> DiscoveryConfig {
-        DiscoveryConfig {
-            namespace: Namespace::default(),
-            resync: Duration::from_secs(10),
-            default_timeout: Duration::from_secs(30),
-        }
+    /// The instances a listing of these containers reads as (the engine reports an address
+    /// only on the namespace's network).
+    fn read(containers: &[Listed]) -> Vec<Instance> {
+        let ns = Namespace::default();
+        containers
+            .iter()
+            .filter_map(|c| read_instance(c.clone(), &ns))
+            .collect()
     }
 
-    fn container(name: &str, ip: &str, network: &str, labels: &[(&str, &str)]) -> ContainerSummary {
-        ContainerSummary {
-            id: Some(format!("id-{name}")),
-            names: Some(vec![format!("/{name}")]),
-            state: Some(ContainerSummaryStateEnum::RUNNING),
-            labels: Some(
-                labels
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            ),
-            network_settings: Some(ContainerSummaryNetworkSettings {
-                networks: Some(HashMap::from([(
-                    network.to_owned(),
-                    EndpointSettings {
-                        ip_address: Some(ip.to_owned()),
-                        ..Default::default()
-                    },
-                )])),
-            }),
-            ..Default::default()
+    fn container(name: &str, ip: &str, network: &str, labels: &[(&str, &str)]) -> Listed {
+        Listed {
+            id: format!("id-{name}"),
+            name: name.to_owned(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            image: "some-image".to_owned(),
+            state: InstanceState::Running,
+            ip: (network == Namespace::default().network).then(|| ip.parse().unwrap()),
         }
     }
 
     #[test]
     fn managed_containers_are_found_by_label_and_others_by_name() {
         let found = candidates(
-            &[
+            &read(&[
                 container(
                     "faaso-hello-1",
                     "10.0.0.2",
@@ -290,8 +200,8 @@ mod tests {
                 container("faaso-elsewhere", "10.1.0.4", "other-net", &[]),
                 container("postgres", "10.0.0.6", "faaso-net", &[]),
                 container("faaso-Bad_Name", "10.0.0.7", "faaso-net", &[]),
-            ],
-            &config(),
+            ]),
+            Duration::from_secs(30),
         );
         let mut names: Vec<_> = found.keys().cloned().collect();
         names.sort();
@@ -307,8 +217,8 @@ mod tests {
     #[test]
     fn stopped_containers_are_not_candidates() {
         let mut stopped = container("faaso-hello", "10.0.0.2", "faaso-net", &[]);
-        stopped.state = Some(ContainerSummaryStateEnum::EXITED);
-        assert!(candidates(&[stopped], &config()).is_empty());
+        stopped.state = InstanceState::Stopped;
+        assert!(candidates(&read(&[stopped]), Duration::from_secs(30)).is_empty());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::model::{InstanceState, Observed};
+use crate::observe::{InstanceState, Observed};
 
 /// The ids of containers seen to die and not yet seen stopped; cheap to clone and share.
 #[derive(Debug, Clone, Default)]
@@ -47,7 +47,7 @@ impl Deaths {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Instance;
+    use crate::observe::Instance;
 
     fn instance(id: &str, state: InstanceState) -> Instance {
         Instance {
@@ -61,7 +61,7 @@ mod tests {
             state,
             ip: None,
             timeout: None,
-            health_path: None,
+            health_path: "/ping".to_owned(),
         }
     }
 

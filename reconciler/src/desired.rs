@@ -1,13 +1,12 @@
-//! Reading the funkos folder into the desired state, with everything the executor needs to
-//! build images and create containers.
+//! What should run: the funkos folder read into the desired state, with everything the
+//! executor needs to build images and start instances.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use faaso_schema::{BaseChoice, BuildContext, Funko, Problem, Runtime};
+use faaso_schema::{BaseChoice, BuildContext, Funko, Problem, Runtime, Spec};
+use serde::Serialize;
 
-use crate::container::config_hash;
-use crate::model::{Desired, DesiredFunko};
 use crate::namespace::Namespace;
 
 /// Which base image a runtime builds on.
@@ -39,6 +38,30 @@ impl BasePolicy {
             },
         }
     }
+}
+
+/// One valid funko as the planner needs it: which image, which container config, how many.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DesiredFunko {
+    /// The funko's name.
+    pub name: String,
+    /// The image reference its instances run (`<prefix>-<name>:<content hash>`).
+    pub image: String,
+    /// The hash of everything that needs a new container (image, env, secrets, resources), not
+    /// the scale: a scale change must never recreate the instances that stay.
+    pub config_hash: String,
+    /// How many instances should run.
+    pub scale: u32,
+}
+
+/// The desired state: every valid funko, and the names of funkos to leave alone (an invalid
+/// funko.yml, or content that already failed and has not changed).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Desired {
+    /// Valid funkos by name.
+    pub funkos: BTreeMap<String, DesiredFunko>,
+    /// Funkos whose running instances must not be touched this pass.
+    pub held: BTreeSet<String>,
 }
 
 /// A secret file mounted into a funko's instances.
@@ -168,6 +191,38 @@ fn prepare(
     })
 }
 
+/// The hash of everything that needs a new container; the scale is deliberately left out.
+pub fn config_hash(
+    spec: &Spec,
+    image: &str,
+    secrets: &[SecretMount],
+    namespace: &Namespace,
+) -> String {
+    let h = &spec.hardening;
+    let env: Vec<(&str, &str)> = spec
+        .env
+        .iter()
+        .map(|(k, v)| (k.0.as_str(), v.0.as_str()))
+        .collect();
+    let secrets: Vec<(&str, &str)> = secrets
+        .iter()
+        .map(|s| (s.key.as_str(), s.version.as_str()))
+        .collect();
+    let identity = serde_json::json!({
+        "image": image,
+        "env": env,
+        "secrets": secrets,
+        "memory": spec.resources.memory.map(|m| m.0),
+        "cpus": spec.resources.cpus.map(|c| c.nano_cpus()),
+        "network": namespace.network,
+        "timeout": spec.timeout.0.as_millis() as u64,
+        "health_path": spec.healthcheck.path,
+        "hardening": [h.read_only, h.drop_capabilities, h.no_new_privileges],
+        "pids_limit": h.pids_limit,
+    });
+    short_hash(identity.to_string().as_bytes())
+}
+
 /// The first 12 hex digits of the SHA-256 of `bytes`.
 pub(crate) fn short_hash(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
@@ -181,4 +236,38 @@ fn folder_of(file: &Path, dir: &Path) -> String {
         .and_then(|rest| rest.components().next())
         .map(|c| c.as_os_str().to_string_lossy().into_owned())
         .unwrap_or_else(|| file.display().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(yaml: &str) -> Spec {
+        faaso_schema::parse_spec(yaml).unwrap()
+    }
+
+    #[test]
+    fn scale_does_not_change_the_config_hash_but_env_does() {
+        let ns = Namespace::default();
+        let one = config_hash(&spec("name: a\nscale: 1\n"), "img:1", &[], &ns);
+        let five = config_hash(&spec("name: a\nscale: 5\n"), "img:1", &[], &ns);
+        let env = config_hash(&spec("name: a\nenv: {A: b}\n"), "img:1", &[], &ns);
+        let image = config_hash(&spec("name: a\n"), "img:2", &[], &ns);
+        assert_eq!(one, five);
+        assert_ne!(one, env);
+        assert_ne!(one, image);
+    }
+
+    #[test]
+    fn a_changed_secret_value_changes_the_config_hash() {
+        let ns = Namespace::default();
+        let secret = |version: &str| SecretMount {
+            key: "k".into(),
+            host_path: "/s/k".into(),
+            version: version.into(),
+        };
+        let a = config_hash(&spec("name: a\n"), "i", &[secret("1")], &ns);
+        let b = config_hash(&spec("name: a\n"), "i", &[secret("2")], &ns);
+        assert_ne!(a, b);
+    }
 }

@@ -1,38 +1,45 @@
-//! faaso's reconciler: what runs now (Docker), what should run (the funkos folder), and making
-//! the first match the second.
+//! faaso's reconciler: what runs now (`observe`), what should run (`desired`), what to do about
+//! it (`plan`) and doing it (`execute`), on any engine behind the [`Backend`] boundary; the
+//! Docker backend is in `docker/`.
 #![forbid(unsafe_code)]
 
-mod container;
+mod backend;
 mod deaths;
 mod desired;
 mod docker;
-mod docker_engine;
-mod engine;
-mod failed_build;
+mod execute;
 mod failures;
-mod image;
-mod model;
+mod listener;
 mod namespace;
+mod observe;
 mod plan;
 mod probe;
 mod prune;
 mod reconcile;
+mod report;
+mod status;
 pub mod twin;
 mod watch;
 
-pub use bollard::Docker;
-pub use container::{FUNKO_PORT, config_hash, container_config, container_name};
+pub use backend::{
+    Backend, Change, EngineError, InstanceLog, LogOptions, Started, StepFailure, StepInfo,
+};
 pub use deaths::Deaths;
-pub use desired::{BasePolicy, DesiredState, Prepared, SecretMount, load_desired, secret_path};
-pub use docker::{DockerError, connect};
-pub use docker_engine::DockerEngine;
-pub use engine::{Engine, Started};
+pub use desired::{
+    BasePolicy, Desired, DesiredFunko, DesiredState, Prepared, SecretMount, config_hash,
+    load_desired, secret_path,
+};
+pub use docker::{BuildOutcome, DockerEngine, DockerError};
+pub use execute::Containers;
 pub use failures::{Failure, Failures};
-pub use image::{BuildOutcome, build_image, image_exists, image_tags, remove_funko_images};
-pub use model::{Desired, DesiredFunko, Instance, InstanceState, Observed};
+pub use listener::{Listener, Quiet};
 pub use namespace::Namespace;
+pub use observe::{
+    DEFAULT_HEALTH_PATH, FUNKO_PORT, Instance, InstanceState, Listed, Observed, read_instance,
+};
 pub use plan::{InstanceRef, RemoveReason, Step, plan};
 pub use probe::probe;
 pub use prune::{BuiltImage, images_to_remove};
-pub use reconcile::{FunkoStatus, Listener, PassReport, Quiet, Reconciler, Settings};
+pub use reconcile::{ReconcileError, Reconciler, Settings};
+pub use report::{FunkoStatus, PassReport};
 pub use watch::{Trigger, Triggers, WatchTiming, watch};

@@ -40,6 +40,12 @@ impl Namespace {
         format!("{}:{content_hash}", self.image_repository(funko))
     }
 
+    /// The name of faaso's own proxy (or server) container: on the network and named like a
+    /// funko, but none.
+    pub fn proxy_container(&self) -> String {
+        format!("{}-proxy", self.prefix)
+    }
+
     /// The label filter matching everything this namespace manages.
     pub fn managed_filter(&self) -> String {
         format!("{}=true", self.label("managed"))

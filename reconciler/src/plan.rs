@@ -1,10 +1,13 @@
-//! `plan`: the pure function from (desired, observed) to the steps that make them agree.
+//! What to do about it: the container planner, the pure function from (desired, observed) to
+//! the steps that make numbered containers on one engine agree with the funkos folder.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::model::{Desired, DesiredFunko, Instance, InstanceState, Observed};
+use crate::backend::StepInfo;
+use crate::desired::{Desired, DesiredFunko};
+use crate::observe::{Instance, InstanceState, Observed};
 
 /// A container the plan refers to.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -68,14 +71,42 @@ pub enum Step {
     },
 }
 
-impl Step {
-    /// The funko the step acts on.
-    pub fn funko(&self) -> &str {
+impl StepInfo for Step {
+    fn funko(&self) -> &str {
         match self {
             Step::Build { funko, .. }
             | Step::Start { funko, .. }
             | Step::Replace { funko, .. }
             | Step::Remove { funko, .. } => funko,
+        }
+    }
+
+    fn describe(&self) -> (&'static str, String) {
+        match self {
+            Step::Build { image, .. } => ("build", image.clone()),
+            Step::Start { number, .. } => ("start", format!("instance {number}")),
+            Step::Replace { old, .. } => {
+                ("replace", format!("instance {} ({})", old.number, old.name))
+            }
+            Step::Remove {
+                instance, reason, ..
+            } => ("remove", format!("{} ({})", instance.name, reason.as_str())),
+        }
+    }
+
+    fn builds(&self) -> bool {
+        matches!(self, Step::Build { .. })
+    }
+}
+
+impl RemoveReason {
+    /// Its name, as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RemoveReason::Stopped => "stopped",
+            RemoveReason::Duplicate => "duplicate",
+            RemoveReason::ScaledDown => "scaled_down",
+            RemoveReason::FunkoGone => "funko_gone",
         }
     }
 }
@@ -199,5 +230,282 @@ fn remove(funko: &str, instance: &Instance, reason: RemoveReason) -> Step {
         funko: funko.to_owned(),
         instance: instance_ref(instance),
         reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Applies steps as an executor would, everything succeeding: enough to check the
+    /// planner's own properties (the pass and its executor are tested on the twin).
+    #[derive(Debug, Clone)]
+    struct Engine {
+        instances: Vec<Instance>,
+        images: BTreeMap<String, u64>,
+        next_id: u64,
+    }
+
+    impl Engine {
+        fn new(observed: Observed) -> Self {
+            Self {
+                instances: observed.instances,
+                images: observed.images,
+                next_id: 0,
+            }
+        }
+
+        fn observe(&self) -> Observed {
+            Observed {
+                instances: self.instances.clone(),
+                images: self.images.clone(),
+            }
+        }
+
+        fn apply(&mut self, desired: &Desired, steps: &[Step]) {
+            for step in steps {
+                match step {
+                    Step::Build { image, .. } => {
+                        self.images.insert(image.clone(), 0);
+                    }
+                    Step::Start { funko, number } => self.start(desired, funko, *number),
+                    Step::Replace { funko, old } => {
+                        self.start(desired, funko, old.number);
+                        self.instances.retain(|i| i.id != old.id);
+                    }
+                    Step::Remove { instance, .. } => self.instances.retain(|i| i.id != instance.id),
+                }
+            }
+        }
+
+        fn start(&mut self, desired: &Desired, funko: &str, number: u32) {
+            let spec = &desired.funkos[funko];
+            assert!(
+                self.images.contains_key(&spec.image),
+                "started {funko} before its image was built"
+            );
+            self.next_id += 1;
+            self.instances.push(Instance {
+                id: format!("new-{}", self.next_id),
+                name: format!("faaso-{funko}-{number}-{}", self.next_id),
+                managed: true,
+                funko: funko.to_owned(),
+                number,
+                config_hash: spec.config_hash.clone(),
+                image: spec.image.clone(),
+                state: InstanceState::Running,
+                ip: None,
+                timeout: None,
+                health_path: "/ping".to_owned(),
+            });
+        }
+    }
+
+    #[test]
+    fn a_remove_reason_reads_as_its_json_name() {
+        for reason in [
+            RemoveReason::Stopped,
+            RemoveReason::Duplicate,
+            RemoveReason::ScaledDown,
+            RemoveReason::FunkoGone,
+        ] {
+            assert_eq!(serde_json::to_value(reason).unwrap(), reason.as_str());
+        }
+    }
+
+    const FUNKOS: [&str; 4] = ["a", "b", "c", "d"];
+
+    fn desired_strategy() -> impl Strategy<Value = Desired> {
+        (
+            proptest::collection::btree_map(0..4usize, (0..4u32, 0..3u8), 0..4),
+            proptest::collection::btree_set(0..4usize, 0..2),
+        )
+            .prop_map(|(funkos, held)| Desired {
+                funkos: funkos
+                    .into_iter()
+                    .map(|(f, (scale, version))| {
+                        let name = FUNKOS[f].to_owned();
+                        let funko = DesiredFunko {
+                            name: name.clone(),
+                            image: format!("faaso-{name}:v{version}"),
+                            config_hash: format!("cfg{version}"),
+                            scale,
+                        };
+                        (name, funko)
+                    })
+                    .collect::<BTreeMap<_, _>>(),
+                held: held.into_iter().map(|f| FUNKOS[f].to_owned()).collect(),
+            })
+    }
+
+    fn instance_strategy() -> impl Strategy<Value = Instance> {
+        (
+            0..4usize,
+            0..5u32,
+            0..3u8,
+            0..3u8,
+            any::<bool>(),
+            0..1000u32,
+        )
+            .prop_map(|(f, number, version, state, managed, id)| Instance {
+                id: format!("c{id}-{f}-{number}-{version}"),
+                name: format!("faaso-{}-{number}-{id}", FUNKOS[f]),
+                managed,
+                funko: FUNKOS[f].to_owned(),
+                number,
+                config_hash: format!("cfg{version}"),
+                image: format!("faaso-{}:v{version}", FUNKOS[f]),
+                state: [
+                    InstanceState::Running,
+                    InstanceState::Restarting,
+                    InstanceState::Stopped,
+                ][state as usize],
+                ip: None,
+                timeout: None,
+                health_path: "/ping".to_owned(),
+            })
+    }
+
+    fn observed_strategy() -> impl Strategy<Value = Observed> {
+        (
+            proptest::collection::vec(instance_strategy(), 0..12),
+            proptest::collection::btree_set((0..4usize, 0..3u8), 0..6),
+        )
+            .prop_map(|(mut instances, images)| {
+                instances.sort_by(|a, b| a.id.cmp(&b.id));
+                instances.dedup_by(|a, b| a.id == b.id);
+                Observed {
+                    instances,
+                    images: images
+                        .into_iter()
+                        .map(|(f, v)| (format!("faaso-{}:v{v}", FUNKOS[f]), 0))
+                        .collect(),
+                }
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn applying_a_plan_then_planning_again_yields_nothing(
+            desired in desired_strategy(), observed in observed_strategy()
+        ) {
+            let mut engine = Engine::new(observed);
+            let steps = plan(&desired, &engine.observe());
+            engine.apply(&desired, &steps);
+            prop_assert_eq!(plan(&desired, &engine.observe()), vec![]);
+        }
+
+        #[test]
+        fn unmanaged_containers_and_held_funkos_are_never_touched(
+            desired in desired_strategy(), observed in observed_strategy()
+        ) {
+            let untouchable: Vec<Instance> = observed
+                .instances
+                .iter()
+                .filter(|i| !i.managed || desired.held.contains(&i.funko))
+                .cloned()
+                .collect();
+            let mut engine = Engine::new(observed);
+            let steps = plan(&desired, &engine.observe());
+            prop_assert!(steps.iter().all(|s| !desired.held.contains(s.funko())));
+            engine.apply(&desired, &steps);
+            for instance in untouchable {
+                prop_assert!(engine.instances.contains(&instance));
+            }
+        }
+
+        #[test]
+        fn the_plan_is_deterministic_whatever_the_listing_order(
+            desired in desired_strategy(), observed in observed_strategy()
+        ) {
+            let mut reversed = observed.clone();
+            reversed.instances.reverse();
+            prop_assert_eq!(plan(&desired, &observed), plan(&desired, &reversed));
+        }
+
+        #[test]
+        fn a_build_comes_before_any_instance_that_needs_its_image(
+            desired in desired_strategy(), observed in observed_strategy()
+        ) {
+            let steps = plan(&desired, &observed);
+            let mut built = observed.images.clone();
+            for step in &steps {
+                match step {
+                    Step::Build { image, .. } => { built.insert(image.clone(), 0); }
+                    Step::Start { funko, .. } | Step::Replace { funko, .. } => {
+                        prop_assert!(built.contains_key(&desired.funkos[funko].image));
+                    }
+                    Step::Remove { .. } => {}
+                }
+            }
+        }
+
+        #[test]
+        fn a_scale_change_never_recreates_the_instances_that_stay(
+            desired in desired_strategy(), observed in observed_strategy(), new_scale in 0..5u32
+        ) {
+            let mut engine = Engine::new(observed);
+            let steps = plan(&desired, &engine.observe());
+            engine.apply(&desired, &steps);
+            let before = engine.instances.clone();
+            let mut rescaled = desired.clone();
+            for funko in rescaled.funkos.values_mut() {
+                funko.scale = new_scale;
+            }
+            for step in plan(&rescaled, &engine.observe()) {
+                match step {
+                    // Scaling up from 0 may need the image that scale 0 never built.
+                    Step::Build { .. } => {}
+                    Step::Start { number, .. } => prop_assert!(number <= new_scale),
+                    Step::Remove { reason, instance, .. } => {
+                        prop_assert_eq!(reason, RemoveReason::ScaledDown);
+                        prop_assert!(instance.number > new_scale);
+                    }
+                    other => prop_assert!(false, "unexpected step {other:?} (before: {before:?})"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_interrupted_rollout_keeps_the_new_instance_and_drops_the_old() {
+        let desired = Desired {
+            funkos: BTreeMap::from([(
+                "a".to_owned(),
+                DesiredFunko {
+                    name: "a".into(),
+                    image: "faaso-a:v2".into(),
+                    config_hash: "cfg2".into(),
+                    scale: 1,
+                },
+            )]),
+            held: Default::default(),
+        };
+        let instance = |id: &str, cfg: &str| Instance {
+            id: id.into(),
+            name: format!("faaso-a-1-{id}"),
+            managed: true,
+            funko: "a".into(),
+            number: 1,
+            config_hash: cfg.into(),
+            image: format!("faaso-a:v{}", &cfg[3..]),
+            state: InstanceState::Running,
+            ip: None,
+            timeout: None,
+            health_path: "/ping".to_owned(),
+        };
+        let observed = Observed {
+            instances: vec![instance("old", "cfg1"), instance("new", "cfg2")],
+            images: BTreeMap::from([("faaso-a:v1".into(), 1), ("faaso-a:v2".into(), 2)]),
+        };
+        let steps = plan(&desired, &observed);
+        assert_eq!(steps.len(), 1, "{steps:?}");
+        assert!(
+            matches!(&steps[0], Step::Remove { instance, reason: RemoveReason::Duplicate, .. } if instance.id == "old")
+        );
     }
 }

@@ -1,22 +1,20 @@
-//! `Reconciler`: one pass of "read the funkos folder, list Docker, plan, act", with each funko's
-//! steps run in order and different funkos run concurrently.
+//! `Reconciler`: one pass of "read the funkos folder, observe the engine, plan, act", with each
+//! funko's steps run in order and different funkos run concurrently, on any [`Backend`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::time::Duration;
 
 use futures_util::StreamExt;
-use serde::Serialize;
 
+use crate::backend::{Backend, EngineError, StepFailure, StepInfo};
 use crate::deaths::Deaths;
-use crate::desired::{BasePolicy, DesiredState, Prepared, load_desired};
-use crate::docker::DockerError;
-use crate::engine::{Engine, Started};
+use crate::desired::{BasePolicy, DesiredState, load_desired};
 use crate::failures::Failures;
-use crate::model::{InstanceState, Observed};
+use crate::listener::Listener;
 use crate::namespace::Namespace;
-use crate::plan::{Step, plan};
-use crate::probe::probe;
+use crate::observe::Observed;
+use crate::report::{FunkoStatus, PassReport};
+use crate::status::statuses;
 
 /// Where the reconciler reads from and writes to.
 #[derive(Debug, Clone)]
@@ -35,77 +33,20 @@ pub struct Settings {
     pub concurrency: usize,
 }
 
-/// Told about what a pass does as it happens: build output for a terminal, instance changes for
-/// a route table. Every method has a do-nothing default.
-pub trait Listener: Send + Sync {
-    /// One line of a funko's build output.
-    fn build_output(&self, _funko: &str, _line: &str) {}
-    /// A step is about to run.
-    fn step_started(&self, _step: &Step) {}
-    /// A step ended; `error` says why when it failed.
-    fn step_finished(&self, _step: &Step, _error: Option<&str>) {}
-    /// A new instance answers its healthcheck: it may get traffic now.
-    fn instance_ready(&self, _funko: &str, _instance: &Started) {}
-    /// An instance is about to be stopped: it must get no new traffic.
-    fn instance_leaving(&self, _funko: &str, _id: &str) {}
-    /// A pass ended; the report holds what the engine looked like at its end.
-    fn pass_finished(&self, _report: &PassReport) {}
+/// Why a pass could not run at all (one funko's failure is never this: it is in the report).
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// The engine could not be observed or prepared.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The funkos folder could not be read at all.
+    #[error("{0}")]
+    Desired(String),
 }
 
-/// A listener that ignores everything.
-pub struct Quiet;
-impl Listener for Quiet {}
-
-/// How one funko stands after a pass.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FunkoStatus {
-    /// The funko.
-    pub name: String,
-    /// Instances its spec asks for (absent for an invalid or removed funko).
-    pub desired: Option<u32>,
-    /// Running instances with the current config that answer their healthcheck.
-    pub ready: u32,
-    /// Running instances with an older config.
-    pub outdated: u32,
-    /// The image it should run.
-    pub image: Option<String>,
-    /// When that image was built, in seconds since the Unix epoch (absent until it is).
-    pub image_created: Option<u64>,
-    /// Why it is not where it should be, if it is not.
-    pub error: Option<String>,
-}
-
-impl FunkoStatus {
-    /// Whether the funko is at its desired scale, every instance current and ready.
-    pub fn converged(&self) -> bool {
-        self.error.is_none() && self.desired.is_some_and(|d| d == self.ready) && self.outdated == 0
-    }
-}
-
-/// What a pass did and where it left things.
-#[derive(Debug, Clone, Serialize)]
-pub struct PassReport {
-    /// The steps planned.
-    pub plan: Vec<Step>,
-    /// Each funko's status after the pass, by name.
-    pub funkos: Vec<FunkoStatus>,
-    /// Non-fatal notes (a secret without a value).
-    pub warnings: Vec<String>,
-    /// The containers and images at the end of the pass.
-    #[serde(skip)]
-    pub observed: Observed,
-}
-
-impl PassReport {
-    /// Whether every funko is converged.
-    pub fn converged(&self) -> bool {
-        self.funkos.iter().all(FunkoStatus::converged)
-    }
-}
-
-/// The reconciler: an engine, settings, and the memory of what failed.
-pub struct Reconciler<E> {
-    engine: E,
+/// The reconciler: a backend, settings, and the memory of what failed.
+pub struct Reconciler<B> {
+    backend: B,
     settings: Settings,
     failures: Failures,
     deaths: Deaths,
@@ -113,18 +54,12 @@ pub struct Reconciler<E> {
     only: Option<BTreeSet<String>>,
 }
 
-/// A funko's steps failed: which content (image or config hash) and why.
-struct FunkoFailure {
-    key: String,
-    error: String,
-}
-
-impl<E: Engine> Reconciler<E> {
-    /// A reconciler acting through `engine`.
-    pub fn new(engine: E, settings: Settings) -> Self {
+impl<B: Backend> Reconciler<B> {
+    /// A reconciler acting through `backend`.
+    pub fn new(backend: B, settings: Settings) -> Self {
         let failures = Failures::load(settings.state_dir.as_deref());
         Self {
-            engine,
+            backend,
             settings,
             failures,
             deaths: Deaths::default(),
@@ -142,22 +77,15 @@ impl<E: Engine> Reconciler<E> {
         self.only.as_ref().is_none_or(|only| only.contains(funko))
     }
 
-    /// Where the engine's `die` and `start` events go, so a pass trusts them over a list that
-    /// lags behind.
+    /// Where the engine's deaths and starts go, so a pass trusts them over a list that lags
+    /// behind.
     pub fn deaths(&self) -> &Deaths {
         &self.deaths
     }
 
-    /// The engine's containers, with those known dead marked stopped.
-    async fn observe(&self) -> Result<Observed, DockerError> {
-        let mut observed = self.engine.observe().await?;
-        self.deaths.apply(&mut observed);
-        Ok(observed)
-    }
-
-    /// The engine it acts through.
-    pub fn engine(&self) -> &E {
-        &self.engine
+    /// The backend it acts through.
+    pub fn backend(&self) -> &B {
+        &self.backend
     }
 
     /// Its settings.
@@ -170,15 +98,22 @@ impl<E: Engine> Reconciler<E> {
         self.failures.clear_all();
     }
 
+    /// The engine's instances, with those known dead marked stopped.
+    async fn observe(&self) -> Result<Observed, EngineError> {
+        let mut observed = self.backend.observe().await?;
+        self.deaths.apply(&mut observed);
+        Ok(observed)
+    }
+
     /// Reads both states and plans, touching nothing.
-    pub async fn plan(&self) -> Result<(DesiredState, Observed, Vec<Step>), DockerError> {
+    pub async fn plan(&self) -> Result<(DesiredState, Observed, Vec<B::Step>), ReconcileError> {
         let observed = self.observe().await?;
         let state = self.desired(&observed)?;
-        let steps = plan(&state.desired, &observed);
+        let steps = self.backend.plan(&state.desired, &observed);
         Ok((state, observed, steps))
     }
 
-    fn desired(&self, observed: &Observed) -> Result<DesiredState, DockerError> {
+    fn desired(&self, observed: &Observed) -> Result<DesiredState, ReconcileError> {
         let s = &self.settings;
         let mut state = load_desired(
             &s.funkos_dir,
@@ -187,9 +122,7 @@ impl<E: Engine> Reconciler<E> {
             &observed.images,
             &s.secrets_dir,
         )
-        .map_err(|problem| DockerError::Desired {
-            message: problem.to_string(),
-        })?;
+        .map_err(|problem| ReconcileError::Desired(problem.to_string()))?;
         // Content that failed before waits for a change; changed content gets a fresh try.
         for (name, prepared) in &state.prepared {
             let failed = self.failures.get(name).is_some_and(|failure| {
@@ -203,7 +136,10 @@ impl<E: Engine> Reconciler<E> {
     }
 
     /// One full pass: plan, act, and report where every funko stands.
-    pub async fn pass(&mut self, listener: &dyn Listener) -> Result<PassReport, DockerError> {
+    pub async fn pass(
+        &mut self,
+        listener: &dyn Listener<B::Step>,
+    ) -> Result<PassReport<B::Step>, ReconcileError> {
         let (state, before, mut steps) = self.plan().await?;
         steps.retain(|step| self.in_scope(step.funko()));
         // Funkos whose content changed since their failure are no longer held: forget it.
@@ -221,28 +157,25 @@ impl<E: Engine> Reconciler<E> {
         for name in changed {
             self.failures.clear(&name);
         }
-        if steps
-            .iter()
-            .any(|s| matches!(s, Step::Start { .. } | Step::Replace { .. }))
-        {
-            self.engine.ensure_network().await?;
+        if !steps.is_empty() {
+            self.backend.prepare(&steps).await?;
         }
-        let mut groups: BTreeMap<&str, Vec<&Step>> = BTreeMap::new();
+        let mut groups: BTreeMap<&str, Vec<&B::Step>> = BTreeMap::new();
         for step in &steps {
             groups.entry(step.funko()).or_default().push(step);
         }
-        let engine = &self.engine;
+        let backend = &self.backend;
         // Built in a loop, not a `map` closure: that keeps the pass future `Send` (it can be
         // spawned) without higher-ranked lifetime trouble.
         let mut work = Vec::new();
         for (funko, steps) in groups {
             let prepared = state.prepared.get(funko);
             work.push(async move {
-                let result = run_funko(engine, prepared, &steps, listener).await;
+                let result = run_funko(backend, prepared, &steps, listener).await;
                 (funko.to_owned(), result)
             });
         }
-        let results: Vec<(String, Result<(), FunkoFailure>)> = futures_util::stream::iter(work)
+        let results: Vec<(String, Result<(), StepFailure>)> = futures_util::stream::iter(work)
             .buffer_unordered(self.settings.concurrency.max(1))
             .collect()
             .await;
@@ -252,7 +185,7 @@ impl<E: Engine> Reconciler<E> {
                 Err(failure) => self.failures.record(&funko, &failure.key, failure.error),
             }
         }
-        // Nothing done: the engine looks as it did a moment ago, so skip listing it again.
+        // Nothing done: the engine looks as it did a moment ago, so skip observing it again.
         let observed = if steps.is_empty() {
             before
         } else {
@@ -266,13 +199,13 @@ impl<E: Engine> Reconciler<E> {
                 .map(|f| f.image.clone())
                 .collect();
             keep.extend(observed.instances.iter().map(|i| i.image.clone()));
-            match self.engine.prune_images(&keep).await {
+            match self.backend.prune_images(&keep).await {
                 Ok(0) => {}
                 Ok(removed) => tracing::info!(removed, "removed images nothing needs"),
                 Err(error) => tracing::warn!(%error, "cannot prune images"),
             }
         }
-        let funkos = self.status_from(&state, &observed).await?;
+        let funkos = self.status_from(&state, &observed).await;
         let report = PassReport {
             plan: steps,
             funkos,
@@ -284,183 +217,36 @@ impl<E: Engine> Reconciler<E> {
     }
 
     /// Where every funko stands now, without changing anything.
-    pub async fn status(&self) -> Result<Vec<FunkoStatus>, DockerError> {
+    pub async fn status(&self) -> Result<Vec<FunkoStatus>, ReconcileError> {
         let observed = self.observe().await?;
         let state = self.desired(&observed)?;
-        self.status_from(&state, &observed).await
+        Ok(self.status_from(&state, &observed).await)
     }
 
-    async fn status_from(
-        &self,
-        state: &DesiredState,
-        observed: &Observed,
-    ) -> Result<Vec<FunkoStatus>, DockerError> {
-        let mut names: BTreeSet<String> = state.desired.funkos.keys().cloned().collect();
-        names.extend(state.problems.keys().cloned());
-        names.extend(
-            observed
-                .instances
-                .iter()
-                .filter(|i| i.managed)
-                .map(|i| i.funko.clone()),
-        );
-        names.retain(|name| self.in_scope(name));
-        // Every current instance of every funko is probed at once: one slow instance costs its
-        // timeout once, not once per funko before it.
-        let mut statuses = Vec::new();
-        let mut probes = Vec::new();
-        for name in names {
-            let desired = state.desired.funkos.get(&name);
-            let live: Vec<_> = observed
-                .instances
-                .iter()
-                .filter(|i| i.managed && i.funko == name && i.state == InstanceState::Running)
-                .collect();
-            let current_hash = desired.map(|d| d.config_hash.as_str());
-            let health = state.prepared.get(&name).map(|p| &p.funko.spec.healthcheck);
-            let index = statuses.len();
-            for &instance in live
-                .iter()
-                .filter(|i| Some(i.config_hash.as_str()) == current_hash)
-            {
-                if let Some(health) = health {
-                    probes.push(async move { (index, instance_ready(instance, health).await) });
-                }
-            }
-            let outdated = live
-                .iter()
-                .filter(|i| Some(i.config_hash.as_str()) != current_hash)
-                .count() as u32;
-            let error = state
-                .problems
-                .get(&name)
-                .map(|p| p.to_string())
-                .or_else(|| self.failures.get(&name).map(|f| f.error.clone()))
-                .or_else(|| {
-                    desired
-                        .is_none()
-                        .then(|| "its funko folder is gone".to_owned())
-                });
-            statuses.push(FunkoStatus {
-                name,
-                desired: desired.map(|d| d.scale),
-                ready: 0,
-                outdated,
-                image: desired.map(|d| d.image.clone()),
-                image_created: desired.and_then(|d| observed.images.get(&d.image).copied()),
-                error,
-            });
-        }
-        for (index, ready) in futures_util::future::join_all(probes).await {
-            statuses[index].ready += u32::from(ready);
-        }
-        Ok(statuses)
+    async fn status_from(&self, state: &DesiredState, observed: &Observed) -> Vec<FunkoStatus> {
+        statuses(state, observed, &self.failures, |name| self.in_scope(name)).await
     }
-}
-
-/// Whether a running instance answers its healthcheck now.
-async fn instance_ready(
-    instance: &crate::model::Instance,
-    health: &faaso_schema::Healthcheck,
-) -> bool {
-    let Some(ip) = instance.ip else { return false };
-    let addr = std::net::SocketAddr::new(ip, crate::container::FUNKO_PORT);
-    probe(
-        addr,
-        &health.path,
-        health.timeout.0.min(Duration::from_secs(2)),
-    )
-    .await
 }
 
 /// Runs one funko's steps in order; the first failure stops the rest (so the old instances,
 /// whose removal comes last, keep serving).
-async fn run_funko<E: Engine>(
-    engine: &E,
-    prepared: Option<&Prepared>,
-    steps: &[&Step],
-    listener: &dyn Listener,
-) -> Result<(), FunkoFailure> {
+async fn run_funko<B: Backend>(
+    backend: &B,
+    prepared: Option<&crate::desired::Prepared>,
+    steps: &[&B::Step],
+    listener: &dyn Listener<B::Step>,
+) -> Result<(), StepFailure> {
     for step in steps {
         listener.step_started(step);
-        let result = run_step(engine, prepared, step, listener).await;
+        let result = backend.execute(step, prepared, listener).await;
         listener.step_finished(step, result.as_ref().err().map(|f| f.error.as_str()));
         match &result {
-            Ok(()) => tracing::debug!(funko = step.funko(), step = ?step, "step done"),
+            Ok(()) => tracing::debug!(funko = step.funko(), ?step, "step done"),
             Err(failure) => {
-                tracing::debug!(funko = step.funko(), step = ?step, error = %failure.error, "step failed")
+                tracing::debug!(funko = step.funko(), ?step, error = %failure.error, "step failed")
             }
         }
         result?;
     }
     Ok(())
-}
-
-async fn run_step<E: Engine>(
-    engine: &E,
-    prepared: Option<&Prepared>,
-    step: &Step,
-    listener: &dyn Listener,
-) -> Result<(), FunkoFailure> {
-    let funko = step.funko();
-    let need = || {
-        prepared.ok_or_else(|| FunkoFailure {
-            key: String::new(),
-            error: format!("funko `{funko}` has no valid spec"),
-        })
-    };
-    match step {
-        Step::Build { image, .. } => {
-            let output = |line: &str| listener.build_output(funko, line);
-            engine
-                .build(need()?, &output)
-                .await
-                .map_err(|e| FunkoFailure {
-                    key: image.clone(),
-                    error: e.to_string(),
-                })
-        }
-        Step::Start { number, .. } => start_ready(engine, need()?, *number, listener)
-            .await
-            .map(|_| ()),
-        Step::Replace { old, .. } => {
-            start_ready(engine, need()?, old.number, listener).await?;
-            listener.instance_leaving(funko, &old.id);
-            remove(engine, &old.id).await
-        }
-        Step::Remove { instance, .. } => {
-            listener.instance_leaving(funko, &instance.id);
-            remove(engine, &instance.id).await
-        }
-    }
-}
-
-/// Starts an instance and waits until it is ready; one that never is gets removed again.
-async fn start_ready<E: Engine>(
-    engine: &E,
-    prepared: &Prepared,
-    number: u32,
-    listener: &dyn Listener,
-) -> Result<Started, FunkoFailure> {
-    let failure = |error: DockerError| FunkoFailure {
-        key: prepared.config_hash.clone(),
-        error: error.to_string(),
-    };
-    let started = engine.start(prepared, number).await.map_err(failure)?;
-    if let Err(error) = engine
-        .wait_ready(&started, &prepared.funko.spec.healthcheck)
-        .await
-    {
-        let _ = engine.remove(&started.id).await;
-        return Err(failure(error));
-    }
-    listener.instance_ready(prepared.funko.spec.name.as_str(), &started);
-    Ok(started)
-}
-
-async fn remove<E: Engine>(engine: &E, id: &str) -> Result<(), FunkoFailure> {
-    engine.remove(id).await.map_err(|e| FunkoFailure {
-        key: String::new(),
-        error: e.to_string(),
-    })
 }

@@ -1,279 +1,349 @@
-//! `Twin`: an in-memory stand-in for the container engine, for unit and property tests of the
-//! planner and the pass logic. It is never the only test of a behaviour: the Docker engine
-//! implementation is tested against a real engine.
+//! `Twin`: an in-memory engine of numbered containers that implements the [`Backend`] and
+//! [`Containers`] boundary for real, with scripted faults and an injectable clock, so unit and
+//! property tests drive `Reconciler<Twin>` passes through the same planner and executor as
+//! Docker. It is never the only test of a behaviour: the Docker backend is tested against a
+//! real engine.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
-use crate::model::{Desired, Instance, InstanceState, Observed};
-use crate::plan::Step;
+use faaso_schema::Healthcheck;
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+use tokio::sync::broadcast;
+use tokio_stream::wrappers::BroadcastStream;
 
-/// The containers and images of a pretend engine.
-#[derive(Debug, Clone, Default)]
-pub struct Twin {
-    /// Its containers.
-    pub instances: Vec<Instance>,
-    /// Its images, with when each was built.
-    pub images: BTreeMap<String, u64>,
+use crate::backend::{Backend, Change, EngineError, InstanceLog, LogOptions, Started, StepFailure};
+use crate::desired::{Desired, Prepared};
+use crate::execute::{Containers, execute, needs_network};
+use crate::listener::Listener;
+use crate::observe::{Instance, InstanceState, Observed};
+use crate::plan::{Step, plan};
+use crate::prune::{BuiltImage, images_to_remove};
+
+/// What the twin was asked to do, in order (tests add what their listener hears).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// An image was built.
+    Built(String),
+    /// An instance was created and started.
+    Started {
+        /// Its funko.
+        funko: String,
+        /// Its id.
+        id: String,
+    },
+    /// An instance answered its healthcheck.
+    Ready(String),
+    /// The listener was told an instance may get traffic (recorded by a test's listener).
+    Routed(String),
+    /// The listener was told an instance is leaving (recorded by a test's listener).
+    Leaving(String),
+    /// An instance was stopped and removed.
+    Removed(String),
+    /// An image was removed by pruning.
+    Pruned(String),
+}
+
+/// A fault the twin plays when asked, for every funko it names until cleared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Fault {
+    /// Its image build fails.
+    Build,
+    /// Its instances start but never answer their healthcheck.
+    NeverReady,
+    /// Creating its instances fails.
+    Start,
+}
+
+/// The twin's engine state.
+#[derive(Debug, Default)]
+struct State {
+    instances: Vec<Instance>,
+    /// Images by reference: the funko, and when built (the clock's seconds).
+    images: BTreeMap<String, (String, u64)>,
+    faults: BTreeSet<(String, Fault)>,
+    journal: Vec<Event>,
+    now: u64,
     next_id: u64,
 }
 
-impl Twin {
-    /// A twin holding `observed`.
-    pub fn new(observed: Observed) -> Self {
+/// An in-memory engine; clones share it.
+#[derive(Debug, Clone)]
+pub struct Twin {
+    state: Arc<Mutex<State>>,
+    changes: broadcast::Sender<Change>,
+}
+
+impl Default for Twin {
+    fn default() -> Self {
         Self {
-            instances: observed.instances,
-            images: observed.images,
-            next_id: 0,
+            state: Arc::default(),
+            changes: broadcast::channel(64).0,
         }
-    }
-
-    /// What a listing would return.
-    pub fn observe(&self) -> Observed {
-        Observed {
-            instances: self.instances.clone(),
-            images: self.images.clone(),
-        }
-    }
-
-    /// Applies `steps` as the executor would, everything succeeding.
-    pub fn apply(&mut self, desired: &Desired, steps: &[Step]) {
-        for step in steps {
-            match step {
-                Step::Build { image, .. } => {
-                    self.images.insert(image.clone(), 0);
-                }
-                Step::Start { funko, number } => self.start(desired, funko, *number),
-                Step::Replace { funko, old } => {
-                    self.start(desired, funko, old.number);
-                    self.instances.retain(|i| i.id != old.id);
-                }
-                Step::Remove { instance, .. } => self.instances.retain(|i| i.id != instance.id),
-            }
-        }
-    }
-
-    fn start(&mut self, desired: &Desired, funko: &str, number: u32) {
-        let spec = &desired.funkos[funko];
-        assert!(
-            self.images.contains_key(&spec.image),
-            "started {funko} before its image was built"
-        );
-        self.next_id += 1;
-        self.instances.push(Instance {
-            id: format!("twin-{}", self.next_id),
-            name: format!("faaso-{funko}-{number}-{}", self.next_id),
-            managed: true,
-            funko: funko.to_owned(),
-            number,
-            config_hash: spec.config_hash.clone(),
-            image: spec.image.clone(),
-            state: InstanceState::Running,
-            ip: None,
-            timeout: None,
-            health_path: None,
-        });
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use std::collections::BTreeMap;
-
-    use proptest::prelude::*;
-
-    use super::*;
-    use crate::model::DesiredFunko;
-    use crate::plan::{RemoveReason, plan};
-
-    const FUNKOS: [&str; 4] = ["a", "b", "c", "d"];
-
-    fn desired_strategy() -> impl Strategy<Value = Desired> {
-        (
-            proptest::collection::btree_map(0..4usize, (0..4u32, 0..3u8), 0..4),
-            proptest::collection::btree_set(0..4usize, 0..2),
-        )
-            .prop_map(|(funkos, held)| Desired {
-                funkos: funkos
-                    .into_iter()
-                    .map(|(f, (scale, version))| {
-                        let name = FUNKOS[f].to_owned();
-                        let funko = DesiredFunko {
-                            name: name.clone(),
-                            image: format!("faaso-{name}:v{version}"),
-                            config_hash: format!("cfg{version}"),
-                            scale,
-                        };
-                        (name, funko)
-                    })
-                    .collect::<BTreeMap<_, _>>(),
-                held: held.into_iter().map(|f| FUNKOS[f].to_owned()).collect(),
-            })
-    }
-
-    fn instance_strategy() -> impl Strategy<Value = Instance> {
-        (
-            0..4usize,
-            0..5u32,
-            0..3u8,
-            0..3u8,
-            any::<bool>(),
-            0..1000u32,
-        )
-            .prop_map(|(f, number, version, state, managed, id)| Instance {
-                id: format!("c{id}-{f}-{number}-{version}"),
-                name: format!("faaso-{}-{number}-{id}", FUNKOS[f]),
-                managed,
-                funko: FUNKOS[f].to_owned(),
-                number,
-                config_hash: format!("cfg{version}"),
-                image: format!("faaso-{}:v{version}", FUNKOS[f]),
-                state: [
-                    InstanceState::Running,
-                    InstanceState::Restarting,
-                    InstanceState::Stopped,
-                ][state as usize],
-                ip: None,
-                timeout: None,
-                health_path: None,
-            })
-    }
-
-    fn observed_strategy() -> impl Strategy<Value = Observed> {
-        (
-            proptest::collection::vec(instance_strategy(), 0..12),
-            proptest::collection::btree_set((0..4usize, 0..3u8), 0..6),
-        )
-            .prop_map(|(mut instances, images)| {
-                instances.sort_by(|a, b| a.id.cmp(&b.id));
-                instances.dedup_by(|a, b| a.id == b.id);
-                Observed {
-                    instances,
-                    images: images
-                        .into_iter()
-                        .map(|(f, v)| (format!("faaso-{}:v{v}", FUNKOS[f]), 0))
-                        .collect(),
-                }
-            })
-    }
-
-    proptest! {
-        #[test]
-        fn applying_a_plan_then_planning_again_yields_nothing(
-            desired in desired_strategy(), observed in observed_strategy()
-        ) {
-            let mut twin = Twin::new(observed);
-            let steps = plan(&desired, &twin.observe());
-            twin.apply(&desired, &steps);
-            prop_assert_eq!(plan(&desired, &twin.observe()), vec![]);
-        }
-
-        #[test]
-        fn unmanaged_containers_and_held_funkos_are_never_touched(
-            desired in desired_strategy(), observed in observed_strategy()
-        ) {
-            let untouchable: Vec<Instance> = observed
-                .instances
-                .iter()
-                .filter(|i| !i.managed || desired.held.contains(&i.funko))
-                .cloned()
+impl Twin {
+    /// A twin already holding `observed`'s instances and images (images built at time 0).
+    pub fn new(observed: Observed) -> Self {
+        let twin = Self::default();
+        {
+            let mut state = twin.state();
+            state.instances = observed.instances;
+            state.images = observed
+                .images
+                .into_keys()
+                .map(|image| {
+                    let funko = image_funko(&image);
+                    (image, (funko, 0))
+                })
                 .collect();
-            let mut twin = Twin::new(observed);
-            let steps = plan(&desired, &twin.observe());
-            prop_assert!(steps.iter().all(|s| !desired.held.contains(s.funko())));
-            twin.apply(&desired, &steps);
-            for instance in untouchable {
-                prop_assert!(twin.instances.contains(&instance));
-            }
         }
-
-        #[test]
-        fn the_plan_is_deterministic_whatever_the_listing_order(
-            desired in desired_strategy(), observed in observed_strategy()
-        ) {
-            let mut reversed = observed.clone();
-            reversed.instances.reverse();
-            prop_assert_eq!(plan(&desired, &observed), plan(&desired, &reversed));
-        }
-
-        #[test]
-        fn a_build_comes_before_any_instance_that_needs_its_image(
-            desired in desired_strategy(), observed in observed_strategy()
-        ) {
-            let steps = plan(&desired, &observed);
-            let mut built = observed.images.clone();
-            for step in &steps {
-                match step {
-                    Step::Build { image, .. } => { built.insert(image.clone(), 0); }
-                    Step::Start { funko, .. } | Step::Replace { funko, .. } => {
-                        prop_assert!(built.contains_key(&desired.funkos[funko].image));
-                    }
-                    Step::Remove { .. } => {}
-                }
-            }
-        }
-
-        #[test]
-        fn a_scale_change_never_recreates_the_instances_that_stay(
-            desired in desired_strategy(), observed in observed_strategy(), new_scale in 0..5u32
-        ) {
-            let mut twin = Twin::new(observed);
-            let steps = plan(&desired, &twin.observe());
-            twin.apply(&desired, &steps);
-            let before = twin.instances.clone();
-            let mut rescaled = desired.clone();
-            for funko in rescaled.funkos.values_mut() {
-                funko.scale = new_scale;
-            }
-            for step in plan(&rescaled, &twin.observe()) {
-                match step {
-                    // Scaling up from 0 may need the image that scale 0 never built.
-                    Step::Build { .. } => {}
-                    Step::Start { number, .. } => prop_assert!(number <= new_scale),
-                    Step::Remove { reason, instance, .. } => {
-                        prop_assert_eq!(reason, RemoveReason::ScaledDown);
-                        prop_assert!(instance.number > new_scale);
-                    }
-                    other => prop_assert!(false, "unexpected step {other:?} (before: {before:?})"),
-                }
-            }
-        }
+        twin
     }
 
-    #[test]
-    fn an_interrupted_rollout_keeps_the_new_instance_and_drops_the_old() {
-        let desired = Desired {
-            funkos: BTreeMap::from([(
-                "a".to_owned(),
-                DesiredFunko {
-                    name: "a".into(),
-                    image: "faaso-a:v2".into(),
-                    config_hash: "cfg2".into(),
-                    scale: 1,
-                },
-            )]),
-            held: Default::default(),
-        };
-        let instance = |id: &str, cfg: &str| Instance {
-            id: id.into(),
-            name: format!("faaso-a-1-{id}"),
-            managed: true,
-            funko: "a".into(),
-            number: 1,
-            config_hash: cfg.into(),
-            image: format!("faaso-a:v{}", &cfg[3..]),
-            state: InstanceState::Running,
-            ip: None,
-            timeout: None,
-            health_path: None,
-        };
-        let observed = Observed {
-            instances: vec![instance("old", "cfg1"), instance("new", "cfg2")],
-            images: BTreeMap::from([("faaso-a:v1".into(), 1), ("faaso-a:v2".into(), 2)]),
-        };
-        let steps = plan(&desired, &observed);
-        assert_eq!(steps.len(), 1, "{steps:?}");
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Plays `fault` for `funko` until [`Twin::clear_faults`].
+    pub fn fail(&self, funko: &str, fault: Fault) {
+        self.state().faults.insert((funko.to_owned(), fault));
+    }
+
+    /// Stops playing every fault.
+    pub fn clear_faults(&self) {
+        self.state().faults.clear();
+    }
+
+    /// Moves the twin's clock on (it dates images, so pruning sees an order).
+    pub fn advance(&self, by: Duration) {
+        self.state().now += by.as_secs();
+    }
+
+    /// The instance stops as if it crashed, and the change stream says so.
+    pub fn kill(&self, id: &str) {
+        for instance in self.state().instances.iter_mut().filter(|i| i.id == id) {
+            instance.state = InstanceState::Stopped;
+        }
+        let _ = self.changes.send(Change::Died(id.to_owned()));
+    }
+
+    /// Its instances now.
+    pub fn instances(&self) -> Vec<Instance> {
+        self.state().instances.clone()
+    }
+
+    /// Its image references now.
+    pub fn images(&self) -> BTreeSet<String> {
+        self.state().images.keys().cloned().collect()
+    }
+
+    /// Adds an event to the journal (a test's listener records what it hears here, so one
+    /// journal holds the engine's and the listener's order).
+    pub fn record(&self, event: Event) {
+        self.state().journal.push(event);
+    }
+
+    /// Everything done so far, in order.
+    pub fn journal(&self) -> Vec<Event> {
+        self.state().journal.clone()
+    }
+
+    fn faulty(&self, funko: &str, fault: Fault) -> bool {
+        self.state().faults.contains(&(funko.to_owned(), fault))
+    }
+}
+
+/// The funko of a `<prefix>-<funko>:<tag>` reference.
+fn image_funko(image: &str) -> String {
+    let repository = image.split(':').next().unwrap_or_default();
+    repository
+        .split_once('-')
+        .map_or(repository, |(_, funko)| funko)
+        .to_owned()
+}
+
+/// A scripted fault, as an engine error.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Scripted(String);
+
+fn scripted(message: String) -> EngineError {
+    EngineError::new(Scripted(message))
+}
+
+impl Containers for Twin {
+    async fn ensure_network(&self) -> Result<(), EngineError> {
+        Ok(())
+    }
+
+    async fn build(
+        &self,
+        prepared: &Prepared,
+        output: &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<(), EngineError> {
+        let funko = prepared.funko.spec.name.to_string();
+        if self.faulty(&funko, Fault::Build) {
+            output("Step 1/1 : RUN false");
+            return Err(scripted(format!(
+                "building image `{}` failed: scripted",
+                prepared.image
+            )));
+        }
+        let mut state = self.state();
+        let now = state.now;
+        state.images.insert(prepared.image.clone(), (funko, now));
+        state.journal.push(Event::Built(prepared.image.clone()));
+        Ok(())
+    }
+
+    async fn start(&self, prepared: &Prepared, number: u32) -> Result<Started, EngineError> {
+        let spec = &prepared.funko.spec;
+        let funko = spec.name.to_string();
+        if self.faulty(&funko, Fault::Start) {
+            return Err(scripted(format!("cannot create an instance of `{funko}`")));
+        }
+        let mut state = self.state();
         assert!(
-            matches!(&steps[0], Step::Remove { instance, reason: RemoveReason::Duplicate, .. } if instance.id == "old")
+            state.images.contains_key(&prepared.image),
+            "started {funko} before its image was built"
         );
+        state.next_id += 1;
+        let id = format!("twin-{}", state.next_id);
+        let name = format!("faaso-{funko}-{number}-{}", state.next_id);
+        let ip = std::net::Ipv4Addr::from(0x0a00_0000 + state.next_id as u32);
+        state.instances.push(Instance {
+            id: id.clone(),
+            name: name.clone(),
+            managed: true,
+            funko: funko.clone(),
+            number,
+            config_hash: prepared.config_hash.clone(),
+            image: prepared.image.clone(),
+            state: InstanceState::Running,
+            ip: Some(ip.into()),
+            timeout: Some(spec.timeout.0),
+            health_path: spec.healthcheck.path.clone(),
+        });
+        state.journal.push(Event::Started {
+            funko,
+            id: id.clone(),
+        });
+        Ok(Started {
+            id,
+            name,
+            addr: std::net::SocketAddr::new(ip.into(), crate::observe::FUNKO_PORT),
+            request_timeout: spec.timeout.0,
+        })
+    }
+
+    async fn wait_ready(
+        &self,
+        started: &Started,
+        _healthcheck: &Healthcheck,
+    ) -> Result<(), EngineError> {
+        let funko = self
+            .state()
+            .instances
+            .iter()
+            .find(|i| i.id == started.id)
+            .map(|i| i.funko.clone())
+            .unwrap_or_default();
+        if self.faulty(&funko, Fault::NeverReady) {
+            return Err(scripted(format!(
+                "instance `{}` never became ready: scripted",
+                started.name
+            )));
+        }
+        self.record(Event::Ready(started.id.clone()));
+        Ok(())
+    }
+
+    async fn remove(&self, id: &str) -> Result<(), EngineError> {
+        let mut state = self.state();
+        let before = state.instances.len();
+        state.instances.retain(|i| i.id != id);
+        if state.instances.len() < before {
+            state.journal.push(Event::Removed(id.to_owned()));
+        }
+        Ok(())
+    }
+}
+
+impl Backend for Twin {
+    type Step = Step;
+
+    async fn observe(&self) -> Result<Observed, EngineError> {
+        let state = self.state();
+        Ok(Observed {
+            instances: state.instances.clone(),
+            images: state
+                .images
+                .iter()
+                .map(|(image, (_, created))| (image.clone(), *created))
+                .collect(),
+        })
+    }
+
+    fn plan(&self, desired: &Desired, observed: &Observed) -> Vec<Step> {
+        plan(desired, observed)
+    }
+
+    async fn prepare(&self, steps: &[Step]) -> Result<(), EngineError> {
+        if needs_network(steps) {
+            self.ensure_network().await?;
+        }
+        Ok(())
+    }
+
+    async fn execute(
+        &self,
+        step: &Step,
+        prepared: Option<&Prepared>,
+        listener: &dyn Listener<Step>,
+    ) -> Result<(), StepFailure> {
+        execute(self, step, prepared, listener).await
+    }
+
+    async fn prune_images(&self, keep: &BTreeSet<String>) -> Result<usize, EngineError> {
+        let mut state = self.state();
+        let built: Vec<BuiltImage> = state
+            .images
+            .iter()
+            .map(|(image, (funko, created))| BuiltImage {
+                id: image.clone(),
+                tags: vec![image.clone()],
+                funko: funko.clone(),
+                created: *created as i64,
+            })
+            .collect();
+        let gone = images_to_remove(&built, keep);
+        for image in &gone {
+            state.images.remove(image);
+            state.journal.push(Event::Pruned(image.clone()));
+        }
+        Ok(gone.len())
+    }
+
+    fn changes(&self) -> BoxStream<'static, Result<Change, EngineError>> {
+        BroadcastStream::new(self.changes.subscribe())
+            .filter_map(|change| async move { change.ok().map(Ok) })
+            .boxed()
+    }
+
+    async fn logs(&self, funko: &str, _: LogOptions) -> Result<Vec<InstanceLog>, EngineError> {
+        let instances = self.instances();
+        Ok(instances
+            .into_iter()
+            .filter(|i| i.managed && i.funko == funko)
+            .map(|i| InstanceLog {
+                output: futures_util::stream::iter([Ok(format!("{} started\n", i.name).into())])
+                    .boxed(),
+                instance: i.name,
+            })
+            .collect())
     }
 }

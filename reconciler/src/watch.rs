@@ -1,19 +1,18 @@
-//! Watch mode: a pass whenever the funkos folder changes, Docker reports a container event, or
-//! the periodic resync comes due; surviving the Docker engine going away and coming back.
+//! Watch mode: a pass whenever the funkos folder changes, the engine reports a change, or the
+//! periodic resync comes due; surviving the engine going away and coming back.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use bollard::query_parameters::EventsOptionsBuilder;
 use futures_util::StreamExt;
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::backend::{Backend, Change};
 use crate::deaths::Deaths;
-use crate::docker_engine::DockerEngine;
-use crate::reconcile::{Listener, Reconciler};
+use crate::listener::Listener;
+use crate::reconcile::Reconciler;
 
 /// Timing of watch mode.
 #[derive(Debug, Clone, Copy)]
@@ -45,8 +44,8 @@ impl Default for WatchTiming {
 pub enum Trigger {
     /// Something under the funkos folder changed.
     Files,
-    /// Docker reported a container event.
-    Docker,
+    /// The engine reported a change.
+    Engine,
     /// Someone asked (an admin API call, say).
     Requested,
 }
@@ -77,17 +76,17 @@ impl Default for Triggers {
 }
 
 /// Runs passes until `stop` is cancelled.
-pub async fn watch(
-    reconciler: &mut Reconciler<DockerEngine>,
-    listener: &dyn Listener,
+pub async fn watch<B: Backend + Clone + 'static>(
+    reconciler: &mut Reconciler<B>,
+    listener: &dyn Listener<B::Step>,
     timing: WatchTiming,
     triggers: Triggers,
     stop: CancellationToken,
 ) -> Result<(), notify::Error> {
     let Triggers { tx, mut rx } = triggers;
     let _watcher = watch_files(&reconciler.settings().funkos_dir, tx.clone())?;
-    tokio::spawn(forward_docker_events(
-        reconciler.engine().clone(),
+    tokio::spawn(forward_changes(
+        reconciler.backend().clone(),
         reconciler.deaths().clone(),
         tx,
         timing,
@@ -160,45 +159,36 @@ fn watch_files(
     Ok(watcher)
 }
 
-/// Turns the engine's container events for our namespace into triggers, reconnecting with
-/// backoff when the stream breaks (the engine restarted, the socket was cut).
-async fn forward_docker_events(
-    engine: DockerEngine,
+/// Turns the engine's changes into triggers (and deaths), asking again with backoff when the
+/// stream breaks (the engine restarted, the socket was cut).
+async fn forward_changes<B: Backend>(
+    backend: B,
     deaths: Deaths,
     tx: mpsc::UnboundedSender<Trigger>,
     timing: WatchTiming,
     stop: CancellationToken,
 ) {
-    let filters = HashMap::from([
-        ("type", vec!["container".to_owned()]),
-        ("label", vec![engine.namespace().managed_filter()]),
-    ]);
     let mut backoff = Duration::from_millis(250);
     while !stop.is_cancelled() {
-        let options = EventsOptionsBuilder::new().filters(&filters).build();
-        let mut events = engine.docker().events(Some(options));
+        let mut changes = backend.changes();
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
-                event = events.next() => match event {
-                    Some(Ok(event)) => {
+                change = changes.next() => match change {
+                    Some(Ok(change)) => {
                         backoff = Duration::from_millis(250);
-                        let action = event.action.unwrap_or_default();
-                        let id = event.actor.and_then(|a| a.id).unwrap_or_default();
-                        match action.as_str() {
-                            "die" => deaths.died(&id),
-                            "start" => deaths.started(&id),
-                            _ => {}
+                        match &change {
+                            Change::Died(id) => deaths.died(id),
+                            Change::Started(id) => deaths.started(id),
+                            Change::Other => {}
                         }
-                        if matches!(action.as_str(), "die" | "start" | "destroy" | "stop" | "oom") {
-                            tracing::debug!(%action, "container event");
-                            if tx.send(Trigger::Docker).is_err() {
-                                return;
-                            }
+                        tracing::debug!(?change, "engine change");
+                        if tx.send(Trigger::Engine).is_err() {
+                            return;
                         }
                     }
                     Some(Err(error)) => {
-                        tracing::warn!(%error, "docker events stream broke; reconnecting");
+                        tracing::warn!(%error, "the engine's change stream broke; reconnecting");
                         break;
                     }
                     None => break,
@@ -211,6 +201,6 @@ async fn forward_docker_events(
         }
         backoff = (backoff * 2).min(timing.max_backoff);
         // After a gap the engine may have changed behind our back: look again.
-        let _ = tx.send(Trigger::Docker);
+        let _ = tx.send(Trigger::Engine);
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bollard::query_parameters::{CreateContainerOptionsBuilder, KillContainerOptionsBuilder};
 use common::{Env, get};
-use faaso_reconciler::{Quiet, Step, WatchTiming};
+use faaso_reconciler::{Quiet, Step, StepInfo, WatchTiming};
 
 /// A healthcheck that gives up quickly, for funkos that are meant never to become ready.
 const IMPATIENT: &str =
@@ -17,7 +17,7 @@ async fn converges_serves_and_then_has_nothing_to_do() {
     let env = Env::new().await;
     env.python_funko("alpha", "alpha v1", "scale: 2\nenv: {GREETING: hi}\n");
     env.python_funko("beta", "beta v1", "");
-    let mut reconciler = env.reconciler();
+    let mut reconciler = env.reconciler().await;
     let report = reconciler.pass(&Quiet).await.unwrap();
     assert!(report.converged(), "{report:#?}");
     let alpha = env.running("alpha").await;
@@ -36,7 +36,7 @@ async fn converges_serves_and_then_has_nothing_to_do() {
 async fn an_invalid_funko_is_reported_and_its_instances_left_alone() {
     let env = Env::new().await;
     let dir = env.python_funko("keep", "keep v1", "");
-    let mut reconciler = env.reconciler();
+    let mut reconciler = env.reconciler().await;
     assert!(reconciler.pass(&Quiet).await.unwrap().converged());
     let before = env.running("keep").await;
     std::fs::write(
@@ -68,7 +68,7 @@ async fn an_invalid_funko_is_reported_and_its_instances_left_alone() {
 async fn a_failed_build_keeps_the_old_version_serving_and_waits_for_a_change() {
     let env = Env::new().await;
     let dir = env.python_funko("svc", "svc v1", "");
-    let mut reconciler = env.reconciler();
+    let mut reconciler = env.reconciler().await;
     assert!(reconciler.pass(&Quiet).await.unwrap().converged());
     let before = env.running("svc").await;
     // v2 cannot build: the funko now brings a Dockerfile whose RUN fails.
@@ -118,7 +118,7 @@ async fn a_failed_build_keeps_the_old_version_serving_and_waits_for_a_change() {
 async fn a_version_that_never_becomes_ready_leaves_the_old_one_serving() {
     let env = Env::new().await;
     let dir = env.python_funko("slowpoke", "v1", "");
-    let mut reconciler = env.reconciler();
+    let mut reconciler = env.reconciler().await;
     assert!(reconciler.pass(&Quiet).await.unwrap().converged());
     let before = env.running("slowpoke").await;
     std::fs::write(
@@ -163,9 +163,8 @@ async fn a_version_that_never_becomes_ready_leaves_the_old_one_serving() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_container_faaso_did_not_create_is_left_alone() {
     let env = Env::new().await;
-    use faaso_reconciler::Engine;
-    let engine = faaso_reconciler::DockerEngine::new(env.docker.clone(), env.namespace.clone());
-    engine.ensure_network().await.unwrap();
+    use faaso_reconciler::Containers;
+    env.engine().await.ensure_network().await.unwrap();
     let name = format!("{}-x", env.namespace.prefix);
     let config = bollard::models::ContainerCreateBody {
         image: Some("faaso-base/python:bookworm".into()),
@@ -188,7 +187,7 @@ async fn a_container_faaso_did_not_create_is_left_alone() {
         .unwrap();
     env.docker.start_container(&created.id, None).await.unwrap();
     env.python_funko("x", "managed x", "");
-    let mut reconciler = env.reconciler();
+    let mut reconciler = env.reconciler().await;
     assert!(reconciler.pass(&Quiet).await.unwrap().converged());
     // Someone runs faaso's image by hand: the container inherits the image's labels, yet faaso
     // did not create it.
@@ -239,7 +238,7 @@ async fn a_container_faaso_did_not_create_is_left_alone() {
 async fn scaling_adds_and_removes_instances_without_recreating_the_rest() {
     let env = Env::new().await;
     let dir = env.python_funko("elastic", "e", "scale: 1\n");
-    let mut reconciler = env.reconciler();
+    let mut reconciler = env.reconciler().await;
     assert!(reconciler.pass(&Quiet).await.unwrap().converged());
     let first = env.running("elastic").await;
     std::fs::write(
@@ -267,14 +266,21 @@ async fn scaling_adds_and_removes_instances_without_recreating_the_rest() {
 async fn an_interrupted_rollout_converges_with_no_duplicates_or_leaks() {
     let env = Env::new().await;
     let dir = env.python_funko("roll", "v1", "scale: 2\n");
-    assert!(env.reconciler().pass(&Quiet).await.unwrap().converged());
+    assert!(
+        env.reconciler()
+            .await
+            .pass(&Quiet)
+            .await
+            .unwrap()
+            .converged()
+    );
     std::fs::write(
         dir.join("handler.py"),
         "def handle(request):\n    return 'v2'\n",
     )
     .unwrap();
     // Stop the pass as soon as the first v2 instance exists, mid-rollout.
-    let mut interrupted = env.reconciler();
+    let mut interrupted = env.reconciler().await;
     let pass = interrupted.pass(&Quiet);
     let watcher = async {
         env.eventually(
@@ -292,7 +298,7 @@ async fn an_interrupted_rollout_converges_with_no_duplicates_or_leaks() {
         _ = watcher => {}
     }
     drop(interrupted);
-    let mut fresh = env.reconciler();
+    let mut fresh = env.reconciler().await;
     let report = fresh.pass(&Quiet).await.unwrap();
     assert!(report.converged(), "{report:#?}");
     let all: Vec<_> = env
@@ -318,7 +324,7 @@ async fn an_interrupted_rollout_converges_with_no_duplicates_or_leaks() {
 async fn a_deleted_funko_folder_takes_its_instances_away() {
     let env = Env::new().await;
     env.python_funko("gone", "g", "scale: 2\n");
-    let mut reconciler = env.reconciler();
+    let mut reconciler = env.reconciler().await;
     assert!(reconciler.pass(&Quiet).await.unwrap().converged());
     std::fs::remove_dir_all(env.funkos().join("gone")).unwrap();
     let report = reconciler.pass(&Quiet).await.unwrap();
@@ -335,7 +341,7 @@ async fn a_deleted_funko_folder_takes_its_instances_away() {
 async fn watch_mode_replaces_a_killed_instance_and_picks_up_a_dropped_folder() {
     let env = Env::new().await;
     env.python_funko("victim", "still here", "");
-    let mut reconciler = env.reconciler();
+    let mut reconciler = env.reconciler().await;
     assert!(reconciler.pass(&Quiet).await.unwrap().converged());
     let timing = WatchTiming {
         resync: Duration::from_secs(300),
@@ -370,16 +376,7 @@ async fn watch_mode_survives_losing_the_engine_and_converges_when_it_returns() {
     let env = Env::new().await;
     env.python_funko("sturdy", "sturdy", "");
     let relay = common::relay::Relay::start(&env.dir.path().join("docker.sock"));
-    let via_relay = faaso_reconciler::Docker::connect_with_unix(
-        relay.path().to_str().unwrap(),
-        30,
-        bollard::API_DEFAULT_VERSION,
-    )
-    .unwrap()
-    .negotiate_version()
-    .await
-    .unwrap();
-    let mut reconciler = env.reconciler_on(via_relay);
+    let mut reconciler = env.reconciler_at(relay.path()).await;
     assert!(reconciler.pass(&Quiet).await.unwrap().converged());
     let timing = WatchTiming {
         resync: Duration::from_secs(300),
@@ -414,7 +411,7 @@ async fn a_crash_looping_funko_fails_fast_and_holds_no_other_back() {
     // The handler module dies on import: the process exits, Docker restarts it, again and again.
     let crashy = env.python_funko("crashy", "never", "");
     std::fs::write(crashy.join("handler.py"), "import sys\nsys.exit(3)\n").unwrap();
-    let mut reconciler = env.reconciler();
+    let mut reconciler = env.reconciler().await;
     let started = std::time::Instant::now();
     let report = reconciler.pass(&Quiet).await.unwrap();
     let healthy = report.funkos.iter().find(|f| f.name == "healthy").unwrap();

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
-use faaso_reconciler::{BuildOutcome, build_image, image_tags};
+use faaso_reconciler::{BuildOutcome, DockerEngine};
 use faaso_schema::{BaseChoice, BuildContext, Funko};
 
 use super::{BaseImages, Global, load_paths};
@@ -38,13 +38,13 @@ pub async fn run(global: &Global, args: BuildArgs) -> anyhow::Result<ExitCode> {
             ExitCode::FAILURE
         });
     }
-    let docker = faaso_reconciler::connect().await?;
     let namespace = global.namespace();
-    let images = image_tags(&docker).await?;
+    let engine = DockerEngine::connect(namespace.clone()).await?;
+    let images = engine.image_tags().await?;
     let mut failed = !problems.is_empty();
     for funko in &funkos {
         let progress = Progress::start(funko.spec.name.as_str());
-        match build_one(&docker, global, &namespace, &images, funko, &progress).await {
+        match build_one(&engine, global, &namespace, &images, funko, &progress).await {
             Ok(line) => progress.finish(&line),
             Err(error) => {
                 progress.finish(&format!("failed: {error:#}"));
@@ -87,7 +87,7 @@ async fn on_server(remote: &crate::remote::Remote, funkos: &[Funko]) -> bool {
 }
 
 async fn build_one(
-    docker: &faaso_reconciler::Docker,
+    engine: &DockerEngine,
     global: &Global,
     namespace: &faaso_reconciler::Namespace,
     images: &BTreeMap<String, u64>,
@@ -98,11 +98,10 @@ async fn build_one(
     let policy = global.base_policy();
     let context = BuildContext::assemble_with(funko, |runtime| policy.choose(runtime, images))?;
     let image = namespace.image_ref(&funko.spec.name, &context.content_hash());
-    let outcome = build_image(docker, namespace, &context, &image, |line| {
-        progress.line(line)
-    })
-    .await
-    .with_context(|| format!("funko `{}` ({})", funko.spec.name, funko.dir.display()))?;
+    let outcome = engine
+        .build_image(&context, &image, |line| progress.line(line))
+        .await
+        .with_context(|| format!("funko `{}` ({})", funko.spec.name, funko.dir.display()))?;
     Ok(match outcome {
         BuildOutcome::Reused => format!("{image} is up to date"),
         BuildOutcome::Built => format!("built {image} in {:.1?}", started.elapsed()),

@@ -1,10 +1,9 @@
 //! `faaso logs`: every instance's output, each line prefixed by its instance.
 
-use std::collections::HashMap;
 use std::process::ExitCode;
 
-use bollard::query_parameters::{ListContainersOptionsBuilder, LogsOptionsBuilder};
 use clap::Args;
+use faaso_reconciler::{Backend, DockerEngine, LogOptions};
 use futures_util::StreamExt;
 
 use super::Global;
@@ -30,44 +29,30 @@ pub async fn run(global: &Global, args: LogsArgs) -> anyhow::Result<ExitCode> {
             .await?;
         return Ok(ExitCode::SUCCESS);
     }
-    let docker = faaso_reconciler::connect().await?;
-    let ns = global.namespace();
-    let filters = HashMap::from([(
-        "label",
-        vec![
-            ns.managed_filter(),
-            format!("{}={}", ns.label("funko"), args.name),
-        ],
-    )]);
-    let options = ListContainersOptionsBuilder::new()
-        .all(true)
-        .filters(&filters)
-        .build();
-    let containers = docker.list_containers(Some(options)).await?;
-    if containers.is_empty() {
+    let engine = DockerEngine::connect(global.namespace()).await?;
+    let tail =
+        match args.tail.as_str() {
+            "all" => None,
+            n => Some(n.parse().map_err(|_| {
+                anyhow::anyhow!("--tail takes a number of lines or `all`, not `{n}`")
+            })?),
+        };
+    let options = LogOptions {
+        tail,
+        follow: args.follow,
+    };
+    let logs = engine.logs(&args.name, options).await?;
+    if logs.is_empty() {
         anyhow::bail!("funko `{}` has no instances", args.name);
     }
-    let streams = containers.into_iter().map(|c| {
-        let name = c
-            .names
-            .and_then(|n| n.into_iter().next())
-            .unwrap_or_default()
-            .trim_start_matches('/')
-            .to_owned();
-        let options = LogsOptionsBuilder::new()
-            .stdout(true)
-            .stderr(true)
-            .follow(args.follow)
-            .tail(&args.tail)
-            .build();
-        docker
-            .logs(c.id.as_deref().unwrap_or_default(), Some(options))
-            .map(move |chunk| (name.clone(), chunk))
+    let streams = logs.into_iter().map(|log| {
+        let name = log.instance;
+        log.output.map(move |chunk| (name.clone(), chunk))
     });
-    let mut merged = futures_util::stream::select_all(streams.map(Box::pin));
+    let mut merged = futures_util::stream::select_all(streams);
     while let Some((name, chunk)) = merged.next().await {
         let Ok(chunk) = chunk else { continue };
-        for line in String::from_utf8_lossy(&chunk.into_bytes()).lines() {
+        for line in String::from_utf8_lossy(&chunk).lines() {
             println!("{name} | {line}");
         }
     }

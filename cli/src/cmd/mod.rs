@@ -91,7 +91,7 @@ impl Global {
 
     /// A reconciler for `dir` on the Docker engine.
     pub async fn reconciler(&self, dir: &Path) -> anyhow::Result<Reconciler<DockerEngine>> {
-        let docker = faaso_reconciler::connect().await?;
+        let engine = DockerEngine::connect(self.namespace()).await?;
         let settings = Settings {
             funkos_dir: dir.to_owned(),
             namespace: self.namespace(),
@@ -100,10 +100,7 @@ impl Global {
             state_dir: Some(self.state_dir.clone()),
             concurrency: self.concurrency,
         };
-        Ok(Reconciler::new(
-            DockerEngine::new(docker, self.namespace()),
-            settings,
-        ))
+        Ok(Reconciler::new(engine, settings))
     }
 }
 

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use faaso_reconciler::Step;
+use faaso_reconciler::{Step, StepInfo};
 
 use super::{FunkosDir, Global};
 use crate::report;
@@ -63,29 +63,7 @@ fn print_table(steps: &[Step]) {
 }
 
 /// One table row: funko, action, detail.
-pub fn describe(step: &Step) -> (String, &'static str, String) {
-    let funko = step.funko().to_owned();
-    match step {
-        Step::Build { image, .. } => (funko, "build", image.clone()),
-        Step::Start { number, .. } => (funko, "start", format!("instance {number}")),
-        Step::Replace { old, .. } => (
-            funko,
-            "replace",
-            format!("instance {} ({})", old.number, old.name),
-        ),
-        Step::Remove {
-            instance, reason, ..
-        } => (
-            funko,
-            "remove",
-            format!(
-                "{} ({})",
-                instance.name,
-                serde_json::to_value(reason)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default()
-            ),
-        ),
-    }
+pub fn describe(step: &impl StepInfo) -> (String, &'static str, String) {
+    let (action, detail) = step.describe();
+    (step.funko().to_owned(), action, detail)
 }

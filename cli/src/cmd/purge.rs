@@ -23,8 +23,8 @@ pub async fn run(global: &Global, args: NameArgs) -> anyhow::Result<ExitCode> {
             if scaled != ExitCode::SUCCESS {
                 return Ok(scaled);
             }
-            let docker = faaso_reconciler::connect().await?;
-            faaso_reconciler::remove_funko_images(&docker, &global.namespace(), name).await?
+            let engine = faaso_reconciler::DockerEngine::connect(global.namespace()).await?;
+            engine.remove_funko_images(name).await?
         }
     };
     for image in &removed {

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 
 use clap::Args;
-use faaso_reconciler::{Listener, PassReport, Started, Step, Triggers, WatchTiming};
+use faaso_reconciler::{Listener, PassReport, Started, StepInfo, Triggers, WatchTiming};
 use tokio_util::sync::CancellationToken;
 
 use super::plan::describe;
@@ -70,7 +70,7 @@ pub async fn run(global: &Global, args: ReconcileArgs) -> anyhow::Result<ExitCod
 }
 
 /// Prints each funko's outcome (and the pass's warnings) to standard error.
-pub(crate) fn print_summary(report: &PassReport) {
+pub(crate) fn print_summary<S>(report: &PassReport<S>) {
     for warning in &report.warnings {
         eprintln!("warning: {warning}");
     }
@@ -94,7 +94,7 @@ pub(crate) struct TerminalListener {
     builds: Mutex<std::collections::HashMap<String, Progress>>,
 }
 
-impl Listener for TerminalListener {
+impl<S: StepInfo> Listener<S> for TerminalListener {
     fn build_output(&self, funko: &str, line: &str) {
         let mut builds = self.builds.lock().unwrap_or_else(|e| e.into_inner());
         builds
@@ -103,8 +103,8 @@ impl Listener for TerminalListener {
             .line(line);
     }
 
-    fn step_finished(&self, step: &Step, error: Option<&str>) {
-        if let Step::Build { .. } = step {
+    fn step_finished(&self, step: &S, error: Option<&str>) {
+        if step.builds() {
             let progress = self
                 .builds
                 .lock()

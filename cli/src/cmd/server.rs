@@ -2,8 +2,6 @@
 //! sharing one route table: an instance gets traffic the moment it is ready and none from the
 //! moment before it is stopped.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,16 +9,14 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use faaso_admin::{AdminEvent, AdminState, SecretStore, StatusBoard, Token, UploadLimits};
-use faaso_proxy::{Candidate, FunkoSettings, HealthChecker, InstanceId};
-use faaso_reconciler::{
-    FUNKO_PORT, InstanceState, Listener, Observed, PassReport, Started, Step, Triggers, WatchTiming,
-};
-use faaso_schema::FunkoName;
+use faaso_proxy::{FunkoSettings, HealthChecker, InstanceId};
+use faaso_reconciler::{Listener, PassReport, Started, StepInfo, Triggers, WatchTiming};
 use tokio_util::sync::CancellationToken;
 
 use super::proxy::ProxyArgs;
 use super::proxy::container::{self, Launch};
 use super::{FunkosDir, Global};
+use crate::discovery::candidates;
 
 /// Arguments of `faaso server`.
 #[derive(Debug, Args)]
@@ -134,7 +130,7 @@ pub async fn run(global: &Global, args: ServerArgs) -> anyhow::Result<ExitCode> 
         token,
         board: board.clone(),
         trigger: triggers.sender(),
-        docker: reconciler.engine().docker().clone(),
+        engine: reconciler.backend().clone(),
         namespace: global.namespace(),
         limits: UploadLimits::default(),
         base_policy: global.base_policy(),
@@ -196,8 +192,8 @@ struct ServerListener {
     default_timeout: Duration,
 }
 
-impl Listener for ServerListener {
-    fn step_finished(&self, step: &Step, error: Option<&str>) {
+impl<S: StepInfo> Listener<S> for ServerListener {
+    fn step_finished(&self, step: &S, error: Option<&str>) {
         let (funko, action, detail) = super::plan::describe(step);
         match error {
             None => tracing::info!(%funko, action, %detail, "done"),
@@ -231,8 +227,8 @@ impl Listener for ServerListener {
         });
     }
 
-    fn pass_finished(&self, report: &PassReport) {
-        let mut funkos = candidates(&report.observed, self.default_timeout);
+    fn pass_finished(&self, report: &PassReport<S>) {
+        let mut funkos = candidates(&report.observed.instances, self.default_timeout);
         // A funko with no instance is still known: its requests get 503, not 404.
         for funko in report.funkos.iter().filter(|f| f.desired.is_some()) {
             funkos.entry(funko.name.clone()).or_insert_with(|| {
@@ -246,34 +242,4 @@ impl Listener for ServerListener {
         self.board
             .pass_finished(report.funkos.clone(), report.plan.len());
     }
-}
-
-/// Every running funko container with an address, as candidates for the proxy (managed ones and
-/// zero-magic `faaso-<x>` ones alike); the health checker routes them once they answer.
-fn candidates(
-    observed: &Observed,
-    default_timeout: Duration,
-) -> HashMap<String, (FunkoSettings, Vec<Candidate>)> {
-    let mut funkos: HashMap<String, (FunkoSettings, Vec<Candidate>)> = HashMap::new();
-    for instance in &observed.instances {
-        let Some(ip) = instance.ip else { continue };
-        if instance.state != InstanceState::Running || FunkoName::new(&instance.funko).is_err() {
-            continue;
-        }
-        let settings = FunkoSettings {
-            request_timeout: instance.timeout.unwrap_or(default_timeout),
-        };
-        let entry = funkos
-            .entry(instance.funko.clone())
-            .or_insert_with(|| (settings, Vec::new()));
-        entry.1.push(Candidate {
-            id: InstanceId::new(instance.id.as_str()),
-            addr: SocketAddr::new(ip, FUNKO_PORT),
-            health_path: instance
-                .health_path
-                .clone()
-                .unwrap_or_else(|| "/ping".to_owned()),
-        });
-    }
-    funkos
 }

@@ -10,12 +10,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use bollard::Docker;
 use bollard::query_parameters::{
     ListContainersOptionsBuilder, ListImagesOptionsBuilder, RemoveContainerOptionsBuilder,
     RemoveImageOptionsBuilder,
 };
 use faaso_reconciler::{
-    BasePolicy, Docker, DockerEngine, Instance, InstanceState, Namespace, Reconciler, Settings,
+    Backend, BasePolicy, DockerEngine, Instance, InstanceState, Namespace, Reconciler, Settings,
 };
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
@@ -31,13 +32,16 @@ pub struct Env {
 impl Env {
     /// A fresh environment; fails loudly if the base images are missing.
     pub async fn new() -> Self {
-        let docker = faaso_reconciler::connect()
+        let docker = Docker::connect_with_defaults()
+            .expect("a Docker engine must answer")
+            .negotiate_version()
             .await
             .expect("a Docker engine must answer");
         assert!(
-            faaso_reconciler::image_exists(&docker, "faaso-base/python:bookworm")
+            docker
+                .inspect_image("faaso-base/python:bookworm")
                 .await
-                .unwrap(),
+                .is_ok(),
             "faaso-base/python:bookworm is missing: run scripts/base-images first"
         );
         let id = format!(
@@ -99,23 +103,24 @@ impl Env {
         }
     }
 
-    pub fn reconciler(&self) -> Reconciler<DockerEngine> {
-        self.reconciler_on(self.docker.clone())
+    pub async fn reconciler(&self) -> Reconciler<DockerEngine> {
+        Reconciler::new(self.engine().await, self.settings())
     }
 
-    /// A reconciler talking to the engine through `docker` (a relay, say).
-    pub fn reconciler_on(&self, docker: Docker) -> Reconciler<DockerEngine> {
-        Reconciler::new(
-            DockerEngine::new(docker, self.namespace.clone()),
-            self.settings(),
-        )
+    /// The Docker backend in this environment's namespace.
+    pub async fn engine(&self) -> DockerEngine {
+        DockerEngine::connect(self.namespace.clone()).await.unwrap()
+    }
+
+    /// A reconciler talking to the engine through the socket at `socket` (a relay, say).
+    pub async fn reconciler_at(&self, socket: &Path) -> Reconciler<DockerEngine> {
+        let engine = DockerEngine::connect_at(socket, self.namespace.clone());
+        Reconciler::new(engine.await.unwrap(), self.settings())
     }
 
     /// Every container of this environment (managed or named with its prefix).
     pub async fn instances(&self) -> Vec<Instance> {
-        use faaso_reconciler::Engine;
-        let engine = DockerEngine::new(self.docker.clone(), self.namespace.clone());
-        engine.observe().await.unwrap().instances
+        self.engine().await.observe().await.unwrap().instances
     }
 
     /// The running managed instances of `funko`.

@@ -19,7 +19,7 @@ use bollard::query_parameters::{
     BuildImageOptionsBuilder, CreateContainerOptionsBuilder, ListContainersOptionsBuilder,
     RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
-use faaso_reconciler::{DockerEngine, Engine, Namespace};
+use faaso_reconciler::{Containers, DockerEngine, Namespace};
 use futures_util::StreamExt;
 
 use super::{AccessLogTo, ProxyArgs};
@@ -97,8 +97,9 @@ pub async fn up_with(
     bind: IpAddr,
     port: u16,
 ) -> anyhow::Result<ExitCode> {
-    let docker = faaso_reconciler::connect().await?;
-    DockerEngine::new(docker.clone(), ns.clone())
+    let docker = connect().await?;
+    DockerEngine::connect(ns.clone())
+        .await?
         .ensure_network()
         .await
         .with_context(|| format!("creating the network {}", ns.network))?;
@@ -136,7 +137,7 @@ pub async fn up_with(
 
 /// Stops (SIGTERM, then the grace period) and removes the proxy container.
 pub async fn down(ns: &Namespace) -> anyhow::Result<ExitCode> {
-    let docker = faaso_reconciler::connect().await?;
+    let docker = connect().await?;
     let removed = remove_existing(&docker, ns, Duration::from_secs(10)).await?;
     if removed == 0 {
         println!("faaso proxy was not running");
@@ -144,6 +145,16 @@ pub async fn down(ns: &Namespace) -> anyhow::Result<ExitCode> {
         println!("faaso proxy is down");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A Docker client for faaso's own container (the reconciler's backend keeps its client to
+/// itself).
+async fn connect() -> anyhow::Result<Docker> {
+    let docker = Docker::connect_with_defaults().context("connecting to the Docker engine")?;
+    docker
+        .negotiate_version()
+        .await
+        .context("connecting to the Docker engine")
 }
 
 /// The label that marks the proxy container, so it is found again by label, never by name.

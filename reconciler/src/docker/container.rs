@@ -5,49 +5,16 @@ use std::collections::HashMap;
 use bollard::models::{ContainerCreateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum};
 use faaso_schema::Spec;
 
-use crate::desired::{Prepared, SecretMount, short_hash};
+use crate::desired::Prepared;
 use crate::namespace::Namespace;
+use crate::observe::FUNKO_PORT;
 
-/// The port every funko listens on inside its container.
-pub const FUNKO_PORT: u16 = 3000;
 /// How long an instance gets between SIGTERM and SIGKILL.
-pub const STOP_GRACE_SECS: i64 = 10;
-
-/// The hash of everything that needs a new container; the scale is deliberately left out.
-pub fn config_hash(
-    spec: &Spec,
-    image: &str,
-    secrets: &[SecretMount],
-    namespace: &Namespace,
-) -> String {
-    let h = &spec.hardening;
-    let env: Vec<(&str, &str)> = spec
-        .env
-        .iter()
-        .map(|(k, v)| (k.0.as_str(), v.0.as_str()))
-        .collect();
-    let secrets: Vec<(&str, &str)> = secrets
-        .iter()
-        .map(|s| (s.key.as_str(), s.version.as_str()))
-        .collect();
-    let identity = serde_json::json!({
-        "image": image,
-        "env": env,
-        "secrets": secrets,
-        "memory": spec.resources.memory.map(|m| m.0),
-        "cpus": spec.resources.cpus.map(|c| c.nano_cpus()),
-        "network": namespace.network,
-        "timeout": spec.timeout.0.as_millis() as u64,
-        "health_path": spec.healthcheck.path,
-        "hardening": [h.read_only, h.drop_capabilities, h.no_new_privileges],
-        "pids_limit": h.pids_limit,
-    });
-    short_hash(identity.to_string().as_bytes())
-}
+pub(super) const STOP_GRACE_SECS: i64 = 10;
 
 /// The container name of instance `number`: `<prefix>-<funko>-<number>-<config hash>`, so an old
 /// and a new instance of the same number can coexist during a rollout.
-pub fn container_name(
+pub(super) fn container_name(
     namespace: &Namespace,
     funko: &str,
     number: u32,
@@ -62,7 +29,7 @@ pub fn container_name(
 
 /// The labels that let faaso find and understand the container later (Docker is the only
 /// record), including what a proxy that discovers it needs: the request timeout and health path.
-pub fn labels(
+pub(super) fn labels(
     namespace: &Namespace,
     spec: &Spec,
     number: u32,
@@ -82,7 +49,7 @@ pub fn labels(
 }
 
 /// The create request for instance `number` of `prepared`.
-pub fn container_config(
+pub(super) fn container_config(
     namespace: &Namespace,
     prepared: &Prepared,
     number: u32,
@@ -135,31 +102,6 @@ mod tests {
 
     fn spec(yaml: &str) -> Spec {
         faaso_schema::parse_spec(yaml).unwrap()
-    }
-
-    #[test]
-    fn scale_does_not_change_the_config_hash_but_env_does() {
-        let ns = Namespace::default();
-        let one = config_hash(&spec("name: a\nscale: 1\n"), "img:1", &[], &ns);
-        let five = config_hash(&spec("name: a\nscale: 5\n"), "img:1", &[], &ns);
-        let env = config_hash(&spec("name: a\nenv: {A: b}\n"), "img:1", &[], &ns);
-        let image = config_hash(&spec("name: a\n"), "img:2", &[], &ns);
-        assert_eq!(one, five);
-        assert_ne!(one, env);
-        assert_ne!(one, image);
-    }
-
-    #[test]
-    fn a_changed_secret_value_changes_the_config_hash() {
-        let ns = Namespace::default();
-        let secret = |version: &str| SecretMount {
-            key: "k".into(),
-            host_path: "/s/k".into(),
-            version: version.into(),
-        };
-        let a = config_hash(&spec("name: a\n"), "i", &[secret("1")], &ns);
-        let b = config_hash(&spec("name: a\n"), "i", &[secret("2")], &ns);
-        assert_ne!(a, b);
     }
 
     #[test]

@@ -97,12 +97,6 @@ pub enum DockerError {
         /// What was seen.
         reason: String,
     },
-    /// The funkos folder could not be read at all.
-    #[error("{message}")]
-    Desired {
-        /// The problem.
-        message: String,
-    },
     /// The build context could not be packed.
     #[error("cannot pack the build context of `{image}`: {source}")]
     Pack {
@@ -115,21 +109,36 @@ pub enum DockerError {
 
 /// Connects to the engine named by `DOCKER_HOST` (or the local socket) and agrees on an API
 /// version, so older engines (Debian's 20.10 speaks 1.41) work.
-pub async fn connect() -> Result<Docker, DockerError> {
+pub(super) async fn connect() -> Result<Docker, DockerError> {
     let hint =
         std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+    agree(Docker::connect_with_defaults(), hint).await
+}
+
+/// Connects to the engine on the Unix socket `socket`.
+pub(super) async fn connect_at(socket: &std::path::Path) -> Result<Docker, DockerError> {
+    let path = socket.to_string_lossy();
+    let docker = Docker::connect_with_unix(&path, 120, bollard::API_DEFAULT_VERSION);
+    agree(docker, path.into_owned()).await
+}
+
+/// Agrees on an API version and checks the engine answers.
+async fn agree(
+    docker: Result<Docker, bollard::errors::Error>,
+    hint: String,
+) -> Result<Docker, DockerError> {
     let connect_error = |source| DockerError::Connect {
         hint: hint.clone(),
         source,
     };
-    let docker = Docker::connect_with_defaults().map_err(connect_error)?;
+    let docker = docker.map_err(connect_error)?;
     let docker = docker.negotiate_version().await.map_err(connect_error)?;
     docker.ping().await.map_err(connect_error)?;
     Ok(docker)
 }
 
 /// Whether bollard's error is the engine saying "no such object".
-pub(crate) fn is_not_found(error: &bollard::errors::Error) -> bool {
+pub(super) fn is_not_found(error: &bollard::errors::Error) -> bool {
     matches!(
         error,
         bollard::errors::Error::DockerResponseServerError {
@@ -137,4 +146,10 @@ pub(crate) fn is_not_found(error: &bollard::errors::Error) -> bool {
             ..
         }
     )
+}
+
+impl From<DockerError> for crate::backend::EngineError {
+    fn from(error: DockerError) -> Self {
+        Self::new(error)
+    }
 }

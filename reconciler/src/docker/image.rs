@@ -9,8 +9,8 @@ use bollard::query_parameters::{
 use faaso_schema::BuildContext;
 use futures_util::StreamExt;
 
-use crate::docker::{DockerError, is_not_found};
-use crate::failed_build::{BuildSteps, discard_steps, remove_orphans};
+use super::error::{DockerError, is_not_found};
+use super::failed_build::{BuildSteps, discard_steps, remove_orphans};
 use crate::namespace::Namespace;
 
 /// How a build went.
@@ -24,7 +24,7 @@ pub enum BuildOutcome {
 
 /// Removes every image built for `funko` in `namespace` (`faaso purge`); returns their tags.
 /// An image a container still uses is not removed: that is an error naming it.
-pub async fn remove_funko_images(
+pub(super) async fn remove_funko_images(
     docker: &Docker,
     namespace: &Namespace,
     funko: &str,
@@ -61,7 +61,7 @@ pub async fn remove_funko_images(
 }
 
 /// Whether the engine has `image`.
-pub async fn image_exists(docker: &Docker, image: &str) -> Result<bool, DockerError> {
+pub(super) async fn image_exists(docker: &Docker, image: &str) -> Result<bool, DockerError> {
     match docker.inspect_image(image).await {
         Ok(_) => Ok(true),
         Err(e) if is_not_found(&e) => Ok(false),
@@ -74,7 +74,7 @@ pub async fn image_exists(docker: &Docker, image: &str) -> Result<bool, DockerEr
 
 /// Every `repo:tag` the engine has, with when its image was built (seconds since the Unix
 /// epoch).
-pub async fn image_tags(docker: &Docker) -> Result<BTreeMap<String, u64>, DockerError> {
+pub(super) async fn image_tags(docker: &Docker) -> Result<BTreeMap<String, u64>, DockerError> {
     Ok(docker
         .list_images(None::<ListImagesOptions>)
         .await
@@ -89,7 +89,7 @@ pub async fn image_tags(docker: &Docker) -> Result<BTreeMap<String, u64>, Docker
 
 /// Builds `context` as `image` with the classic builder (BuildKit may be absent on older
 /// engines), unless `image` exists already. Each line of build output goes to `on_output`.
-pub async fn build_image(
+pub(super) async fn build_image(
     docker: &Docker,
     namespace: &Namespace,
     context: &BuildContext,

@@ -1,28 +1,42 @@
-//! `DockerEngine`: the `Engine` on a real Docker engine through bollard.
+//! The Docker backend: [`DockerEngine`] runs funko instances as numbered containers on one
+//! Docker engine through bollard. Everything bollard is in this folder; the rest of the
+//! reconciler sees only the [`Backend`] and [`Containers`] traits and the model.
 
-use std::collections::{BTreeSet, HashMap};
+mod container;
+mod error;
+mod events;
+mod failed_build;
+mod image;
+mod logs;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
-use bollard::models::{ContainerStateStatusEnum, ContainerSummaryStateEnum, NetworkCreateRequest};
+use bollard::models::{
+    ContainerStateStatusEnum, ContainerSummary, ContainerSummaryStateEnum, NetworkCreateRequest,
+};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, ListContainersOptionsBuilder, ListImagesOptionsBuilder,
-    LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder,
-    StopContainerOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder, StopContainerOptionsBuilder,
 };
-use faaso_schema::Healthcheck;
-use futures_util::StreamExt;
+use faaso_schema::{BuildContext, Healthcheck};
+use futures_util::stream::BoxStream;
 
-use crate::container::{FUNKO_PORT, STOP_GRACE_SECS, container_config, container_name};
-use crate::desired::Prepared;
-use crate::docker::{DockerError, is_not_found};
-use crate::engine::{Engine, Started};
-use crate::image::{build_image, image_tags};
-use crate::model::{Instance, InstanceState, Observed};
+use crate::backend::{Backend, Change, EngineError, InstanceLog, LogOptions, Started, StepFailure};
+use crate::desired::{Desired, Prepared};
+use crate::execute::{Containers, execute, needs_network};
+use crate::listener::Listener;
 use crate::namespace::Namespace;
+use crate::observe::{FUNKO_PORT, Instance, InstanceState, Listed, Observed, read_instance};
+use crate::plan::{Step, plan};
 use crate::probe::probe;
 use crate::prune::{BuiltImage, images_to_remove};
+use container::{STOP_GRACE_SECS, container_config, container_name};
+pub use error::DockerError;
+use error::is_not_found;
+pub use image::BuildOutcome;
 
 /// Probes this often while waiting for a new instance: readiness is seen within ~50 ms.
 const PROBE_EVERY: Duration = Duration::from_millis(50);
@@ -37,14 +51,24 @@ pub struct DockerEngine {
 }
 
 impl DockerEngine {
-    /// An engine acting on `docker` within `namespace`.
-    pub fn new(docker: Docker, namespace: Namespace) -> Self {
-        Self { docker, namespace }
+    /// Connects to the engine named by `DOCKER_HOST` (or the local socket), agreeing on an
+    /// API version, to act within `namespace`.
+    pub async fn connect(namespace: Namespace) -> Result<Self, DockerError> {
+        Ok(Self {
+            docker: error::connect().await?,
+            namespace,
+        })
     }
 
-    /// The Docker client.
-    pub fn docker(&self) -> &Docker {
-        &self.docker
+    /// Connects to the engine listening on the Unix socket `socket`, to act within `namespace`.
+    pub async fn connect_at(
+        socket: &std::path::Path,
+        namespace: Namespace,
+    ) -> Result<Self, DockerError> {
+        Ok(Self {
+            docker: error::connect_at(socket).await?,
+            namespace,
+        })
     }
 
     /// The namespace it acts in.
@@ -52,34 +76,96 @@ impl DockerEngine {
         &self.namespace
     }
 
+    /// Every running container that is a funko instance (managed or zero-magic), as proxy-mode
+    /// discovery routes them: no image list, nothing stopped.
+    pub async fn running_instances(&self) -> Result<Vec<Instance>, DockerError> {
+        let listed = self.list_containers(None, false).await?;
+        Ok(listed
+            .into_iter()
+            .filter_map(|summary| read_instance(self.listed(summary), &self.namespace))
+            .collect())
+    }
+
+    /// The instances faaso created for `funko`, running or not.
+    pub async fn funko_instances(&self, funko: &str) -> Result<Vec<Instance>, DockerError> {
+        let ns = &self.namespace;
+        let filter = format!("{}={funko}", ns.label("funko"));
+        let listed = self.list(("label", filter), true).await?;
+        Ok(listed
+            .into_iter()
+            .filter_map(|summary| read_instance(self.listed(summary), ns))
+            .filter(|instance| instance.managed && instance.funko == funko)
+            .collect())
+    }
+
+    /// Builds `context` as `image` unless the engine has it; each line of output goes to
+    /// `on_output`.
+    pub async fn build_image(
+        &self,
+        context: &BuildContext,
+        image: &str,
+        on_output: impl Fn(&str),
+    ) -> Result<BuildOutcome, DockerError> {
+        image::build_image(&self.docker, &self.namespace, context, image, on_output).await
+    }
+
+    /// Every `repo:tag` the engine has, with when its image was built (seconds since the Unix
+    /// epoch).
+    pub async fn image_tags(&self) -> Result<BTreeMap<String, u64>, DockerError> {
+        image::image_tags(&self.docker).await
+    }
+
+    /// Removes every image built for `funko` (`faaso purge`); returns their tags. An image a
+    /// container still uses is not removed: that is an error naming it.
+    pub async fn remove_funko_images(&self, funko: &str) -> Result<Vec<String>, DockerError> {
+        image::remove_funko_images(&self.docker, &self.namespace, funko).await
+    }
+
     async fn list(
         &self,
         filter: (&str, String),
-    ) -> Result<Vec<bollard::models::ContainerSummary>, DockerError> {
+        all: bool,
+    ) -> Result<Vec<ContainerSummary>, DockerError> {
         let filters = HashMap::from([(filter.0, vec![filter.1])]);
-        let options = ListContainersOptionsBuilder::new()
-            .all(true)
-            .filters(&filters)
-            .build();
+        self.list_containers(Some(&filters), all).await
+    }
+
+    async fn list_containers(
+        &self,
+        filters: Option<&HashMap<&str, Vec<String>>>,
+        all: bool,
+    ) -> Result<Vec<ContainerSummary>, DockerError> {
+        let mut options = ListContainersOptionsBuilder::new().all(all);
+        if let Some(filters) = filters {
+            options = options.filters(filters);
+        }
         self.docker
-            .list_containers(Some(options))
+            .list_containers(Some(options.build()))
             .await
             .map_err(|source| DockerError::ListContainers { source })
     }
 
-    /// The last lines a container printed, for error reports.
-    pub async fn log_tail(&self, id: &str, lines: usize) -> String {
-        let options = LogsOptionsBuilder::new()
-            .stdout(true)
-            .stderr(true)
-            .tail(&lines.to_string())
-            .build();
-        let mut stream = self.docker.logs(id, Some(options));
-        let mut text = String::new();
-        while let Some(Ok(chunk)) = stream.next().await {
-            text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+    /// What a listing says of one container, its labels not read yet.
+    fn listed(&self, summary: ContainerSummary) -> Listed {
+        let ip = summary
+            .network_settings
+            .and_then(|n| n.networks)
+            .and_then(|mut n| n.remove(&self.namespace.network))
+            .and_then(|e| e.ip_address)
+            .and_then(|ip| ip.parse().ok());
+        Listed {
+            id: summary.id.unwrap_or_default(),
+            name: summary
+                .names
+                .and_then(|n| n.into_iter().next())
+                .unwrap_or_default()
+                .trim_start_matches('/')
+                .to_owned(),
+            labels: summary.labels.unwrap_or_default(),
+            image: summary.image.unwrap_or_default(),
+            state: instance_state(summary.state),
+            ip,
         }
-        text.trim().to_owned()
     }
 
     async fn address(&self, id: &str) -> Result<SocketAddr, DockerError> {
@@ -120,13 +206,6 @@ impl DockerEngine {
     }
 }
 
-/// Whether `image` names an image by id (`sha256:…` or bare hex), as build steps do, rather than
-/// by `repo:tag`.
-fn is_image_id(image: &str) -> bool {
-    let hex = image.strip_prefix("sha256:").unwrap_or(image);
-    hex.len() >= 12 && hex.chars().all(|c| c.is_ascii_hexdigit())
-}
-
 fn instance_state(state: Option<ContainerSummaryStateEnum>) -> InstanceState {
     match state {
         Some(ContainerSummaryStateEnum::RUNNING) => InstanceState::Running,
@@ -135,83 +214,73 @@ fn instance_state(state: Option<ContainerSummaryStateEnum>) -> InstanceState {
     }
 }
 
-impl Engine for DockerEngine {
-    async fn observe(&self) -> Result<Observed, DockerError> {
+impl Backend for DockerEngine {
+    type Step = Step;
+
+    async fn observe(&self) -> Result<Observed, EngineError> {
         let ns = &self.namespace;
         // Docker ORs values of one filter but ANDs filters: two lists, asked at once.
         let (managed, named) = tokio::join!(
-            self.list(("label", ns.managed_filter())),
-            self.list(("name", format!("{}-", ns.prefix)))
+            self.list(("label", ns.managed_filter()), true),
+            self.list(("name", format!("{}-", ns.prefix)), true)
         );
         let (managed, named) = (managed?, named?);
         let mut seen = BTreeSet::new();
-        let mut instances = Vec::new();
-        for summary in managed.into_iter().chain(named) {
-            let id = summary.id.unwrap_or_default();
-            if !seen.insert(id.clone()) {
-                continue;
-            }
-            let labels = summary.labels.unwrap_or_default();
-            let name = summary
-                .names
-                .and_then(|n| n.into_iter().next())
-                .unwrap_or_default()
-                .trim_start_matches('/')
-                .to_owned();
-            let state = instance_state(summary.state);
-            let image = summary.image.unwrap_or_default();
-            // faaso's images carry its labels, so every container made from one inherits them:
-            // only the instance label, which faaso sets itself, marks a container faaso created.
-            // The one exception is a stopped container of an unnamed image: a build step left by
-            // an interrupted build, to be cleared like a stopped instance.
-            let labelled = labels
-                .get(&ns.label("managed"))
-                .is_some_and(|v| v == "true");
-            let managed = labelled
-                && (labels.contains_key(&ns.label("instance"))
-                    || (state == InstanceState::Stopped && is_image_id(&image)));
-            let funko = if managed {
-                labels.get(&ns.label("funko")).cloned().unwrap_or_default()
-            } else {
-                // Docker's name filter is an unanchored regex: check the prefix ourselves.
-                match name.strip_prefix(&format!("{}-", ns.prefix)) {
-                    Some(funko) if funko != "proxy" => funko.to_owned(),
-                    _ => continue,
-                }
-            };
-            let ip = summary
-                .network_settings
-                .and_then(|n| n.networks)
-                .and_then(|mut n| n.remove(&ns.network))
-                .and_then(|e| e.ip_address)
-                .and_then(|ip| ip.parse().ok());
-            instances.push(Instance {
-                id,
-                ip,
-                timeout: labels
-                    .get(&ns.label("timeout"))
-                    .and_then(|t| faaso_schema::parse_duration(t)),
-                health_path: labels.get(&ns.label("health-path")).cloned(),
-                name,
-                managed,
-                funko,
-                number: labels
-                    .get(&ns.label("instance"))
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or(0),
-                config_hash: labels
-                    .get(&ns.label("config-hash"))
-                    .cloned()
-                    .unwrap_or_default(),
-                image,
-                state,
-            });
-        }
-        let images = image_tags(&self.docker).await?;
+        let prefix = format!("{}-", ns.prefix);
+        let instances = managed
+            .into_iter()
+            .chain(named)
+            .filter(|summary| seen.insert(summary.id.clone()))
+            .filter_map(|summary| read_instance(self.listed(summary), ns))
+            // The reconciler's selection: what faaso created, and zero-magic `<prefix>-<x>`
+            // containers; not a container someone ran by hand from a faaso image (routing
+            // takes those, the reconciler has nothing to say about them).
+            .filter(|instance| instance.managed || instance.name.starts_with(&prefix))
+            .collect();
+        let images = image::image_tags(&self.docker).await?;
         Ok(Observed { instances, images })
     }
 
-    async fn ensure_network(&self) -> Result<(), DockerError> {
+    fn plan(&self, desired: &Desired, observed: &Observed) -> Vec<Step> {
+        plan(desired, observed)
+    }
+
+    async fn prepare(&self, steps: &[Step]) -> Result<(), EngineError> {
+        if needs_network(steps) {
+            self.ensure_network().await?;
+        }
+        Ok(())
+    }
+
+    async fn execute(
+        &self,
+        step: &Step,
+        prepared: Option<&Prepared>,
+        listener: &dyn Listener<Step>,
+    ) -> Result<(), StepFailure> {
+        execute(self, step, prepared, listener).await
+    }
+
+    async fn prune_images(&self, keep: &BTreeSet<String>) -> Result<usize, EngineError> {
+        Ok(self.prune(keep).await?)
+    }
+
+    fn changes(&self) -> BoxStream<'static, Result<Change, EngineError>> {
+        events::changes(&self.docker, &self.namespace)
+    }
+
+    async fn logs(
+        &self,
+        funko: &str,
+        options: LogOptions,
+    ) -> Result<Vec<InstanceLog>, EngineError> {
+        Ok(logs::logs(self, funko, options).await?)
+    }
+}
+
+/// The container operations, with Docker's own error.
+impl DockerEngine {
+    async fn create_network(&self) -> Result<(), DockerError> {
         let network = &self.namespace.network;
         match self.docker.inspect_network(network, None).await {
             Ok(_) => return Ok(()),
@@ -245,12 +314,12 @@ impl Engine for DockerEngine {
         }
     }
 
-    async fn build(
+    async fn build_funko(
         &self,
         prepared: &Prepared,
         output: &(dyn Fn(&str) + Send + Sync),
     ) -> Result<(), DockerError> {
-        build_image(
+        image::build_image(
             &self.docker,
             &self.namespace,
             &prepared.context,
@@ -261,7 +330,11 @@ impl Engine for DockerEngine {
         .map(|_| ())
     }
 
-    async fn start(&self, prepared: &Prepared, number: u32) -> Result<Started, DockerError> {
+    async fn start_instance(
+        &self,
+        prepared: &Prepared,
+        number: u32,
+    ) -> Result<Started, DockerError> {
         let name = container_name(
             &self.namespace,
             prepared.funko.spec.name.as_str(),
@@ -279,7 +352,7 @@ impl Engine for DockerEngine {
                 source,
             })?;
         if let Err(source) = self.docker.start_container(&created.id, None).await {
-            let _ = self.remove(&created.id).await;
+            let _ = self.remove_container(&created.id).await;
             return Err(DockerError::Start { name, source });
         }
         let addr = self.address(&created.id).await?;
@@ -291,7 +364,7 @@ impl Engine for DockerEngine {
         })
     }
 
-    async fn wait_ready(
+    async fn wait_instance_ready(
         &self,
         started: &Started,
         healthcheck: &Healthcheck,
@@ -310,7 +383,7 @@ impl Engine for DockerEngine {
             if last_state_check.elapsed() >= STATE_EVERY {
                 last_state_check = Instant::now();
                 if let Some(reason) = self.exited(&started.id).await {
-                    let logs = self.log_tail(&started.id, 10).await;
+                    let logs = logs::tail(&self.docker, &started.id, 10).await;
                     return Err(not_ready(format!("{reason}; its last output:\n{logs}")));
                 }
             }
@@ -324,7 +397,7 @@ impl Engine for DockerEngine {
         }
     }
 
-    async fn prune_images(&self, keep: &BTreeSet<String>) -> Result<usize, DockerError> {
+    async fn prune(&self, keep: &BTreeSet<String>) -> Result<usize, DockerError> {
         let filters = HashMap::from([("label", vec![self.namespace.managed_filter()])]);
         let options = ListImagesOptionsBuilder::new()
             .all(false)
@@ -357,7 +430,8 @@ impl Engine for DockerEngine {
         Ok(removed)
     }
 
-    async fn remove(&self, id: &str) -> Result<(), DockerError> {
+    /// Stops (SIGTERM, grace period, SIGKILL) and removes a container; a missing one is fine.
+    pub async fn remove_container(&self, id: &str) -> Result<(), DockerError> {
         let stop = StopContainerOptionsBuilder::new()
             .t(STOP_GRACE_SECS as i32)
             .build();
@@ -391,5 +465,35 @@ impl Engine for DockerEngine {
                 source,
             }),
         }
+    }
+}
+
+impl Containers for DockerEngine {
+    async fn ensure_network(&self) -> Result<(), EngineError> {
+        Ok(self.create_network().await?)
+    }
+
+    async fn build(
+        &self,
+        prepared: &Prepared,
+        output: &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<(), EngineError> {
+        Ok(self.build_funko(prepared, output).await?)
+    }
+
+    async fn start(&self, prepared: &Prepared, number: u32) -> Result<Started, EngineError> {
+        Ok(self.start_instance(prepared, number).await?)
+    }
+
+    async fn wait_ready(
+        &self,
+        started: &Started,
+        healthcheck: &Healthcheck,
+    ) -> Result<(), EngineError> {
+        Ok(self.wait_instance_ready(started, healthcheck).await?)
+    }
+
+    async fn remove(&self, id: &str) -> Result<(), EngineError> {
+        Ok(self.remove_container(id).await?)
     }
 }
