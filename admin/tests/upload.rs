@@ -17,6 +17,8 @@ use tar::EntryType;
 use tokio::sync::mpsc;
 use tower::ServiceExt;
 
+mod support;
+
 const TOKEN: &str = "0123456789abcdef0123";
 const SPEC: &str = "name: up\nruntime: python\n";
 const HANDLER: &str = "def handle(request):\n    return {'hello': 'world'}\n";
@@ -178,34 +180,6 @@ fn hidden_leftovers(dir: &Path) -> Vec<String> {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with('.'))
         .collect()
-}
-
-/// 1 GiB of zeros behind `prefix`, gzipped to about 1 MiB in a moment: one fully flushed deflate
-/// block of 1 MiB of zeros, repeated (the trailer's CRC is not computed; nothing reads that far).
-fn gzip_bomb(prefix: &[u8]) -> Vec<u8> {
-    use flate2::{Compress, Compression, FlushCompress};
-    fn deflate(c: &mut Compress, input: &[u8], flush: FlushCompress) -> Vec<u8> {
-        let mut out = Vec::with_capacity(input.len() + 1024);
-        let start = c.total_in();
-        loop {
-            let done = (c.total_in() - start) as usize;
-            c.compress_vec(&input[done..], &mut out, flush).unwrap();
-            if (c.total_in() - start) as usize == input.len() && out.len() < out.capacity() {
-                return out;
-            }
-            out.reserve(64 * 1024);
-        }
-    }
-    let mut c = Compress::new(Compression::best(), false);
-    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
-    out.extend(deflate(&mut c, prefix, FlushCompress::Full));
-    let block = deflate(&mut c, &vec![0u8; 1 << 20], FlushCompress::Full);
-    for _ in 0..1024 {
-        out.extend(&block);
-    }
-    out.extend(deflate(&mut c, &[], FlushCompress::Finish));
-    out.extend([0u8; 8]);
-    out
 }
 
 #[tokio::test]
@@ -378,17 +352,25 @@ fn bad_uploads() -> Vec<(&'static str, Vec<u8>, StatusCode, &'static str)> {
         ),
         (
             "bomb",
-            gzip_bomb(&{
-                let mut h = tar::Header::new_gnu();
-                h.set_path("handler.py").unwrap();
-                h.set_size(1 << 30);
-                h.set_cksum();
-                h.as_bytes().to_vec()
-            }),
+            support::gzip_bomb(
+                &{
+                    let mut h = tar::Header::new_gnu();
+                    h.set_path("handler.py").unwrap();
+                    h.set_size(1 << 30);
+                    h.set_cksum();
+                    h.as_bytes().to_vec()
+                },
+                1024,
+            ),
             large,
             "entry `handler.py`: the files unpack to more than",
         ),
-        ("zeros bomb", gzip_bomb(b""), large, "decompression bomb"),
+        (
+            "zeros bomb",
+            support::gzip_bomb(b"", 1024),
+            large,
+            "decompression bomb",
+        ),
         (
             "too many entries",
             valid((0..20).map(|i| file(&format!("f{i}"), "")).collect()),

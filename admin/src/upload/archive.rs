@@ -1,188 +1,25 @@
-//! Uploading a funko: `PUT /admin/funkos/<name>` with a gzipped tar of the folder's contents.
-//!
-//! The archive is checked while it streams out of the decompressor (limits, entry kinds, paths)
-//! and unpacked into a hidden staging folder inside the funkos folder
-//! (`.upload-<name>-<random>/<name>/`; the reconciler skips hidden folders). The staged funko
-//! is validated like the reconciler would (funko.yml, name, runtime, template), then swapped in
-//! with one `renameat2(RENAME_EXCHANGE)`, so the reconciler sees the old version or the new
-//! one, never a missing or half-written folder. Any refusal removes the staging folder.
-//!
-//! Entries are relative to the funko folder (`funko.yml`, `lib/x.py`; a leading `./` is fine,
-//! as `tar czf - -C <dir> .` writes). An archive holding a single top-level folder named like the
-//! funko (`tar czf - <name>`) is accepted too and taken as the funko folder.
+//! Reading an uploaded archive safely: a gzipped tar checked entry by entry while it streams
+//! out of the decompressor (limits, entry kinds, paths, modes) and unpacked under one folder.
 
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::io::{self, Read};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Component, Path};
+use std::path::Path;
 use std::rc::Rc;
-use std::sync::Arc;
 
-use axum::body::{Body, Bytes};
-use axum::extract::{Path as UrlPath, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::put;
-use axum::{Json, Router};
-use faaso_schema::{BaseChoice, BuildContext, FunkoName, Problem};
-use futures_util::StreamExt;
 use tar::EntryType;
 
-use crate::funkos::{error, funko_name};
-use crate::{AdminEvent, AdminState};
+use super::error::{UploadError, UploadLimits, shorten};
 
 /// Bytes an entry's header data may take (long names, pax extensions, skipped global headers,
 /// padding); real archives need a few hundred.
-const HEADER_BUDGET: u64 = 64 * 1024;
+pub(super) const HEADER_BUDGET: u64 = 64 * 1024;
 /// Bytes the decompressed stream may go on after the tar's end marker (tar pads to 10 KiB
 /// records; anything much longer is not a tar we made).
-const TRAILING_BUDGET: u64 = 1 << 20;
+pub(super) const TRAILING_BUDGET: u64 = 1 << 20;
 /// The longest single path component Linux accepts.
 const NAME_MAX: usize = 255;
-
-/// Limits on an uploaded funko.
-#[derive(Debug, Clone)]
-pub struct UploadLimits {
-    /// The largest compressed upload.
-    pub max_compressed: usize,
-    /// The largest total of unpacked file sizes.
-    pub max_unpacked: u64,
-    /// The most entries.
-    pub max_entries: usize,
-    /// The most path components in one entry's path.
-    pub max_depth: usize,
-    /// The longest entry path, in bytes.
-    pub max_path_len: usize,
-}
-
-impl Default for UploadLimits {
-    fn default() -> Self {
-        Self {
-            max_compressed: 32 << 20,
-            max_unpacked: 256 << 20,
-            max_entries: 10_000,
-            max_depth: 32,
-            max_path_len: 1024,
-        }
-    }
-}
-
-/// Why an upload was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum UploadError {
-    /// The archive is not a gzipped tar.
-    #[error(
-        "the upload is not a gzipped tar: {0}; send the funko folder as `tar czf - -C <folder> .`"
-    )]
-    Archive(String),
-    /// The compressed upload is larger than allowed.
-    #[error(
-        "the upload is larger than {}; leave build outputs and caches out of it",
-        amount(*limit as u64)
-    )]
-    CompressedTooLarge {
-        /// The limit.
-        limit: usize,
-    },
-    /// The files unpack to more bytes than allowed.
-    #[error(
-        "entry `{path}`: the files unpack to more than {}; leave large files out of the funko",
-        amount(*limit)
-    )]
-    UnpackedTooLarge {
-        /// The entry that went over.
-        path: String,
-        /// The limit.
-        limit: u64,
-    },
-    /// The archive holds more entries than allowed.
-    #[error("the archive holds more than {limit} entries; leave dependencies and caches out of it")]
-    TooManyEntries {
-        /// The limit.
-        limit: usize,
-    },
-    /// An entry's path is longer or deeper than allowed.
-    #[error("entry `{path}`: the path is {what}; shorten it")]
-    PathTooLong {
-        /// The entry's path (cut short when very long).
-        path: String,
-        /// Which limit, and by how much.
-        what: String,
-    },
-    /// An entry's header data (long name, pax extensions) is implausibly large.
-    #[error(
-        "an entry's header data (long name or pax extensions) is larger than {HEADER_BUDGET} bytes; this is not a funko archive"
-    )]
-    HeaderTooLarge,
-    /// The decompressed stream goes on long after the archive's end.
-    #[error(
-        "the archive goes on for more than {TRAILING_BUDGET} bytes after its end marker (a decompression bomb?); send only the tar of the funko"
-    )]
-    Trailing,
-    /// An entry that may not be in a funko.
-    #[error("entry `{path}` {reason}")]
-    Entry {
-        /// The entry's path as the archive gives it.
-        path: String,
-        /// What is wrong and what to do.
-        reason: String,
-    },
-    /// The unpacked funko is not valid: the problem, relative to the funko folder.
-    #[error("{0}")]
-    Funko(String),
-    /// Reading or writing the staging folder failed.
-    #[error("cannot {action}: {source}")]
-    Io {
-        /// What was being done.
-        action: String,
-        /// The error.
-        source: io::Error,
-    },
-    /// The new version could not be swapped in.
-    #[error("cannot swap the new version of `{funko}` in: {reason}")]
-    Swap {
-        /// The funko.
-        funko: String,
-        /// Why, and what to do.
-        reason: String,
-    },
-}
-
-impl UploadError {
-    /// The HTTP status this refusal is answered with.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Self::Archive(_) | Self::Entry { .. } => StatusCode::BAD_REQUEST,
-            Self::CompressedTooLarge { .. }
-            | Self::UnpackedTooLarge { .. }
-            | Self::TooManyEntries { .. }
-            | Self::PathTooLong { .. }
-            | Self::HeaderTooLarge
-            | Self::Trailing => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Funko(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Io { .. } | Self::Swap { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    fn io(action: impl Into<String>) -> impl FnOnce(io::Error) -> Self {
-        let action = action.into();
-        move |source| Self::Io { action, source }
-    }
-
-    fn entry(path: &str, reason: impl Into<String>) -> Self {
-        Self::Entry {
-            path: shorten(path),
-            reason: reason.into(),
-        }
-    }
-}
-
-impl IntoResponse for UploadError {
-    fn into_response(self) -> Response {
-        error(self.status(), self.to_string())
-    }
-}
 
 /// What an archive unpacked to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -193,263 +30,6 @@ pub struct Unpacked {
     pub dirs: usize,
     /// Bytes of file content written.
     pub bytes: u64,
-}
-
-/// The funko named in the path and the archive in the body (read up to the size limit), or the
-/// answer refusing them.
-pub(crate) async fn named_archive(
-    state: &AdminState,
-    name: &str,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<(FunkoName, Bytes), Response> {
-    let name = funko_name(name)?;
-    match read_body(headers, body, state.limits.max_compressed).await {
-        Ok(bytes) => Ok((name, bytes)),
-        Err(e) => Err(refused(&name, e)),
-    }
-}
-
-/// Routes for uploads.
-pub(crate) fn routes() -> Router<Arc<AdminState>> {
-    Router::new().route("/funkos/{name}", put(upload))
-}
-
-async fn upload(
-    State(state): State<Arc<AdminState>>,
-    UrlPath(name): UrlPath<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let (name, compressed) = match named_archive(&state, &name, &headers, body).await {
-        Ok(named) => named,
-        Err(response) => return response,
-    };
-    let job = state.clone();
-    let job_name = name.clone();
-    let outcome = tokio::task::spawn_blocking(move || {
-        deploy(&job.funkos_dir, &job_name, &compressed, &job.limits)
-    })
-    .await;
-    match outcome {
-        Ok(Ok(deployed)) => {
-            tracing::info!(
-                funko = %name,
-                files = deployed.unpacked.files,
-                bytes = deployed.unpacked.bytes,
-                replaced = deployed.replaced,
-                "A funko was uploaded and swapped in."
-            );
-            state.changed(AdminEvent::Deployed {
-                funko: name.to_string(),
-            });
-            let answer = serde_json::json!({
-                "funko": name.as_str(),
-                "status": format!("/admin/funkos/{name}"),
-                "events": "/admin/events",
-                "replaced": deployed.replaced,
-            });
-            (StatusCode::ACCEPTED, Json(answer)).into_response()
-        }
-        Ok(Err(e)) => refused(&name, e),
-        Err(join) => {
-            tracing::error!(funko = %name, error = ?join, "Checking an upload panicked.");
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "checking the upload failed unexpectedly; nothing was changed",
-            )
-        }
-    }
-}
-
-pub(crate) fn refused(name: &FunkoName, e: UploadError) -> Response {
-    if e.status().is_server_error() {
-        tracing::error!(funko = %name, error = %e, "An upload failed.");
-    } else {
-        tracing::info!(funko = %name, error = %e, "An upload was refused.");
-    }
-    e.into_response()
-}
-
-/// The body, up to `max` bytes; a larger one is refused as soon as it is known to be larger.
-async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<Bytes, UploadError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > max as u64) {
-        return Err(UploadError::CompressedTooLarge { limit: max });
-    }
-    let mut stream = body.into_data_stream();
-    let mut collected = Vec::with_capacity(declared.map_or(0, |len| len as usize));
-    while let Some(chunk) = stream.next().await {
-        let chunk =
-            chunk.map_err(|e| UploadError::Archive(format!("the body could not be read ({e})")))?;
-        if collected.len() + chunk.len() > max {
-            return Err(UploadError::CompressedTooLarge { limit: max });
-        }
-        collected.extend_from_slice(&chunk);
-    }
-    Ok(collected.into())
-}
-
-/// The outcome of [`deploy`].
-struct Deployed {
-    unpacked: Unpacked,
-    /// Whether an older version was replaced.
-    replaced: bool,
-}
-
-/// Checks, stages, validates and swaps in one upload. Blocking.
-fn deploy(
-    funkos_dir: &Path,
-    name: &FunkoName,
-    compressed: &[u8],
-    limits: &UploadLimits,
-) -> Result<Deployed, UploadError> {
-    let (staging, unpacked) = stage(funkos_dir, name, compressed, limits)?;
-    let staged = staging.path().join(name.as_str());
-    let replaced = swap_in(&staged, &funkos_dir.join(name.as_str()), name)?;
-    // The staging folder now holds the old version (or nothing); both go.
-    if let Err(e) = staging.close() {
-        tracing::warn!(funko = %name, error = %e, "Cannot remove the replaced version of an uploaded funko.");
-    }
-    Ok(Deployed { unpacked, replaced })
-}
-
-/// Checks an upload and unpacks it into a hidden staging folder in `parent`, as
-/// `<staging>/<name>`, validated like the reconciler will. Blocking.
-pub(crate) fn stage(
-    parent: &Path,
-    name: &FunkoName,
-    compressed: &[u8],
-    limits: &UploadLimits,
-) -> Result<(tempfile::TempDir, Unpacked), UploadError> {
-    if compressed.is_empty() {
-        return Err(UploadError::Archive("the body is empty".into()));
-    }
-    if !compressed.starts_with(&[0x1f, 0x8b]) {
-        return Err(UploadError::Archive(
-            "it does not start like gzip data".into(),
-        ));
-    }
-    let staging = tempfile::Builder::new()
-        .prefix(&format!(".upload-{name}-"))
-        .tempdir_in(parent)
-        .map_err(UploadError::io(format!(
-            "make a staging folder in {}",
-            parent.display()
-        )))?;
-    let staged = staging.path().join(name.as_str());
-    make_dir(&staged).map_err(UploadError::io("make the staging folder"))?;
-    let unpacked = unpack_checked(compressed, limits, &staged)?;
-    hoist_single_folder(&staged, name)?;
-    validate(&staged)?;
-    Ok((staging, unpacked))
-}
-
-/// An archive of a single folder named like the funko (`tar czf - <name>`) is that folder.
-fn hoist_single_folder(staged: &Path, name: &FunkoName) -> Result<(), UploadError> {
-    if staged.join(faaso_schema::SPEC_FILE).exists() {
-        return Ok(());
-    }
-    let entries: Vec<_> = std::fs::read_dir(staged)
-        .and_then(|d| d.collect::<Result<_, _>>())
-        .map_err(UploadError::io("read the staging folder"))?;
-    let [only] = entries.as_slice() else {
-        return Ok(());
-    };
-    if only.file_name() != name.as_str() || !only.file_type().is_ok_and(|t| t.is_dir()) {
-        return Ok(());
-    }
-    let parent = staged.parent().unwrap_or(staged);
-    // Funko names never start with a dot, so this cannot be taken.
-    let aside = parent.join(".hoisted");
-    let io = UploadError::io("unwrap the funko's top-level folder");
-    std::fs::rename(only.path(), &aside)
-        .and_then(|()| std::fs::remove_dir(staged))
-        .and_then(|()| std::fs::rename(&aside, staged))
-        .map_err(io)
-}
-
-/// Validates the staged funko like the reconciler will: funko.yml, the folder-name rule, the
-/// runtime and the rendered Dockerfile.
-fn validate(staged: &Path) -> Result<(), UploadError> {
-    let funko = faaso_schema::load_funko(staged).map_err(|p| funko_error(staged, p))?;
-    if let Some(runtime) = &funko.spec.runtime {
-        let is_path = runtime.contains('/') || runtime.starts_with('.');
-        let escapes = Path::new(runtime)
-            .components()
-            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir));
-        if is_path && escapes {
-            let problem = funko.field_problem(
-                "runtime",
-                format!(
-                    "`{runtime}` points outside the funko; an uploaded funko names a built-in runtime (see `faaso runtimes`) or a runtime folder inside itself"
-                ),
-            );
-            return Err(funko_error(staged, problem));
-        }
-    }
-    BuildContext::assemble(&funko, BaseChoice::Local).map_err(|p| funko_error(staged, p))?;
-    Ok(())
-}
-
-/// A problem with the staged funko, told relative to the uploaded folder.
-fn funko_error(staged: &Path, mut problem: Problem) -> UploadError {
-    let prefix = format!("{}/", staged.display());
-    problem.message = problem
-        .message
-        .replace(&prefix, "")
-        .replace(&staged.display().to_string(), ".");
-    match problem.file.strip_prefix(staged) {
-        Ok(rel) if rel.as_os_str().is_empty() => {
-            UploadError::Funko(format!("the uploaded folder {}", problem.message))
-        }
-        Ok(rel) => {
-            problem.file = rel.to_owned();
-            UploadError::Funko(problem.to_string())
-        }
-        Err(_) => UploadError::Funko(problem.to_string()),
-    }
-}
-
-/// Puts `staged` at `target` in one step: exchanges the two folders when `target` exists, else
-/// renames without replacing. Returns whether an old version was replaced; it is then at
-/// `staged`.
-fn swap_in(staged: &Path, target: &Path, name: &FunkoName) -> Result<bool, UploadError> {
-    use rustix::fs::{CWD, RenameFlags, renameat_with};
-    use rustix::io::Errno;
-    let failed = |e: Errno| {
-        let reason = if e == Errno::INVAL || e == Errno::NOSYS || e == Errno::OPNOTSUPP {
-            format!(
-                "the filesystem of the funkos folder cannot exchange folders atomically ({e}); keep it on a local filesystem such as ext4, xfs, btrfs or tmpfs"
-            )
-        } else {
-            e.to_string()
-        };
-        UploadError::Swap {
-            funko: name.to_string(),
-            reason,
-        }
-    };
-    // Another upload of the same funko may appear or vanish between the two calls; try again.
-    for _ in 0..8 {
-        match renameat_with(CWD, staged, CWD, target, RenameFlags::EXCHANGE) {
-            Ok(()) => return Ok(true),
-            Err(Errno::NOENT) => {}
-            Err(e) => return Err(failed(e)),
-        }
-        match renameat_with(CWD, staged, CWD, target, RenameFlags::NOREPLACE) {
-            Ok(()) => return Ok(false),
-            Err(Errno::EXIST) => {}
-            Err(e) => return Err(failed(e)),
-        }
-    }
-    Err(UploadError::Swap {
-        funko: name.to_string(),
-        reason: "other uploads of it keep racing this one; try again".into(),
-    })
 }
 
 /// Counts decompressed bytes and refuses to give more than the current allowance, so header
@@ -799,117 +379,23 @@ fn write_file(entry: &mut impl Read, path: &Path, mode: u32, size: u64) -> Resul
     Ok(written)
 }
 
-fn make_dir(path: &Path) -> io::Result<()> {
+pub(super) fn make_dir(path: &Path) -> io::Result<()> {
     std::fs::create_dir(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
 }
 
-/// A byte count for a message: whole KiB and MiB as such.
-fn amount(bytes: u64) -> String {
-    match bytes {
-        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
-        b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{} KiB", b >> 10),
-        b => format!("{b} bytes"),
-    }
-}
-
-/// A path or message for an answer: long ones are cut.
-fn shorten(path: &str) -> String {
-    const SHOWN: usize = 200;
-    if path.len() <= SHOWN {
-        return path.to_owned();
-    }
-    let mut end = SHOWN;
-    while !path.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &path[..end])
-}
+#[cfg(test)]
+#[path = "../../tests/support/mod.rs"]
+mod support;
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
 
+    use axum::http::StatusCode;
     use proptest::prelude::*;
 
+    use super::support::{Raw, gz, gzip_bomb, header, raw, tar_of};
     use super::*;
-
-    /// One raw tar entry: path bytes written as they are (no `tar` crate checks), type, mode,
-    /// content and link target.
-    #[derive(Debug, Clone)]
-    struct Raw {
-        path: Vec<u8>,
-        kind: u8,
-        mode: u32,
-        data: Vec<u8>,
-        link: Vec<u8>,
-        long_name: bool,
-    }
-
-    fn raw(path: &str, kind: u8, data: &[u8]) -> Raw {
-        Raw {
-            path: path.as_bytes().to_vec(),
-            kind,
-            mode: 0o644,
-            data: data.to_vec(),
-            link: Vec::new(),
-            long_name: false,
-        }
-    }
-
-    fn tar_of(entries: &[Raw]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for e in entries {
-            if e.long_name {
-                let mut name = e.path.clone();
-                name.push(0);
-                out.extend(header(
-                    b"././@LongLink",
-                    b'L',
-                    0o644,
-                    name.len() as u64,
-                    b"",
-                ));
-                out.extend(padded(&name));
-            }
-            out.extend(header(
-                &e.path,
-                e.kind,
-                e.mode,
-                e.data.len() as u64,
-                &e.link,
-            ));
-            out.extend(padded(&e.data));
-        }
-        out.extend([0u8; 1024]);
-        out
-    }
-
-    fn header(path: &[u8], kind: u8, mode: u32, size: u64, link: &[u8]) -> Vec<u8> {
-        let mut h = tar::Header::new_gnu();
-        let old = h.as_old_mut();
-        let n = path.len().min(old.name.len());
-        old.name[..n].copy_from_slice(&path[..n]);
-        let n = link.len().min(old.linkname.len());
-        old.linkname[..n].copy_from_slice(&link[..n]);
-        h.set_mode(mode);
-        h.set_size(size);
-        h.set_entry_type(EntryType::new(kind));
-        h.set_cksum();
-        h.as_bytes().to_vec()
-    }
-
-    fn padded(data: &[u8]) -> Vec<u8> {
-        let mut v = data.to_vec();
-        v.resize(data.len().div_ceil(512) * 512, 0);
-        v
-    }
-
-    fn gz(bytes: &[u8]) -> Vec<u8> {
-        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        enc.write_all(bytes).unwrap();
-        enc.finish().unwrap()
-    }
 
     fn unpack(entries: &[Raw]) -> (tempfile::TempDir, Result<Unpacked, UploadError>) {
         let tmp = tempfile::tempdir().unwrap();
@@ -1035,37 +521,6 @@ mod tests {
         for e in [big, many, deep, long] {
             assert_eq!(e.status(), StatusCode::PAYLOAD_TOO_LARGE);
         }
-    }
-
-    /// A gzip stream of `prefix` and then `zeros` zero bytes, made in a moment: one fully
-    /// flushed deflate block of 1 MiB of zeros, repeated. The trailer's CRC is not computed;
-    /// a checker that reaches it has already read far too much.
-    fn gzip_bomb(prefix: &[u8], mib_of_zeros: usize) -> Vec<u8> {
-        use flate2::{Compress, Compression, FlushCompress};
-        fn deflate(c: &mut Compress, input: &[u8], flush: FlushCompress) -> Vec<u8> {
-            let mut out = Vec::with_capacity(input.len() + 1024);
-            let start = c.total_in();
-            loop {
-                let done = (c.total_in() - start) as usize;
-                c.compress_vec(&input[done..], &mut out, flush).unwrap();
-                if (c.total_in() - start) as usize == input.len() && out.len() < out.capacity() {
-                    return out;
-                }
-                out.reserve(64 * 1024);
-            }
-        }
-        let mut c = Compress::new(Compression::best(), false);
-        let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
-        out.extend(deflate(&mut c, prefix, FlushCompress::Full));
-        let block = deflate(&mut c, &vec![0u8; 1 << 20], FlushCompress::Full);
-        for _ in 0..mib_of_zeros {
-            out.extend(&block);
-        }
-        out.extend(deflate(&mut c, &[], FlushCompress::Finish));
-        let size = (prefix.len() + (mib_of_zeros << 20)) as u32;
-        out.extend(0u32.to_le_bytes());
-        out.extend(size.to_le_bytes());
-        out
     }
 
     #[test]
