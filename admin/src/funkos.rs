@@ -1,24 +1,21 @@
 //! The funko routes: status, delete, scale, logs, and the event stream.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use bollard::models::ContainerSummary;
-use bollard::query_parameters::{ListContainersOptionsBuilder, LogsOptionsBuilder};
 use faaso_schema::FunkoName;
 use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
 use tokio_stream::wrappers::BroadcastStream;
 
+use crate::instances::{LogsQuery, containers, log_stream};
 use crate::{AdminEvent, AdminState};
 
 /// Routes under `/admin/funkos` and `/admin/events`.
@@ -153,14 +150,6 @@ async fn scale(
     }
 }
 
-#[derive(Deserialize)]
-struct LogsQuery {
-    #[serde(default)]
-    follow: Option<String>,
-    #[serde(default)]
-    tail: Option<u32>,
-}
-
 /// Every instance's output as plain text lines `<instance> | <line>`, streamed.
 async fn logs(
     State(state): State<Arc<AdminState>>,
@@ -171,7 +160,7 @@ async fn logs(
         Ok(name) => name,
         Err(response) => return response,
     };
-    let containers = match instances(&state, &name).await {
+    let containers = match containers(&state, &name).await {
         Ok(containers) => containers,
         Err(response) => return response,
     };
@@ -181,37 +170,7 @@ async fn logs(
             format!("funko `{name}` has no instances"),
         );
     }
-    let follow = matches!(query.follow.as_deref(), Some("1" | "true" | "yes"));
-    let tail = query.tail.unwrap_or(100).to_string();
-    let docker = state.docker.clone();
-    let streams = containers.into_iter().map(move |c| {
-        let instance = c
-            .names
-            .and_then(|n| n.into_iter().next())
-            .unwrap_or_default()
-            .trim_start_matches('/')
-            .to_owned();
-        let options = LogsOptionsBuilder::new()
-            .stdout(true)
-            .stderr(true)
-            .follow(follow)
-            .tail(&tail)
-            .build();
-        docker
-            .logs(c.id.as_deref().unwrap_or_default(), Some(options))
-            .filter_map(move |chunk| {
-                let text = chunk.ok().map(|c| {
-                    String::from_utf8_lossy(&c.into_bytes())
-                        .lines()
-                        .map(|line| format!("{instance} | {line}\n"))
-                        .collect::<String>()
-                });
-                async move { text.map(|t| Ok::<_, Infallible>(bytes::Bytes::from(t))) }
-            })
-            .boxed()
-    });
-    let body = Body::from_stream(futures_util::stream::select_all(streams));
-    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+    log_stream(&state.docker, containers, &query)
 }
 
 /// Server-sent events: one `data:` JSON object per [`AdminEvent`].
@@ -223,32 +182,6 @@ async fn events(
         Event::default().json_data(&event).ok().map(Ok)
     });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-}
-
-/// The funko's managed containers, running or not; a 502 answer when Docker cannot list them.
-pub(crate) async fn instances(
-    state: &AdminState,
-    name: &FunkoName,
-) -> Result<Vec<ContainerSummary>, Response> {
-    let ns = &state.namespace;
-    let filters = HashMap::from([(
-        "label",
-        vec![ns.managed_filter(), format!("{}={name}", ns.label("funko"))],
-    )]);
-    let options = ListContainersOptionsBuilder::new()
-        .all(true)
-        .filters(&filters)
-        .build();
-    state
-        .docker
-        .list_containers(Some(options))
-        .await
-        .map_err(|e| {
-            error(
-                StatusCode::BAD_GATEWAY,
-                format!("cannot list instances: {e}"),
-            )
-        })
 }
 
 #[cfg(test)]

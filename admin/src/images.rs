@@ -10,7 +10,8 @@ use axum::routing::delete;
 use axum::{Json, Router};
 
 use crate::AdminState;
-use crate::funkos::{error, funko_name, instances};
+use crate::funkos::{error, funko_name};
+use crate::instances::containers;
 
 /// The route `/funkos/{name}/images`.
 pub(crate) fn routes() -> Router<Arc<AdminState>> {
@@ -25,7 +26,7 @@ async fn remove(State(state): State<Arc<AdminState>>, Path(name): Path<String>) 
     if !state.funkos_dir.join(name.as_str()).is_dir() {
         return error(StatusCode::NOT_FOUND, format!("there is no funko `{name}`"));
     }
-    let containers = match instances(&state, &name).await {
+    let containers = match containers(&state, &name).await {
         Ok(containers) => containers,
         Err(response) => return response,
     };

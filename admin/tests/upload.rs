@@ -39,6 +39,7 @@ async fn server_with(limits: UploadLimits) -> Server {
         board: StatusBoard::default(),
         trigger,
         docker: faaso_reconciler::connect().await.unwrap(),
+        traffic: faaso_admin::Traffic::none(),
         namespace: Namespace::default(),
         limits,
         base_policy: faaso_reconciler::BasePolicy::Local,

@@ -73,6 +73,10 @@ pub struct FunkoStatus {
     pub image_created: Option<u64>,
     /// Why it is not where it should be, if it is not.
     pub error: Option<String>,
+    /// The config hash its current instances carry (absent for an invalid or removed funko);
+    /// kept off the API's status, for telling current instances from outdated ones.
+    #[serde(skip)]
+    pub config_hash: Option<String>,
 }
 
 impl FunkoStatus {
@@ -349,6 +353,7 @@ impl<E: Engine> Reconciler<E> {
                 image: desired.map(|d| d.image.clone()),
                 image_created: desired.and_then(|d| observed.images.get(&d.image).copied()),
                 error,
+                config_hash: current_hash.map(str::to_owned),
             });
         }
         for (index, ready) in futures_util::future::join_all(probes).await {
