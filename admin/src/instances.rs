@@ -196,9 +196,16 @@ async fn one_instance(
     instance: &str,
 ) -> Result<ContainerSummary, Response> {
     let name = known_funko(state, name)?;
-    let found = containers(state, &name).await?.into_iter().find(|c| {
-        instance_name(c) == instance || c.id.as_deref() == Some(instance) && !instance.is_empty()
-    });
+    if !container_name(instance) {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("`{instance}` is not a container name or id"),
+        ));
+    }
+    let found = containers(state, &name)
+        .await?
+        .into_iter()
+        .find(|c| instance_name(c) == instance || c.id.as_deref() == Some(instance));
     found.ok_or_else(|| {
         error(
             StatusCode::NOT_FOUND,
@@ -282,6 +289,14 @@ pub(crate) fn log_stream(
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
 }
 
+/// Docker's rule for container names (ids match it too), with a length bound.
+fn container_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    name.len() <= 128
+        && chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+}
+
 fn instance_name(container: &ContainerSummary) -> String {
     let names = container.names.as_deref().unwrap_or_default();
     let first = names.first().map_or("", String::as_str);
@@ -297,7 +312,17 @@ fn unix_seconds(stamp: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::unix_seconds;
+    use super::{container_name, unix_seconds};
+
+    #[test]
+    fn container_names_follow_dockers_rule() {
+        for good in ["faaso-hello-1", "a", "x_y.z-1", &"f".repeat(64)] {
+            assert!(container_name(good), "{good}");
+        }
+        for bad in ["", "-a", ".a", "..", "a/b", "a b", "ä", &"f".repeat(129)] {
+            assert!(!container_name(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn docker_timestamps_become_unix_seconds() {

@@ -430,7 +430,10 @@ function formatValue(chart, value) {
 function drawChart(chart, samples, now, window) {
   const width = 300, height = 110, pad = 4;
   const values = chart.lines.flatMap(([field]) => samples.map((s) => s[field]).filter((v) => v !== null));
-  const top = Math.max(...values.map((v) => v * (chart.scale || 1)), chart.metric === "instances" ? 1 : 0.001) * 1.15;
+  // A share tops out at 100 %; other charts leave headroom above their highest point.
+  const top = chart.metric === "errors"
+    ? 100
+    : Math.max(...values.map((v) => v * (chart.scale || 1)), chart.metric === "instances" ? 1 : 0.001) * 1.15;
   const x = (t) => pad + ((t - (now - window)) / window) * (width - 2 * pad);
   const y = (v) => height - pad - (v * (chart.scale || 1) / top) * (height - 2 * pad);
   const picture = svg("svg", { viewBox: `0 0 ${width} ${height}`, class: "chart-plot", role: "img", "aria-label": chart.title });
