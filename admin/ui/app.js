@@ -457,9 +457,14 @@ function drawChart(chart, samples, now, window) {
     flush();
   }
   const last = samples[samples.length - 1];
-  const latest = chart.lines.map(([field]) => formatValue(chart, last ? last[field] : null)).join(" / ");
+  // Each latest value in its line's colour, so two lines need no separate legend.
+  const latest = el("strong", { class: "value" });
+  chart.lines.forEach(([field], i) => {
+    if (i > 0) latest.append(" / ");
+    latest.append(el("span", { class: `key-${i + 1}`, text: formatValue(chart, last ? last[field] : null) }));
+  });
   return el("figure", { class: "chart", "data-metric": chart.metric },
-    el("figcaption", {}, el("span", { class: "chart-title", text: chart.title }), " ", el("strong", { class: "value", text: latest })),
+    el("figcaption", {}, el("span", { class: "chart-title", text: chart.title }), " ", latest),
     picture);
 }
 
