@@ -4,19 +4,19 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use faaso_reconciler::{Backend, Instance, LogOptions};
+use faaso_reconciler::Backend;
 use faaso_schema::FunkoName;
 use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
 use tokio_stream::wrappers::BroadcastStream;
 
+use crate::instances::{LogsQuery, log_body};
 use crate::{AdminEvent, AdminState};
 
 /// Routes under `/admin/funkos` and `/admin/events`.
@@ -151,14 +151,6 @@ async fn scale(
     }
 }
 
-#[derive(Deserialize)]
-struct LogsQuery {
-    #[serde(default)]
-    follow: Option<String>,
-    #[serde(default)]
-    tail: Option<u32>,
-}
-
 /// Every instance's output as plain text lines `<instance> | <line>`, streamed.
 async fn logs(
     State(state): State<Arc<AdminState>>,
@@ -169,11 +161,7 @@ async fn logs(
         Ok(name) => name,
         Err(response) => return response,
     };
-    let options = LogOptions {
-        tail: Some(u64::from(query.tail.unwrap_or(100))),
-        follow: matches!(query.follow.as_deref(), Some("1" | "true" | "yes")),
-    };
-    let logs = match state.engine.logs(name.as_str(), options).await {
+    let logs = match state.engine.logs(name.as_str(), query.options()).await {
         Ok(logs) => logs,
         Err(e) => {
             return error(
@@ -188,22 +176,7 @@ async fn logs(
             format!("funko `{name}` has no instances"),
         );
     }
-    let streams = logs.into_iter().map(|log| {
-        let instance = log.instance;
-        log.output
-            .filter_map(move |chunk| {
-                let text = chunk.ok().map(|chunk| {
-                    String::from_utf8_lossy(&chunk)
-                        .lines()
-                        .map(|line| format!("{instance} | {line}\n"))
-                        .collect::<String>()
-                });
-                async move { text.map(|t| Ok::<_, Infallible>(bytes::Bytes::from(t))) }
-            })
-            .boxed()
-    });
-    let body = Body::from_stream(futures_util::stream::select_all(streams));
-    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+    log_body(logs)
 }
 
 /// Server-sent events: one `data:` JSON object per [`AdminEvent`].
@@ -215,23 +188,6 @@ async fn events(
         Event::default().json_data(&event).ok().map(Ok)
     });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-}
-
-/// The funko's instances, running or not; a 502 answer when the engine cannot list them.
-pub(crate) async fn instances(
-    state: &AdminState,
-    name: &FunkoName,
-) -> Result<Vec<Instance>, Response> {
-    state
-        .engine
-        .funko_instances(name.as_str())
-        .await
-        .map_err(|e| {
-            error(
-                StatusCode::BAD_GATEWAY,
-                format!("cannot list instances: {e}"),
-            )
-        })
 }
 
 #[cfg(test)]

@@ -10,7 +10,8 @@ use axum::routing::delete;
 use axum::{Json, Router};
 
 use crate::AdminState;
-use crate::funkos::{error, funko_name, instances};
+use crate::funkos::{error, funko_name};
+use crate::instances::instances;
 
 /// The route `/funkos/{name}/images`.
 pub(crate) fn routes() -> Router<Arc<AdminState>> {

@@ -8,7 +8,9 @@ mod board;
 mod build;
 mod funkos;
 mod images;
+mod instances;
 mod secrets;
+mod traffic;
 mod ui;
 mod upload;
 mod version;
@@ -23,6 +25,7 @@ use tokio::sync::{broadcast, mpsc};
 pub use auth::{Token, TokenError};
 pub use board::{AdminEvent, Board, StatusBoard};
 pub use secrets::{SecretError, SecretStore};
+pub use traffic::{ReadTraffic, Sample, Traffic, TrafficReading};
 pub use upload::{UploadError, UploadLimits};
 pub use version::VERSION;
 
@@ -40,6 +43,8 @@ pub struct AdminState {
     pub trigger: mpsc::UnboundedSender<Trigger>,
     /// The engine, for instance logs, builds and images.
     pub engine: DockerEngine,
+    /// The proxy's counters and their recent history.
+    pub traffic: Traffic,
     /// The names and labels of this faaso's containers.
     pub namespace: Namespace,
     /// Limits on uploaded funkos.
@@ -67,6 +72,8 @@ pub fn router(state: Arc<AdminState>) -> Router {
     let api = Router::new()
         .merge(funkos::routes())
         .merge(images::routes())
+        .merge(instances::routes())
+        .merge(traffic::routes())
         .merge(upload::routes())
         .merge(build::routes())
         .merge(secrets::routes())

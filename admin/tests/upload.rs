@@ -43,6 +43,7 @@ async fn server_with(limits: UploadLimits) -> Server {
         engine: faaso_reconciler::DockerEngine::connect(Namespace::default())
             .await
             .unwrap(),
+        traffic: faaso_admin::Traffic::none(),
         namespace: Namespace::default(),
         limits,
         base_policy: faaso_reconciler::BasePolicy::Local,

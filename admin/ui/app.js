@@ -4,11 +4,17 @@
 
 const TOKEN_KEY = "faaso.token";
 const $ = (selector) => document.querySelector(selector);
+const SVG_NS = "http://www.w3.org/2000/svg";
+// What the server accepts as a funko name (schema/src: FunkoName).
+const FUNKO_NAME = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/;
 
 let token = sessionStorage.getItem(TOKEN_KEY);
 let eventsAbort = null;
 let logsAbort = null;
 let refreshTimer = null;
+let trafficTimer = null;
+let instancesOf = null;
+let instancesTimer = null;
 
 class Unauthorized extends Error {}
 
@@ -71,7 +77,9 @@ async function logIn(candidate) {
   $("#login").hidden = true;
   $("#app").hidden = false;
   $("#logout").hidden = false;
-  await Promise.all([refreshFunkos(), refreshSecrets()]);
+  await Promise.all([refreshFunkos(), refreshSecrets(), refreshTraffic()]);
+  clearInterval(trafficTimer);
+  trafficTimer = setInterval(refreshTraffic, 5000);
   followEvents();
 }
 
@@ -80,6 +88,8 @@ function logOut(message) {
   sessionStorage.removeItem(TOKEN_KEY);
   if (eventsAbort) eventsAbort.abort();
   if (logsAbort) logsAbort.abort();
+  clearInterval(trafficTimer);
+  closeInstances();
   $("#app").hidden = true;
   $("#logout").hidden = true;
   $("#login").hidden = false;
@@ -119,6 +129,7 @@ function funkoRow(name) {
     el("button", { type: "submit", text: "Scale" }));
   const actions = el("div", { class: "actions" },
     scaleForm,
+    el("button", { type: "button", text: "Instances", "aria-label": `Instances of ${name}`, onclick: () => openInstances(name) }),
     el("button", { type: "button", text: "Logs", "aria-label": `Logs of ${name}`, onclick: () => openLogs(name) }),
     el("button", { type: "button", class: "danger", text: "Delete", "aria-label": `Delete ${name}`, onclick: () => remove(name) }));
   return el("tr", { "data-funko": name },
@@ -172,6 +183,7 @@ function renderFunkos(board) {
   for (const [name, row] of rows) {
     if (!seen.has(name)) row.remove();
   }
+  $("#funko-names").replaceChildren(...board.funkos.map((f) => el("option", { value: f.name })));
   $("#no-funkos").hidden = board.funkos.length > 0;
   $("#funkos").hidden = board.funkos.length === 0;
   const when = board.updated_at ? new Date(board.updated_at * 1000).toLocaleTimeString() : "never";
@@ -217,20 +229,262 @@ async function remove(name) {
   }
 }
 
-// ---- secrets ----
+// ---- secrets (values go out once and are never read back: the API has no way to) ----
 
 async function refreshSecrets() {
   try {
     const response = await api("GET", "/admin/secrets");
     const secrets = await response.json();
-    const body = $("#secrets tbody");
-    body.replaceChildren(...Object.entries(secrets).map(([funko, keys]) =>
-      el("tr", { "data-funko": funko },
-        el("th", { scope: "row", text: funko }),
-        el("td", { class: "keys", text: keys.join(", ") }))));
-    const empty = Object.keys(secrets).length === 0;
-    $("#no-secrets").hidden = !empty;
-    $("#secrets").hidden = empty;
+    const rows = [];
+    for (const [funko, keys] of Object.entries(secrets)) {
+      for (const key of keys) {
+        const what = `${funko}/${key}`;
+        rows.push(el("tr", { "data-secret": what },
+          el("th", { scope: "row", text: funko }),
+          el("td", { class: "key", text: key }),
+          el("td", {}, el("div", { class: "actions" },
+            el("button", { type: "button", text: "Replace", "aria-label": `Replace ${what}`, onclick: () => replaceSecret(funko, key) }),
+            el("button", { type: "button", class: "danger", text: "Delete", "aria-label": `Delete ${what}`, onclick: () => deleteSecret(funko, key) })))));
+      }
+    }
+    $("#secrets tbody").replaceChildren(...rows);
+    $("#no-secrets").hidden = rows.length > 0;
+    $("#secrets").hidden = rows.length === 0;
+  } catch (error) {
+    showError("#secret-error", error);
+  }
+}
+
+function replaceSecret(funko, key) {
+  $("#secret-funko").value = funko;
+  $("#secret-key").value = key;
+  $("#secret-value").value = "";
+  $("#secret-form-title").textContent = `Replace ${funko}/${key}`;
+  $("#secret-value").focus();
+}
+
+async function saveSecret() {
+  const funko = $("#secret-funko").value.trim();
+  const key = $("#secret-key").value.trim();
+  const value = $("#secret-value");
+  if (!FUNKO_NAME.test(funko)) {
+    $("#secret-error").textContent = `"${funko}" is not a funko name: lowercase letters, digits and -, at most 40.`;
+    return;
+  }
+  if (value.value === "") {
+    $("#secret-error").textContent = "A secret needs a value; Delete removes one.";
+    return;
+  }
+  try {
+    await api("PUT", `/admin/secrets/${encodeURIComponent(funko)}/${encodeURIComponent(key)}`, {
+      headers: { "Content-Type": "application/octet-stream" },
+      body: value.value,
+    });
+    // Gone from the page the moment the server has it.
+    value.value = "";
+    $("#secret-key").value = "";
+    $("#secret-form-title").textContent = "Set a secret";
+    $("#secret-error").textContent = "";
+    $("#notice").textContent = `Secret ${funko}/${key} saved; instances that use it are being replaced.`;
+    await refreshSecrets();
+  } catch (error) {
+    showError("#secret-error", error);
+  }
+}
+
+async function deleteSecret(funko, key) {
+  if (!window.confirm(`Delete secret ${funko}/${key}? Instances that use it are replaced without it.`)) return;
+  try {
+    await api("DELETE", `/admin/secrets/${encodeURIComponent(funko)}/${encodeURIComponent(key)}`);
+    $("#secret-error").textContent = "";
+    $("#notice").textContent = `Secret ${funko}/${key} deleted.`;
+    await refreshSecrets();
+  } catch (error) {
+    showError("#secret-error", error);
+  }
+}
+
+// ---- deploy (the archive goes to the upload API as is: the server does every check) ----
+
+function nameFromArchive(fileName) {
+  return fileName.replace(/\.(tar\.gz|tgz)$/i, "").toLowerCase();
+}
+
+async function deploy() {
+  const file = $("#deploy-file").files[0];
+  const name = $("#deploy-name").value.trim();
+  $("#deploy-status").textContent = "";
+  if (!file) {
+    $("#deploy-error").textContent = "Pick the funko's .tar.gz first.";
+    return;
+  }
+  if (!FUNKO_NAME.test(name) || name.length > 40) {
+    $("#deploy-error").textContent = `"${name}" is not a funko name: lowercase letters, digits and -, at most 40.`;
+    return;
+  }
+  $("#deploy-error").textContent = "";
+  $("#deploy-status").textContent = `Uploading ${file.name} as ${name}…`;
+  try {
+    const response = await api("PUT", `/admin/funkos/${encodeURIComponent(name)}`, {
+      headers: { "Content-Type": "application/gzip" },
+      body: file,
+    });
+    const answer = await response.json();
+    $("#deploy-status").textContent = `${name} ${answer.replaced ? "replaced" : "deployed"}; the server is building and starting it.`;
+    $("#deploy-form").reset();
+    scheduleRefresh();
+  } catch (error) {
+    $("#deploy-status").textContent = "";
+    showError("#deploy-error", error);
+  }
+}
+
+// ---- instances ----
+
+async function openInstances(name) {
+  instancesOf = name;
+  $("#instances-funko").textContent = name;
+  $("#instances").hidden = false;
+  $("#instance-table tbody").replaceChildren();
+  clearInterval(instancesTimer);
+  // Uptime moves on its own: re-read every few seconds while the panel is open.
+  instancesTimer = setInterval(refreshInstances, 3000);
+  await refreshInstances();
+}
+
+function closeInstances() {
+  instancesOf = null;
+  clearInterval(instancesTimer);
+  $("#instances").hidden = true;
+}
+
+async function refreshInstances() {
+  const name = instancesOf;
+  if (!name) return;
+  try {
+    const response = await api("GET", `/admin/funkos/${encodeURIComponent(name)}/instances`);
+    const instances = await response.json();
+    if (name !== instancesOf) return;
+    $("#instance-table tbody").replaceChildren(...instances.map((i) => instanceRow(name, i)));
+    $("#no-instances").hidden = instances.length > 0;
+    $("#instance-table").hidden = instances.length === 0;
+    $("#instances-error").textContent = "";
+  } catch (error) {
+    showError("#instances-error", error);
+  }
+}
+
+function instanceRow(funko, instance) {
+  const health = instance.health.replace(/ /g, "-");
+  return el("tr", { "data-instance": instance.name },
+    el("th", { scope: "row", class: "name", text: instance.name, title: instance.id }),
+    el("td", { class: "state", text: instance.state }),
+    el("td", { class: `health health-${health}`, text: instance.health }),
+    el("td", { class: instance.current ? "config" : "config health-rolling", text: instance.current ? "current" : "outdated" }),
+    el("td", {
+      class: "uptime number",
+      text: instance.uptime_s === null ? "–" : age(instance.uptime_s),
+      title: instance.started_at ? `started ${new Date(instance.started_at * 1000).toLocaleString()}` : "",
+    }),
+    el("td", {}, el("div", { class: "actions" },
+      el("button", { type: "button", text: "Logs", "aria-label": `Logs of ${instance.name}`, onclick: () => openLogs(funko, instance.name) }),
+      el("button", { type: "button", class: "danger", text: "Restart", "aria-label": `Restart ${instance.name}`, onclick: () => restart(funko, instance.name) }))));
+}
+
+async function restart(funko, instance) {
+  if (!window.confirm(`Restart ${instance}? It stops taking requests until it is ready again.`)) return;
+  $("#notice").textContent = `Restarting ${instance}…`;
+  try {
+    const path = `/admin/funkos/${encodeURIComponent(funko)}/instances/${encodeURIComponent(instance)}/restart`;
+    await api("POST", path);
+    $("#instances-error").textContent = "";
+    $("#notice").textContent = `${instance} restarted.`;
+  } catch (error) {
+    $("#notice").textContent = "";
+    showError("#instances-error", error);
+  }
+  await refreshInstances();
+}
+
+// ---- traffic charts (inline SVG drawn here: no library, nothing fetched but the data) ----
+
+const CHARTS = [
+  { metric: "rps", title: "requests/s", lines: [["requests_per_s", "line"]], unit: "", digits: 1 },
+  { metric: "latency", title: "latency p50 / p99 (ms)", lines: [["p50_ms", "line"], ["p99_ms", "line line-2"]], unit: " ms", digits: 1 },
+  { metric: "errors", title: "error rate (5xx)", lines: [["error_rate", "line line-bad"]], unit: "%", digits: 1, scale: 100 },
+  { metric: "instances", title: "ready instances", lines: [["instances", "line"]], unit: "", digits: 0 },
+];
+
+function svg(tag, attributes = {}) {
+  const node = document.createElementNS(SVG_NS, tag);
+  for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, String(value));
+  return node;
+}
+
+function formatValue(chart, value) {
+  if (value === null || value === undefined) return "–";
+  return `${(value * (chart.scale || 1)).toFixed(chart.digits)}${chart.unit}`;
+}
+
+/** One chart: each line over the window, x from `now - window` to `now`, y from 0 to the max. */
+function drawChart(chart, samples, now, window) {
+  const width = 300, height = 110, pad = 4;
+  const values = chart.lines.flatMap(([field]) => samples.map((s) => s[field]).filter((v) => v !== null));
+  // A share tops out at 100 %; other charts leave headroom above their highest point.
+  const top = chart.metric === "errors"
+    ? 100
+    : Math.max(...values.map((v) => v * (chart.scale || 1)), chart.metric === "instances" ? 1 : 0.001) * 1.15;
+  const x = (t) => pad + ((t - (now - window)) / window) * (width - 2 * pad);
+  const y = (v) => height - pad - (v * (chart.scale || 1) / top) * (height - 2 * pad);
+  const picture = svg("svg", { viewBox: `0 0 ${width} ${height}`, class: "chart-plot", role: "img", "aria-label": chart.title });
+  picture.append(svg("line", { x1: pad, y1: height - pad, x2: width - pad, y2: height - pad, class: "axis" }));
+  const maxLabel = svg("text", { x: pad + 2, y: 12, class: "axis-label" });
+  maxLabel.textContent = formatValue(chart, top / (chart.scale || 1));
+  picture.append(maxLabel);
+  for (const [field, cls] of chart.lines) {
+    // A gap (no requests) breaks the line rather than drawing a false zero latency.
+    let run = [];
+    const flush = () => {
+      if (run.length === 1) picture.append(svg("circle", { cx: run[0][0], cy: run[0][1], r: 1.8, class: `${cls} dot` }));
+      if (run.length > 1) picture.append(svg("polyline", { points: run.map((p) => p.join(",")).join(" "), class: cls }));
+      run = [];
+    };
+    for (const sample of samples) {
+      const value = sample[field];
+      if (value === null || value === undefined) flush();
+      else run.push([x(sample.t).toFixed(1), y(value).toFixed(1)]);
+    }
+    flush();
+  }
+  const last = samples[samples.length - 1];
+  // Each latest value in its line's colour, so two lines need no separate legend.
+  const latest = el("strong", { class: "value" });
+  chart.lines.forEach(([field], i) => {
+    if (i > 0) latest.append(" / ");
+    latest.append(el("span", { class: `key-${i + 1}`, text: formatValue(chart, last ? last[field] : null) }));
+  });
+  return el("figure", { class: "chart", "data-metric": chart.metric },
+    el("figcaption", {}, el("span", { class: "chart-title", text: chart.title }), " ", latest),
+    picture);
+}
+
+function renderTraffic(history) {
+  const now = Math.floor(Date.now() / 1000);
+  const names = Object.keys(history.funkos).sort();
+  const blocks = names.map((name) => {
+    const samples = history.funkos[name];
+    return el("div", { class: "chart-row", "data-funko": name },
+      el("h3", { text: name }),
+      el("div", { class: "chart-grid" }, ...CHARTS.map((chart) => drawChart(chart, samples, now, history.window_s))));
+  });
+  $("#charts").replaceChildren(...blocks);
+  $("#no-traffic").hidden = names.length > 0;
+}
+
+async function refreshTraffic() {
+  try {
+    const response = await api("GET", "/admin/traffic");
+    renderTraffic(await response.json());
   } catch (error) {
     showError("#action-error", error);
   }
@@ -238,16 +492,19 @@ async function refreshSecrets() {
 
 // ---- logs ----
 
-async function openLogs(name) {
+async function openLogs(name, instance) {
   if (logsAbort) logsAbort.abort();
   const abort = new AbortController();
   logsAbort = abort;
   const output = $("#logs-output");
   output.textContent = "";
-  $("#logs-funko").textContent = name;
+  $("#logs-funko").textContent = instance || name;
   $("#logs").hidden = false;
+  const path = instance
+    ? `/admin/funkos/${encodeURIComponent(name)}/instances/${encodeURIComponent(instance)}/logs`
+    : `/admin/funkos/${encodeURIComponent(name)}/logs`;
   try {
-    const response = await api("GET", `/admin/funkos/${encodeURIComponent(name)}/logs?follow=1&tail=200`, { signal: abort.signal });
+    const response = await api("GET", `${path}?follow=1&tail=200`, { signal: abort.signal });
     const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
     for (;;) {
       const { value, done } = await reader.read();
@@ -294,6 +551,7 @@ function describeEvent(event) {
 
 function onEvent(event) {
   scheduleRefresh(event.type === "secret");
+  if (instancesOf && event.funko === instancesOf) refreshInstances();
   // A pass that changed nothing is the periodic resync: not news.
   if (event.type === "pass" && event.steps === 0 && event.pending.length === 0) return;
   const list = $("#events");
@@ -346,6 +604,20 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   $("#logout").addEventListener("click", () => logOut("Logged out."));
   $("#logs-stop").addEventListener("click", closeLogs);
+  $("#instances-close").addEventListener("click", closeInstances);
+  $("#secret-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    saveSecret();
+  });
+  $("#deploy-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    deploy();
+  });
+  $("#deploy-file").addEventListener("change", () => {
+    const file = $("#deploy-file").files[0];
+    const name = $("#deploy-name");
+    if (file && !name.value) name.value = nameFromArchive(file.name);
+  });
   if (token) logIn(token);
   else $("#token").focus();
 });

@@ -1,7 +1,13 @@
 //! The web UI in headless Chromium (Debian's `chromium` and `chromium-driver`), driven over
 //! WebDriver against a real `faaso server` serving two example funkos: log in with the token,
 //! see the funkos, scale one to 2 and watch the page follow the server until both instances
-//! are ready. Needs a Docker engine and the base images from `scripts/base-images`.
+//! are ready; follow logs; list the instances, read one's own logs and restart it; set, replace
+//! and delete a secret; watch the traffic charts follow real requests; deploy a funko by picking
+//! its archive (a broken one is refused first). Needs a Docker engine and the base images from
+//! `scripts/base-images`.
+//!
+//! With `FAASO_UI_SCREENSHOTS=<folder>` it also saves the README's screenshots there
+//! (`FAASO_UI_SCREENSHOTS=docs cargo test -p faaso --test web_ui`).
 
 mod common;
 mod served;
@@ -11,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use served::{Served, free_port};
+use tokio_util::sync::CancellationToken;
 
 /// A chromedriver process, killed by its pid when dropped.
 struct Driver {
@@ -85,13 +92,79 @@ async fn the_web_ui_logs_in_shows_the_funkos_and_scales_one() {
     let driver = Driver::start();
     let browser = driver.session().await;
     let outcome = drive(&server, &browser).await;
-    if let Ok(path) = std::env::var("FAASO_UI_SCREENSHOT")
-        && let Ok(png) = browser.screenshot().await
-    {
-        let _ = std::fs::write(path, png);
-    }
     let _ = browser.close().await;
     outcome.unwrap();
+}
+
+/// Saves the element `css` as `<FAASO_UI_SCREENSHOTS>/<file>` when that variable is set.
+async fn screenshot(browser: &Client, css: &str, file: &str) -> Result<(), String> {
+    let Ok(folder) = std::env::var("FAASO_UI_SCREENSHOTS") else {
+        return Ok(());
+    };
+    let element = browser
+        .find(Locator::Css(css))
+        .await
+        .map_err(|e| format!("{css} for {file}: {e}"))?;
+    // Scrolled to first and given a moment: a capture taken mid-scroll is offset.
+    browser
+        .execute(
+            "arguments[0].scrollIntoView({block: 'start'})",
+            vec![serde_json::to_value(&element).map_err(|e| e.to_string())?],
+        )
+        .await
+        .map_err(|e| format!("scrolling to {css}: {e}"))?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let png = element
+        .screenshot()
+        .await
+        .map_err(|e| format!("screenshot of {css}: {e}"))?;
+    let path = std::path::Path::new(&folder).join(file);
+    std::fs::write(&path, png).map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+/// Clicks the element `css`.
+async fn click(browser: &Client, css: &str) -> Result<(), String> {
+    let element = browser
+        .find(Locator::Css(css))
+        .await
+        .map_err(|e| format!("finding {css}: {e}"))?;
+    element
+        .click()
+        .await
+        .map_err(|e| format!("clicking {css}: {e}"))
+}
+
+/// Clicks `css` and accepts the confirmation the page asks for.
+async fn click_and_confirm(browser: &Client, css: &str) -> Result<(), String> {
+    click(browser, css).await?;
+    browser
+        .accept_alert()
+        .await
+        .map_err(|e| format!("confirming after {css}: {e}"))
+}
+
+/// Replaces the text of the field `css` with `text`.
+async fn fill(browser: &Client, css: &str, text: &str) -> Result<(), String> {
+    let field = browser
+        .find(Locator::Css(css))
+        .await
+        .map_err(|e| format!("finding {css}: {e}"))?;
+    field
+        .clear()
+        .await
+        .map_err(|e| format!("clearing {css}: {e}"))?;
+    field
+        .send_keys(text)
+        .await
+        .map_err(|e| format!("typing into {css}: {e}"))
+}
+
+/// How many elements match `css`.
+async fn count(browser: &Client, css: &str) -> usize {
+    browser
+        .find_all(Locator::Css(css))
+        .await
+        .map_or(0, |found| found.len())
 }
 
 async fn drive(server: &Served, browser: &Client) -> Result<(), String> {
@@ -222,5 +295,374 @@ async fn drive(server: &Served, browser: &Client) -> Result<(), String> {
             },
         )
         .await;
+
+    instances(server, browser).await?;
+    secrets(server, browser).await?;
+    traffic(server, browser).await?;
+    deploy(server, browser).await
+}
+
+/// The instances panel: both instances current and ready with an uptime; one's own logs; a
+/// restart that Docker sees and the page follows.
+async fn instances(server: &Served, browser: &Client) -> Result<(), String> {
+    click(browser, "button[aria-label='Instances of hello-python']").await?;
+    let rows = "#instance-table tbody tr";
+    server
+        .eventually(
+            Duration::from_secs(30),
+            "two ready, current instances in the panel",
+            || async {
+                count(browser, rows).await == 2
+                    && count(browser, &format!("{rows} td.health-ready")).await == 2
+                    && text(browser, &format!("{rows}:nth-child(1) td.config")).await == "current"
+                    && text(browser, &format!("{rows}:nth-child(2) td.config")).await == "current"
+                    && text(browser, &format!("{rows}:nth-child(1) td.state")).await == "running"
+            },
+        )
+        .await;
+    let first = text(browser, &format!("{rows}:nth-child(1) th.name")).await;
+    let second = text(browser, &format!("{rows}:nth-child(2) th.name")).await;
+    let running = server.running("hello-python").await;
+    let names: Vec<String> = running
+        .iter()
+        .filter_map(|c| c.names.as_ref()?.first().map(|n| n[1..].to_owned()))
+        .collect();
+    if !names.contains(&first) || !names.contains(&second) || first == second {
+        return Err(format!(
+            "the panel lists {first:?} and {second:?}; Docker runs {names:?}"
+        ));
+    }
+    let uptime = text(browser, &format!("{rows}:nth-child(1) td.uptime")).await;
+    if !uptime.ends_with('s') && !uptime.ends_with('m') {
+        return Err(format!("{first}'s uptime on the page: {uptime:?}"));
+    }
+    screenshot(browser, "#instances", "ui-instances.png").await?;
+
+    // Its own logs: only its lines, and (after requests that fail on both) its traceback.
+    click(browser, &format!("button[aria-label='Logs of {first}']")).await?;
+    for _ in 0..4 {
+        let answer = served::http()
+            .post(server.url("/funko/hello-python/"))
+            .body("not json")
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        assert_eq!(answer.status(), 500);
+    }
+    server
+        .eventually(
+            Duration::from_secs(30),
+            "the instance's own traceback in the log view",
+            || async {
+                text(browser, "#logs-funko").await == first
+                    && text(browser, "#logs-output").await.contains("Traceback")
+            },
+        )
+        .await;
+    let logs = text(browser, "#logs-output").await;
+    let prefix = format!("{first} | ");
+    if let Some(line) = logs.lines().find(|l| !l.starts_with(&prefix)) {
+        return Err(format!(
+            "a line of another instance in {first}'s logs: {line:?}"
+        ));
+    }
+
+    // A restart: Docker starts it anew, and the page shows it ready again with a fresh uptime.
+    let started = |inspected: bollard::models::ContainerInspectResponse| {
+        inspected
+            .state
+            .and_then(|s| s.started_at)
+            .unwrap_or_default()
+    };
+    let before = started(
+        server
+            .docker
+            .inspect_container(&first, None)
+            .await
+            .map_err(|e| format!("inspecting {first}: {e}"))?,
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    click_and_confirm(browser, &format!("button[aria-label='Restart {first}']")).await?;
+    server
+        .eventually(
+            Duration::from_secs(30),
+            "the page to report the restart",
+            || async { text(browser, "#notice").await == format!("{first} restarted.") },
+        )
+        .await;
+    let after = started(
+        server
+            .docker
+            .inspect_container(&first, None)
+            .await
+            .map_err(|e| format!("inspecting {first}: {e}"))?,
+    );
+    if after <= before {
+        return Err(format!(
+            "{first} was not restarted: started at {before}, then {after}"
+        ));
+    }
+    let row = format!("{rows}[data-instance='{first}']");
+    server
+        .eventually(
+            Duration::from_secs(60),
+            "the restarted instance ready again, with a fresh uptime",
+            || async {
+                let uptime = text(browser, &format!("{row} td.uptime")).await;
+                let seconds = uptime.strip_suffix('s').and_then(|n| n.parse::<u64>().ok());
+                text(browser, &format!("{row} td.health")).await == "ready"
+                    && seconds.is_some_and(|n| n < 60)
+            },
+        )
+        .await;
+    click(browser, "#instances-close").await?;
+    click(browser, "#logs-stop").await
+}
+
+/// Secrets from the page: set, listed by key only, replaced, deleted; the value is in the
+/// server's store and nowhere on the page.
+async fn secrets(server: &Served, browser: &Client) -> Result<(), String> {
+    let stored = server.tmp.path().join("state/secrets/hello-python/api-key");
+    let row = "tr[data-secret='hello-python/api-key']";
+    fill(browser, "#secret-funko", "hello-python").await?;
+    fill(browser, "#secret-key", "api-key").await?;
+    fill(browser, "#secret-value", "first-value-7f3a").await?;
+    click(browser, "#secret-form button[type=submit]").await?;
+    server
+        .eventually(
+            Duration::from_secs(15),
+            "the new secret's key listed",
+            || async { text(browser, &format!("{row} td.key")).await == "api-key" },
+        )
+        .await;
+    let value = std::fs::read_to_string(&stored).map_err(|e| format!("the stored secret: {e}"))?;
+    assert_eq!(value, "first-value-7f3a");
+    let page = browser.source().await.map_err(|e| e.to_string())?;
+    let field = browser
+        .find(Locator::Css("#secret-value"))
+        .await
+        .map_err(|e| e.to_string())?
+        .prop("value")
+        .await
+        .map_err(|e| e.to_string())?;
+    if page.contains("first-value-7f3a") || field.as_deref() != Some("") {
+        return Err(format!(
+            "the secret's value stayed on the page (field: {field:?})"
+        ));
+    }
+    screenshot(
+        browser,
+        "section[aria-labelledby='secrets-title']",
+        "ui-secrets.png",
+    )
+    .await?;
+
+    click(browser, "button[aria-label='Replace hello-python/api-key']").await?;
+    if text(browser, "#secret-form-title").await != "Replace hello-python/api-key" {
+        return Err("Replace does not say which secret the form replaces".into());
+    }
+    fill(browser, "#secret-value", "second-value-91c2").await?;
+    click(browser, "#secret-form button[type=submit]").await?;
+    server
+        .eventually(
+            Duration::from_secs(15),
+            "the replaced value stored",
+            || async { std::fs::read_to_string(&stored).is_ok_and(|v| v == "second-value-91c2") },
+        )
+        .await;
+
+    click_and_confirm(browser, "button[aria-label='Delete hello-python/api-key']").await?;
+    server
+        .eventually(Duration::from_secs(15), "the secret gone", || async {
+            count(browser, row).await == 0 && !stored.exists()
+        })
+        .await;
+    if !text(browser, "#no-secrets").await.contains("No secrets") {
+        return Err("the page does not say there are no secrets left".into());
+    }
     Ok(())
+}
+
+/// The charts follow real traffic: steady requests to hello-node, failing ones to hello-python.
+async fn traffic(server: &Served, browser: &Client) -> Result<(), String> {
+    let stop = CancellationToken::new();
+    let load = {
+        let (stop, ok, failing) = (
+            stop.clone(),
+            server.url("/funko/hello-node/"),
+            server.url("/funko/hello-python/"),
+        );
+        tokio::spawn(async move {
+            let client = served::http();
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            for n in 0u64.. {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                let _ = client.get(&ok).send().await;
+                if n % 4 == 0 {
+                    let _ = client.post(&failing).body("not json").send().await;
+                }
+            }
+        })
+    };
+    let value = |funko: &'static str, metric: &'static str| {
+        format!(".chart-row[data-funko='{funko}'] .chart[data-metric='{metric}'] .value")
+    };
+    let number = |shown: String| {
+        let digits: String = shown
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.')
+            .collect();
+        digits.parse::<f64>().ok()
+    };
+    server
+        .eventually(
+            Duration::from_secs(60),
+            "charts showing the traffic",
+            || async {
+                let rps = number(text(browser, &value("hello-node", "rps")).await);
+                let latency = text(browser, &value("hello-node", "latency")).await;
+                let node_errors = number(text(browser, &value("hello-node", "errors")).await);
+                let python_errors = number(text(browser, &value("hello-python", "errors")).await);
+                let node_instances = text(browser, &value("hello-node", "instances")).await;
+                let python_instances = text(browser, &value("hello-python", "instances")).await;
+                rps.is_some_and(|r| r > 1.0)
+                    && latency.contains(" ms / ")
+                    && node_errors == Some(0.0)
+                    && python_errors.is_some_and(|e| e > 0.0)
+                    && node_instances == "1"
+                    && python_instances == "2"
+            },
+        )
+        .await;
+    // For the README, the charts get a minute of history to draw.
+    if std::env::var_os("FAASO_UI_SCREENSHOTS").is_some() {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    }
+    let lines = count(
+        browser,
+        ".chart-row[data-funko='hello-node'] .chart[data-metric='rps'] polyline",
+    )
+    .await;
+    let dots = count(
+        browser,
+        ".chart-row[data-funko='hello-node'] .chart[data-metric='rps'] circle",
+    )
+    .await;
+    stop.cancel();
+    let _ = load.await;
+    if lines + dots == 0 {
+        return Err("the requests/s chart draws nothing".into());
+    }
+    screenshot(browser, "#traffic", "ui-traffic.png").await
+}
+
+/// Deploying by picking an archive: a broken one is refused with the server's reason, a real
+/// one is built, started and served.
+async fn deploy(server: &Served, browser: &Client) -> Result<(), String> {
+    let broken = server.tmp.path().join("broken.tar.gz");
+    std::fs::write(&broken, "this is not a tarball").map_err(|e| e.to_string())?;
+    let file = browser
+        .find(Locator::Css("#deploy-file"))
+        .await
+        .map_err(|e| format!("the file field: {e}"))?;
+    file.send_keys(&broken.display().to_string())
+        .await
+        .map_err(|e| format!("picking the archive: {e}"))?;
+    let name = browser
+        .find(Locator::Css("#deploy-name"))
+        .await
+        .map_err(|e| e.to_string())?
+        .prop("value")
+        .await
+        .map_err(|e| e.to_string())?;
+    if name.as_deref() != Some("broken") {
+        return Err(format!("the name taken from broken.tar.gz: {name:?}"));
+    }
+    click(browser, "#deploy-form button[type=submit]").await?;
+    server
+        .eventually(
+            Duration::from_secs(15),
+            "the broken archive refused with the server's reason",
+            || async {
+                text(browser, "#deploy-error")
+                    .await
+                    .contains("not a gzipped tar")
+            },
+        )
+        .await;
+    screenshot(browser, "#deploy", "ui-deploy.png").await?;
+    if server.funkos().join("broken").exists() {
+        return Err("a refused upload left a funko folder".into());
+    }
+
+    // A real funko folder, archived as the page tells (`tar czf <name>.tar.gz -C <folder> .`).
+    let folder = server.tmp.path().join("web-upload");
+    std::fs::create_dir_all(&folder).map_err(|e| e.to_string())?;
+    std::fs::write(
+        folder.join("funko.yml"),
+        "name: web-upload\nruntime: python\n",
+    )
+    .map_err(|e| e.to_string())?;
+    let handler = common::repo_root().join("funkos/hello-python/handler.py");
+    std::fs::copy(handler, folder.join("handler.py")).map_err(|e| e.to_string())?;
+    let archive = server.tmp.path().join("web-upload.tar.gz");
+    let tar = std::process::Command::new("tar")
+        .arg("czf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&folder)
+        .arg(".")
+        .status()
+        .map_err(|e| format!("tar: {e}"))?;
+    if !tar.success() {
+        return Err(format!("tar czf failed: {tar}"));
+    }
+    fill(browser, "#deploy-name", "").await?;
+    let file = browser
+        .find(Locator::Css("#deploy-file"))
+        .await
+        .map_err(|e| format!("the file field: {e}"))?;
+    file.send_keys(&archive.display().to_string())
+        .await
+        .map_err(|e| format!("picking the archive: {e}"))?;
+    click(browser, "#deploy-form button[type=submit]").await?;
+    server
+        .eventually(
+            Duration::from_secs(15),
+            "the page to report the upload",
+            || async {
+                text(browser, "#deploy-status")
+                    .await
+                    .starts_with("web-upload deployed")
+            },
+        )
+        .await;
+    if !text(browser, "#deploy-error").await.is_empty() {
+        return Err("the error of the broken upload is still shown".into());
+    }
+    server
+        .eventually(
+            Duration::from_secs(240),
+            "the uploaded funko healthy on the page",
+            || async { text(browser, "tr[data-funko='web-upload'] td.health").await == "healthy" },
+        )
+        .await;
+    let answer = served::http()
+        .get(server.url("/funko/web-upload/?name=page"))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let body = answer.text().await.map_err(|e| e.to_string())?;
+    if body != "Hello, page!\n" {
+        return Err(format!("the uploaded funko answered {body:?}"));
+    }
+    screenshot(
+        browser,
+        "section[aria-labelledby='funkos-title']",
+        "ui-funkos.png",
+    )
+    .await
 }

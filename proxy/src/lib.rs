@@ -30,5 +30,6 @@ pub use access_log::{AccessLogDestination, AccessLogFormat};
 pub use config::ProxyConfig;
 pub use error::ProxyError;
 pub use health::{Candidate, HealthChecker, ProbeConfig};
+pub use metrics::FunkoCounts;
 pub use route_table::{FunkoRoute, FunkoSettings, Instance, InstanceId, RouteTable, Routes};
 pub use server::Proxy;

@@ -75,6 +75,42 @@ impl FunkoStats {
     fn in_flight(&self) -> i64 {
         self.shards.sum(|c| c.in_flight.load(Ordering::Relaxed))
     }
+
+    /// The counters as they stand, summed over event loops (read off the hot path, by whoever
+    /// keeps a history of them).
+    pub(crate) fn counts(&self) -> FunkoCounts {
+        let server_errors = (500..600)
+            .map(|code| usize::from(code - FIRST_STATUS))
+            .map(|slot| self.sum(|c| &c.by_status[slot]))
+            .sum();
+        let requests = self.sum(|c| &c.count);
+        let mut latency = Vec::with_capacity(BUCKETS.len() + 1);
+        let mut bucketed = 0;
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            let n = self.sum(|c| &c.buckets[i]);
+            bucketed += n;
+            latency.push((*bound, n));
+        }
+        // Slower than the last bound: only counted in `count`.
+        latency.push((f64::INFINITY, requests.saturating_sub(bucketed)));
+        FunkoCounts {
+            requests,
+            server_errors,
+            latency,
+        }
+    }
+}
+
+/// One funko's request counters at one moment, all counted since its route was made.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FunkoCounts {
+    /// Requests answered.
+    pub requests: u64,
+    /// Of those, answered with a 5xx status (by the instance or by the proxy).
+    pub server_errors: u64,
+    /// Requests by time until the response head: (upper bound in seconds, count in that bucket
+    /// alone); the last bound is infinity.
+    pub latency: Vec<(f64, u64)>,
 }
 
 /// Proxy-wide counters that belong to no route.
@@ -210,5 +246,22 @@ mod tests {
         assert!(text.contains("faaso_proxy_request_duration_seconds_count{funko=\"hello\"} 2"));
         assert!(text.contains("faaso_proxy_ready_instances{funko=\"hello\"} 1"));
         assert!(text.contains("faaso_proxy_access_log_dropped_total 7\n"));
+    }
+
+    #[test]
+    fn counts_split_latency_into_buckets_and_count_server_errors() {
+        let stats = FunkoStats::default();
+        stats.observe(200, Duration::from_millis(3));
+        stats.observe(502, Duration::from_millis(30));
+        stats.observe(599, Duration::from_secs(20));
+        stats.observe(404, Duration::from_millis(3));
+        let counts = stats.counts();
+        assert_eq!(counts.requests, 4);
+        assert_eq!(counts.server_errors, 2);
+        let at = |bound: f64| counts.latency.iter().find(|(b, _)| *b == bound).unwrap().1;
+        assert_eq!(at(0.005), 2);
+        assert_eq!(at(0.05), 1);
+        assert_eq!(at(f64::INFINITY), 1);
+        assert_eq!(counts.latency.iter().map(|(_, n)| n).sum::<u64>(), 4);
     }
 }

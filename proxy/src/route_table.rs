@@ -146,6 +146,11 @@ impl FunkoRoute {
         self.prefix.as_ref()
     }
 
+    /// Its request counters as they stand now.
+    pub fn counts(&self) -> crate::metrics::FunkoCounts {
+        self.stats.counts()
+    }
+
     /// The ready instances.
     pub fn instances(&self) -> &[Arc<Instance>] {
         &self.instances

@@ -15,7 +15,8 @@
 //! What a second backend implements: `observe` (its instances as [`Instance`]s and the images
 //! it has), `plan` (pure, from desired and observed), `execute` (one step, telling the
 //! listener when an instance becomes ready or is about to leave), `prepare` (what a pass's
-//! steps share, before they run), `prune_images`, `changes` and `logs`.
+//! steps share, before they run), `prune_images`, `changes`, and for operators `inspect`,
+//! `restart` and `logs`.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -29,7 +30,7 @@ use serde::Serialize;
 
 use crate::desired::{Desired, Prepared};
 use crate::listener::Listener;
-use crate::observe::Observed;
+use crate::observe::{Instance, Observed};
 
 /// A failed engine operation; each backend's own error inside, message and source kept.
 pub struct EngineError(Box<dyn std::error::Error + Send + Sync>);
@@ -121,6 +122,19 @@ pub struct InstanceLog {
     pub output: BoxStream<'static, Result<Bytes, EngineError>>,
 }
 
+/// An instance as an operator sees it: the model's view, and what only a closer look tells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceDetails {
+    /// The instance.
+    pub instance: Instance,
+    /// The engine's own word for its state (`running`, `exited`, `restarting`…).
+    pub status: String,
+    /// When it last started, in seconds since the Unix epoch (absent when not running).
+    pub started_at: Option<u64>,
+    /// The engine's own healthcheck status, when the image declares one.
+    pub health: Option<String>,
+}
+
 /// What the reconciler needs from an engine that runs funko instances.
 pub trait Backend: Send + Sync {
     /// One thing to do; the steps of one funko run in order.
@@ -158,6 +172,15 @@ pub trait Backend: Send + Sync {
     /// The engine's changes as they happen, from now on. The stream ends (or yields an error)
     /// when the engine goes away; the caller asks again after a pause.
     fn changes(&self) -> BoxStream<'static, Result<Change, EngineError>>;
+
+    /// Every instance faaso created for `funko`, running or not, looked at closely.
+    fn inspect(
+        &self,
+        funko: &str,
+    ) -> impl Future<Output = Result<Vec<InstanceDetails>, EngineError>> + Send;
+
+    /// Restarts one instance in place (SIGTERM, the grace period, SIGKILL, start).
+    fn restart(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
 
     /// The output of every instance of `funko`, running or not (empty when it has none).
     fn logs(

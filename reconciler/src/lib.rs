@@ -22,7 +22,8 @@ pub mod twin;
 mod watch;
 
 pub use backend::{
-    Backend, Change, EngineError, InstanceLog, LogOptions, Started, StepFailure, StepInfo,
+    Backend, Change, EngineError, InstanceDetails, InstanceLog, LogOptions, Started, StepFailure,
+    StepInfo,
 };
 pub use deaths::Deaths;
 pub use desired::{

@@ -21,6 +21,10 @@ pub struct FunkoStatus {
     pub image_created: Option<u64>,
     /// Why it is not where it should be, if it is not.
     pub error: Option<String>,
+    /// The config hash its current instances carry (absent for an invalid or removed funko);
+    /// kept off the API's status, for telling current instances from outdated ones.
+    #[serde(skip)]
+    pub config_hash: Option<String>,
 }
 
 impl FunkoStatus {

@@ -71,6 +71,7 @@ pub(crate) async fn statuses(
             image: desired.map(|d| d.image.clone()),
             image_created: desired.and_then(|d| observed.images.get(&d.image).copied()),
             error,
+            config_hash: desired.map(|d| d.config_hash.clone()),
         });
     }
     for (index, ready) in futures_util::future::join_all(probes).await {

@@ -14,7 +14,9 @@ use futures_util::stream::BoxStream;
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 
-use crate::backend::{Backend, Change, EngineError, InstanceLog, LogOptions, Started, StepFailure};
+use crate::backend::{
+    Backend, Change, EngineError, InstanceDetails, InstanceLog, LogOptions, Started, StepFailure,
+};
 use crate::desired::{Desired, Prepared};
 use crate::execute::{Containers, execute, needs_network};
 use crate::listener::Listener;
@@ -44,6 +46,8 @@ pub enum Event {
     Removed(String),
     /// An image was removed by pruning.
     Pruned(String),
+    /// An instance was restarted in place.
+    Restarted(String),
 }
 
 /// A fault the twin plays when asked, for every funko it names until cleared.
@@ -332,6 +336,31 @@ impl Backend for Twin {
         BroadcastStream::new(self.changes.subscribe())
             .filter_map(|change| async move { change.ok().map(Ok) })
             .boxed()
+    }
+
+    async fn inspect(&self, funko: &str) -> Result<Vec<InstanceDetails>, EngineError> {
+        let state = self.state();
+        Ok(state
+            .instances
+            .iter()
+            .filter(|i| i.managed && i.funko == funko)
+            .map(|i| InstanceDetails {
+                status: format!("{:?}", i.state).to_lowercase(),
+                started_at: (i.state == InstanceState::Running).then_some(state.now),
+                health: None,
+                instance: i.clone(),
+            })
+            .collect())
+    }
+
+    async fn restart(&self, id: &str) -> Result<(), EngineError> {
+        let mut state = self.state();
+        let Some(instance) = state.instances.iter_mut().find(|i| i.id == id) else {
+            return Err(scripted(format!("there is no instance `{id}`")));
+        };
+        instance.state = InstanceState::Running;
+        state.journal.push(Event::Restarted(id.to_owned()));
+        Ok(())
     }
 
     async fn logs(&self, funko: &str, _: LogOptions) -> Result<Vec<InstanceLog>, EngineError> {

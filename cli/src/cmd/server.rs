@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use faaso_admin::{AdminEvent, AdminState, SecretStore, StatusBoard, Token, UploadLimits};
+use faaso_admin::{
+    AdminEvent, AdminState, SecretStore, StatusBoard, Token, Traffic, TrafficReading, UploadLimits,
+};
 use faaso_proxy::{FunkoSettings, HealthChecker, InstanceId};
 use faaso_reconciler::{Listener, PassReport, Started, StepInfo, Triggers, WatchTiming};
 use tokio_util::sync::CancellationToken;
@@ -124,6 +126,11 @@ pub async fn run(global: &Global, args: ServerArgs) -> anyhow::Result<ExitCode> 
     let health = HealthChecker::new(routes.clone(), args.proxy.probe_config());
     let board = StatusBoard::default();
     let triggers = Triggers::new();
+    let traffic = {
+        let routes = routes.clone();
+        Traffic::new(Arc::new(move || readings(&routes)), TRAFFIC_SAMPLE_EVERY)
+    };
+    traffic.spawn_sampler();
     let admin = Arc::new(AdminState {
         funkos_dir: funkos_dir.clone(),
         secrets: SecretStore::new(reconciler.settings().secrets_dir.clone()),
@@ -131,6 +138,7 @@ pub async fn run(global: &Global, args: ServerArgs) -> anyhow::Result<ExitCode> 
         board: board.clone(),
         trigger: triggers.sender(),
         engine: reconciler.backend().clone(),
+        traffic,
         namespace: global.namespace(),
         limits: UploadLimits::default(),
         base_policy: global.base_policy(),
@@ -164,6 +172,31 @@ pub async fn run(global: &Global, args: ServerArgs) -> anyhow::Result<ExitCode> 
     served.context("serving")?;
     reconciled.context("watching the funkos folder")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// How often the web UI's traffic charts get a point.
+const TRAFFIC_SAMPLE_EVERY: Duration = Duration::from_secs(5);
+
+/// Every routed funko's request counters and ready instances, for the admin's traffic history.
+fn readings(routes: &faaso_proxy::Routes) -> Vec<TrafficReading> {
+    let table = routes.load();
+    table
+        .iter()
+        .map(|(funko, route)| {
+            let counts = route.counts();
+            TrafficReading {
+                funko: funko.to_owned(),
+                requests: counts.requests,
+                server_errors: counts.server_errors,
+                latency: counts.latency,
+                ready: route
+                    .instances()
+                    .iter()
+                    .map(|i| i.id().as_str().to_owned())
+                    .collect(),
+            }
+        })
+        .collect()
 }
 
 /// Removes what an upload or delete interrupted by a crash left in the funkos folder: hidden

@@ -170,6 +170,7 @@ mod tests {
             image: image.map(str::to_owned),
             image_created: Some(100),
             error: None,
+            config_hash: None,
         }
     }
 

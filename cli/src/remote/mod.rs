@@ -95,6 +95,7 @@ impl From<StatusView> for FunkoStatus {
             image: v.image,
             image_created: v.image_created,
             error: v.error,
+            config_hash: None,
         }
     }
 }

@@ -107,6 +107,7 @@ mod tests {
             image: None,
             image_created: None,
             error: error.map(str::to_owned),
+            config_hash: None,
         }
     }
 

@@ -81,6 +81,14 @@ pub enum DockerError {
         /// bollard's error.
         source: bollard::errors::Error,
     },
+    /// Restarting a container failed.
+    #[error("cannot restart instance `{id}`: {source}")]
+    Restart {
+        /// The container.
+        id: String,
+        /// bollard's error.
+        source: bollard::errors::Error,
+    },
     /// Removing an image failed (a container still uses it, say).
     #[error("cannot remove image `{image}`: {source}")]
     RemoveImage {

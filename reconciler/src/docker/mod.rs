@@ -7,6 +7,7 @@ mod error;
 mod events;
 mod failed_build;
 mod image;
+mod inspect;
 mod logs;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -24,7 +25,9 @@ use bollard::query_parameters::{
 use faaso_schema::{BuildContext, Healthcheck};
 use futures_util::stream::BoxStream;
 
-use crate::backend::{Backend, Change, EngineError, InstanceLog, LogOptions, Started, StepFailure};
+use crate::backend::{
+    Backend, Change, EngineError, InstanceDetails, InstanceLog, LogOptions, Started, StepFailure,
+};
 use crate::desired::{Desired, Prepared};
 use crate::execute::{Containers, execute, needs_network};
 use crate::listener::Listener;
@@ -267,6 +270,14 @@ impl Backend for DockerEngine {
 
     fn changes(&self) -> BoxStream<'static, Result<Change, EngineError>> {
         events::changes(&self.docker, &self.namespace)
+    }
+
+    async fn inspect(&self, funko: &str) -> Result<Vec<InstanceDetails>, EngineError> {
+        Ok(inspect::inspect(self, funko).await?)
+    }
+
+    async fn restart(&self, id: &str) -> Result<(), EngineError> {
+        Ok(inspect::restart(self, id).await?)
     }
 
     async fn logs(
