@@ -6,9 +6,10 @@
 //! with backoff; the route table keeps serving what it had meanwhile.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use faaso_proxy::{Candidate, FunkoSettings, HealthChecker, InstanceId};
+use faaso_proxy::{Candidate, Cors, FunkoSettings, HealthChecker, InstanceId};
 use faaso_reconciler::{Backend, DockerEngine, Instance, InstanceState, Namespace};
 use faaso_schema::FunkoName;
 use futures_util::StreamExt;
@@ -120,9 +121,10 @@ pub fn candidates(instances: &[Instance], default_timeout: Duration) -> FunkoCan
             debug!(container = %instance.name, "A container on the network is no funko.");
             continue;
         }
-        let settings = FunkoSettings {
-            request_timeout: instance.timeout.unwrap_or(default_timeout),
-        };
+        let settings = settings(
+            instance.timeout.unwrap_or(default_timeout),
+            instance.cors.as_ref(),
+        );
         let entry = funkos
             .entry(instance.funko.clone())
             .or_insert_with(|| (settings, Vec::new()));
@@ -133,6 +135,28 @@ pub fn candidates(instances: &[Instance], default_timeout: Duration) -> FunkoCan
         });
     }
     funkos
+}
+
+/// What the proxy applies to a funko's requests: its timeout and CORS policy.
+pub fn settings(request_timeout: Duration, cors: Option<&faaso_schema::Cors>) -> FunkoSettings {
+    let cors = cors.and_then(|c| {
+        let policy = Cors::new(
+            &c.origins,
+            &c.methods,
+            &c.headers,
+            c.max_age.0,
+            c.credentials,
+        );
+        // funko.yml's checks keep header values valid; a hand-made label may not be.
+        policy
+            .inspect_err(|err| warn!(%err, "A funko's CORS label cannot be used; it gets no CORS."))
+            .ok()
+            .map(Arc::new)
+    });
+    FunkoSettings {
+        request_timeout,
+        cors,
+    }
 }
 
 /// 100 ms doubling to 10 s, with up to 25 % jitter so many proxies do not retry in step.

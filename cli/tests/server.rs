@@ -520,3 +520,74 @@ impl Drop for Cleanup {
         common::cleanup::remove_namespace(&self.0);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_funkos_cors_block_is_applied_by_the_proxy_and_a_change_of_it_rolls_out() {
+    let server = Server::start();
+    let client = client();
+    let dir = server.funkos().join("shared");
+    std::fs::create_dir_all(&dir).unwrap();
+    write_atomically(
+        &dir.join("handler.py"),
+        "def handle(request):\n    return 'shared'\n",
+    );
+    let spec = |origin: &str| {
+        format!(
+            "name: shared\nruntime: python\ncors:\n  origins: [\"{origin}\"]\n  methods: [GET, PUT]\n  headers: [Content-Type]\n  max_age: 10m\n"
+        )
+    };
+    write_atomically(&dir.join("funko.yml"), &spec("https://app.example"));
+    let preflight = async |origin: &str| {
+        client
+            .request(reqwest::Method::OPTIONS, server.url("/funko/shared/"))
+            .header("origin", origin)
+            .header("access-control-request-method", "PUT")
+            .send()
+            .await
+            .ok()
+    };
+    let allowed = |r: &reqwest::Response| {
+        r.headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    server
+        .wait_for("the funko to serve", Duration::from_secs(120), async || {
+            server.get(&client, "/funko/shared/").await == Some((200, "shared".into()))
+        })
+        .await;
+    let answer = preflight("https://app.example").await.unwrap();
+    assert_eq!(answer.status(), 204);
+    assert_eq!(allowed(&answer).as_deref(), Some("https://app.example"));
+    assert_eq!(answer.headers()["access-control-allow-methods"], "GET, PUT");
+    assert_eq!(answer.headers()["access-control-max-age"], "600");
+    let answer = preflight("https://evil.example").await.unwrap();
+    assert_eq!(allowed(&answer), None);
+    let get = client
+        .get(server.url("/funko/shared/"))
+        .header("origin", "https://app.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get.status(), 200);
+    assert_eq!(allowed(&get).as_deref(), Some("https://app.example"));
+
+    // Another origin in funko.yml: the instance is replaced, and the proxy follows.
+    write_atomically(&dir.join("funko.yml"), &spec("https://new.example"));
+    server
+        .wait_for(
+            "the new CORS policy",
+            Duration::from_secs(120),
+            async || match preflight("https://new.example").await {
+                Some(answer) => allowed(&answer).as_deref() == Some("https://new.example"),
+                None => false,
+            },
+        )
+        .await;
+    let answer = preflight("https://app.example").await.unwrap();
+    assert_eq!(
+        allowed(&answer),
+        None,
+        "the old origin is no longer allowed"
+    );
+}

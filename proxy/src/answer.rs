@@ -31,6 +31,13 @@ pub(crate) fn no_ready_instance(funko: &str) -> Response<ProxyBody> {
     response
 }
 
+/// 204 with no body.
+pub(crate) fn no_content() -> Response<ProxyBody> {
+    let mut response = Response::new(full(String::new()));
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    response
+}
+
 /// A plain answer with the given content type.
 pub(crate) fn text(content_type: &'static str, body: String) -> Response<ProxyBody> {
     let mut response = Response::new(full(body));

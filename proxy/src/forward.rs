@@ -15,6 +15,7 @@ use crate::answer;
 use crate::body::{BodyTooLarge, Lease, Outgoing, ProxyBody, UpstreamBody, discard};
 use crate::client::ClientConnection;
 use crate::config::ProxyConfig;
+use crate::cors;
 use crate::deadline;
 use crate::hop;
 use crate::metrics::Metrics;
@@ -89,11 +90,22 @@ impl Forwarder {
         let Some(route) = self.routes.load().get(funko).cloned() else {
             return self.not_found(&req, funko, &format!("unknown funko '{funko}'"), started);
         };
-        let path_and_query = prefix::upstream_path_and_query(rest, uri.query());
         let method = self.access_log.is_some().then(|| req.method().clone());
-        let (response, instance) = self
-            .to_route(&route, funko, path_and_query, req, client, started)
-            .await;
+        let cors = route.settings().cors.as_deref();
+        let preflight = cors.filter(|_| cors::is_preflight(req.method(), req.headers()));
+        let allowed = cors.and_then(|cors| cors.allowed(req.headers()));
+        let (mut response, instance) = match preflight {
+            // A browser's preflight is the proxy's to answer: no instance needs to wake for it.
+            Some(cors) => (cors.preflight(req.headers()), None),
+            None => {
+                let path_and_query = prefix::upstream_path_and_query(rest, uri.query());
+                self.to_route(&route, funko, path_and_query, req, client, started)
+                    .await
+            }
+        };
+        if let (Some(cors), Some(origin), None) = (cors, allowed, preflight) {
+            cors.decorate(origin, response.headers_mut());
+        }
         // One reading of the clock serves the metrics and the log line.
         let (status, elapsed) = (response.status().as_u16(), started.elapsed());
         route.stats.observe(status, elapsed);

@@ -11,6 +11,7 @@ mod answer;
 mod body;
 mod client;
 mod config;
+mod cors;
 mod deadline;
 mod error;
 mod forward;
@@ -28,6 +29,7 @@ mod upgrade;
 
 pub use access_log::{AccessLogDestination, AccessLogFormat};
 pub use config::ProxyConfig;
+pub use cors::Cors;
 pub use error::ProxyError;
 pub use health::{Candidate, HealthChecker, ProbeConfig};
 pub use metrics::FunkoCounts;

@@ -8,6 +8,8 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+
+use crate::cors::Cors;
 use std::time::Duration;
 
 use arc_swap::{ArcSwap, Guard};
@@ -45,12 +47,15 @@ impl fmt::Display for InstanceId {
 pub struct FunkoSettings {
     /// Time from forwarding a request until the instance's response head arrives; then 504.
     pub request_timeout: Duration,
+    /// Which browser origins may call it (absent: the proxy adds no CORS headers).
+    pub cors: Option<Arc<Cors>>,
 }
 
 impl Default for FunkoSettings {
     fn default() -> Self {
         Self {
             request_timeout: Duration::from_secs(60),
+            cors: None,
         }
     }
 }
@@ -413,6 +418,7 @@ mod tests {
             "f",
             FunkoSettings {
                 request_timeout: Duration::from_secs(1),
+                ..FunkoSettings::default()
             },
         );
         assert!(!Arc::ptr_eq(&before, &routes.load_full()));

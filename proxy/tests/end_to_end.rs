@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use faaso_proxy::{
-    AccessLogDestination, AccessLogFormat, Candidate, FunkoSettings, InstanceId, ProxyConfig,
+    AccessLogDestination, AccessLogFormat, Candidate, Cors, FunkoSettings, InstanceId, ProxyConfig,
 };
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, StreamBody};
@@ -201,6 +201,7 @@ async fn errors_are_json_with_the_promised_status() {
     let proxy = RunningProxy::start(quiet_config()).await;
     let quick = FunkoSettings {
         request_timeout: Duration::from_millis(300),
+        ..FunkoSettings::default()
     };
     proxy
         .health
@@ -556,4 +557,84 @@ async fn the_access_log_has_a_line_per_request_with_its_fields() {
     let logged = lines();
     assert_eq!(logged.len(), 52);
     assert_eq!(find(&logged, "/funko/hello/last/49")["status"], 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_preflights_are_answered_by_the_proxy_and_allowed_origins_marked() {
+    let lab = Lab::new("cors");
+    let backend = lab.start("a", &[]);
+    let proxy = RunningProxy::start(quiet_config()).await;
+    let cors = Cors::new(
+        &["https://app.example".into()],
+        &["GET".into(), "PUT".into()],
+        &["Content-Type".into()],
+        Duration::from_secs(600),
+        false,
+    )
+    .unwrap();
+    let settings = FunkoSettings {
+        cors: Some(std::sync::Arc::new(cors)),
+        ..FunkoSettings::default()
+    };
+    proxy
+        .health
+        .set_funko("hello", settings.clone(), vec![candidate(&backend)]);
+    // A funko with no instance at all: its preflight needs none.
+    proxy.health.set_funko("asleep", settings, vec![]);
+    proxy.wait_ready("hello", 1).await;
+
+    let preflight = |funko: &str, origin: &str| {
+        Request::options(proxy.url(&format!("/funko/{funko}/things")))
+            .header("origin", origin)
+            .header("access-control-request-method", "PUT")
+            .body(empty())
+            .unwrap()
+    };
+    for funko in ["hello", "asleep"] {
+        let (status, headers, _) = send(preflight(funko, "https://app.example")).await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{funko}");
+        assert_eq!(
+            header(&headers, "access-control-allow-origin"),
+            "https://app.example"
+        );
+        assert_eq!(header(&headers, "access-control-allow-methods"), "GET, PUT");
+        assert_eq!(
+            header(&headers, "access-control-allow-headers"),
+            "Content-Type"
+        );
+        assert_eq!(header(&headers, "access-control-max-age"), "600");
+    }
+    let (status, headers, _) = send(preflight("hello", "https://evil.example")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(header(&headers, "access-control-allow-origin"), "");
+
+    // The real request reaches the instance and comes back marked for an allowed origin only.
+    let request = |origin: &str| {
+        Request::get(proxy.url("/funko/hello/hello"))
+            .header("origin", origin)
+            .body(empty())
+            .unwrap()
+    };
+    let (status, headers, _) = send(request("https://app.example")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        header(&headers, "access-control-allow-origin"),
+        "https://app.example"
+    );
+    assert_eq!(header(&headers, "vary"), "Origin");
+    let (status, headers, _) = send(request("https://evil.example")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(header(&headers, "access-control-allow-origin"), "");
+    // An OPTIONS that is no preflight is the funko's own business.
+    let plain = Request::options(proxy.url("/funko/hello/hello"))
+        .body(empty())
+        .unwrap();
+    let (_, headers, _) = send(plain).await;
+    assert_eq!(header(&headers, "access-control-allow-methods"), "");
+    let (_, _, metrics) = get(&proxy.url("/metrics")).await;
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(
+        metrics.contains("funko=\"asleep\""),
+        "preflights are counted like any request: {metrics}"
+    );
 }

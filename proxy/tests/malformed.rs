@@ -142,6 +142,7 @@ impl Lab {
             "echo",
             FunkoSettings {
                 request_timeout: Duration::from_secs(10),
+                ..FunkoSettings::default()
             },
             vec![Candidate {
                 id: InstanceId::new("echo-1"),

@@ -71,6 +71,8 @@ pub struct Started {
     pub addr: SocketAddr,
     /// The request timeout its funko's spec sets (what a proxy applies to it).
     pub request_timeout: Duration,
+    /// The browser origins its funko's spec lets call it (what a proxy applies to it).
+    pub cors: Option<faaso_schema::Cors>,
 }
 
 /// What a step is, for logs, tables and scoping: every backend's `Step` says it.

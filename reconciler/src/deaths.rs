@@ -62,6 +62,7 @@ mod tests {
             ip: None,
             timeout: None,
             health_path: "/ping".to_owned(),
+            cors: None,
         }
     }
 

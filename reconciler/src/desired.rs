@@ -219,6 +219,7 @@ pub fn config_hash(
         "health_path": spec.healthcheck.path,
         "hardening": [h.read_only, h.drop_capabilities, h.no_new_privileges],
         "pids_limit": h.pids_limit,
+        "cors": spec.cors,
     });
     short_hash(identity.to_string().as_bytes())
 }

@@ -52,6 +52,8 @@ pub struct Instance {
     pub timeout: Option<Duration>,
     /// Its readiness path: from its label, else [`DEFAULT_HEALTH_PATH`].
     pub health_path: String,
+    /// The browser origins the proxy lets call it, from its label (absent: no CORS).
+    pub cors: Option<faaso_schema::Cors>,
 }
 
 impl Instance {
@@ -128,6 +130,9 @@ pub fn read_instance(listed: Listed, ns: &Namespace) -> Option<Instance> {
             .filter(|p| p.starts_with('/'))
             .cloned()
             .unwrap_or_else(|| DEFAULT_HEALTH_PATH.to_owned()),
+        cors: labels
+            .get(&ns.label("cors"))
+            .and_then(|json| serde_json::from_str(json).ok()),
         number: labels
             .get(&ns.label("instance"))
             .and_then(|n| n.parse().ok())

@@ -301,6 +301,7 @@ mod tests {
                 ip: None,
                 timeout: None,
                 health_path: "/ping".to_owned(),
+                cors: None,
             });
         }
     }
@@ -367,6 +368,7 @@ mod tests {
                 ip: None,
                 timeout: None,
                 health_path: "/ping".to_owned(),
+                cors: None,
             })
     }
 
@@ -497,6 +499,7 @@ mod tests {
             ip: None,
             timeout: None,
             health_path: "/ping".to_owned(),
+            cors: None,
         };
         let observed = Observed {
             instances: vec![instance("old", "cfg1"), instance("new", "cfg2")],

@@ -231,6 +231,7 @@ impl Containers for Twin {
             ip: Some(ip.into()),
             timeout: Some(spec.timeout.0),
             health_path: spec.healthcheck.path.clone(),
+            cors: spec.cors.clone(),
         });
         state.journal.push(Event::Started {
             funko,
@@ -241,6 +242,7 @@ impl Containers for Twin {
             name,
             addr: std::net::SocketAddr::new(ip.into(), crate::observe::FUNKO_PORT),
             request_timeout: spec.timeout.0,
+            cors: spec.cors.clone(),
         })
     }
 

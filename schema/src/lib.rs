@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod context;
+mod cors;
 mod load;
 mod name;
 mod problem;
@@ -10,6 +11,7 @@ mod spec;
 mod units;
 
 pub use context::{BuildContext, ContextFile};
+pub use cors::Cors;
 pub use load::{Funko, SPEC_FILE, load_funko, load_funkos_dir, parse_spec, set_scale, write_scale};
 pub use name::{FunkoName, MAX_NAME_LEN, NameError};
 pub use problem::Problem;

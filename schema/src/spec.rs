@@ -6,6 +6,7 @@ use std::fmt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::cors::{Cors, cors_block};
 use crate::name::FunkoName;
 use crate::units::{Cpus, Duration, Memory};
 
@@ -45,6 +46,14 @@ pub struct Spec {
     /// The longest a request may take before the proxy answers 504.
     #[serde(default = "default_timeout")]
     pub timeout: Duration,
+    /// Browser origins allowed to call the funko; the proxy answers preflights itself. Absent:
+    /// no CORS headers are added (the funko may still send its own).
+    #[serde(
+        default,
+        deserialize_with = "cors_block",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cors: Option<Cors>,
     /// Free settings handed to the runtime's Dockerfile template (see each runtime's defaults).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub options: BTreeMap<String, serde_json::Value>,

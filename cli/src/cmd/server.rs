@@ -11,14 +11,14 @@ use clap::Args;
 use faaso_admin::{
     AdminEvent, AdminState, SecretStore, StatusBoard, Token, Traffic, TrafficReading, UploadLimits,
 };
-use faaso_proxy::{FunkoSettings, HealthChecker, InstanceId};
+use faaso_proxy::{HealthChecker, InstanceId};
 use faaso_reconciler::{Listener, PassReport, Started, StepInfo, Triggers, WatchTiming};
 use tokio_util::sync::CancellationToken;
 
 use super::proxy::ProxyArgs;
 use super::proxy::container::{self, Launch};
 use super::{FunkosDir, Global};
-use crate::discovery::candidates;
+use crate::discovery::{candidates, settings};
 
 /// Arguments of `faaso server`.
 #[derive(Debug, Args)]
@@ -237,12 +237,8 @@ impl<S: StepInfo> Listener<S> for ServerListener {
     fn instance_ready(&self, funko: &str, instance: &Started) {
         let routes = self.health.routes();
         if routes.load().get(funko).is_none() {
-            routes.set_funko(
-                funko,
-                FunkoSettings {
-                    request_timeout: instance.request_timeout,
-                },
-            );
+            let settings = settings(instance.request_timeout, instance.cors.as_ref());
+            routes.set_funko(funko, settings);
         }
         routes.insert_ready(funko, InstanceId::new(instance.id.as_str()), instance.addr);
         tracing::info!(%funko, instance = %instance.name, "routed");
@@ -264,12 +260,9 @@ impl<S: StepInfo> Listener<S> for ServerListener {
         let mut funkos = candidates(&report.observed.instances, self.default_timeout);
         // A funko with no instance is still known: its requests get 503, not 404.
         for funko in report.funkos.iter().filter(|f| f.desired.is_some()) {
-            funkos.entry(funko.name.clone()).or_insert_with(|| {
-                let settings = FunkoSettings {
-                    request_timeout: self.default_timeout,
-                };
-                (settings, Vec::new())
-            });
+            funkos
+                .entry(funko.name.clone())
+                .or_insert_with(|| (settings(self.default_timeout, None), Vec::new()));
         }
         self.health.sync(funkos);
         self.board

@@ -35,7 +35,7 @@ pub(super) fn labels(
     number: u32,
     config_hash: &str,
 ) -> HashMap<String, String> {
-    HashMap::from([
+    let mut labels = HashMap::from([
         (namespace.label("managed"), "true".to_owned()),
         (namespace.label("funko"), spec.name.to_string()),
         (namespace.label("instance"), number.to_string()),
@@ -45,7 +45,15 @@ pub(super) fn labels(
             namespace.label("health-path"),
             spec.healthcheck.path.clone(),
         ),
-    ])
+    ]);
+    // What the proxy applies to browsers, as JSON (absent: no CORS).
+    if let Some(cors) = &spec.cors {
+        labels.insert(
+            namespace.label("cors"),
+            serde_json::to_string(cors).unwrap_or_default(),
+        );
+    }
+    labels
 }
 
 /// The create request for instance `number` of `prepared`.

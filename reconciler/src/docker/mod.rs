@@ -372,6 +372,7 @@ impl DockerEngine {
             name,
             addr,
             request_timeout: prepared.funko.spec.timeout.0,
+            cors: prepared.funko.spec.cors.clone(),
         })
     }
 
