@@ -158,6 +158,7 @@ impl Forwarder {
             &mut headers,
             &parts.uri,
             client.peer_ip.clone(),
+            client.proto.clone(),
             route,
             &request_id,
             &first,
@@ -347,6 +348,7 @@ fn add_forwarding_headers(
     headers: &mut HeaderMap,
     uri: &Uri,
     peer_ip: HeaderValue,
+    proto: HeaderValue,
     route: &FunkoRoute,
     request_id: &HeaderValue,
     instance: &Instance,
@@ -362,7 +364,7 @@ fn add_forwarding_headers(
     }
     // The client's own X-Forwarded-For is not trusted: the peer is the only thing we know.
     headers.insert(X_FORWARDED_FOR, peer_ip);
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    headers.insert(X_FORWARDED_PROTO, proto);
     if let Some(host) = headers.get(header::HOST).cloned() {
         headers.insert(X_FORWARDED_HOST, host);
     }

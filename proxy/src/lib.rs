@@ -19,11 +19,13 @@ mod hop;
 mod metrics;
 mod pool;
 mod prefix;
+mod redirect;
 mod request_id;
 mod route_table;
 mod server;
 mod shard;
 mod shutdown;
+mod tls;
 mod upgrade;
 
 pub use access_log::{AccessLogDestination, AccessLogFormat};
@@ -32,3 +34,4 @@ pub use error::ProxyError;
 pub use health::{Candidate, HealthChecker, ProbeConfig};
 pub use route_table::{FunkoRoute, FunkoSettings, Instance, InstanceId, RouteTable, Routes};
 pub use server::Proxy;
+pub use tls::{TlsError, TlsSettings, load_pair};

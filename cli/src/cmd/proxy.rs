@@ -1,7 +1,7 @@
 //! `faaso proxy`: serve `/funko/<name>/…` on a port, with routes discovered from Docker.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Args;
 use faaso_proxy::{
     AccessLogDestination, AccessLogFormat, HealthChecker, ProbeConfig, Proxy, ProxyConfig,
-    ProxyError, Routes,
+    ProxyError, Routes, TlsSettings,
 };
 use tracing::info;
 
@@ -110,6 +110,62 @@ pub struct ProxyArgs {
     /// least one; the funkos use the rest).
     #[arg(long, env = "FAASO_EVENT_LOOPS")]
     pub event_loops: Option<usize>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+/// TLS flags of `faaso proxy` and `faaso server`.
+#[derive(Debug, Args)]
+pub struct TlsArgs {
+    /// Serve HTTPS (HTTP/2 and HTTP/1.1) with this PEM certificate chain, leaf first; the
+    /// file is read again when it changes.
+    #[arg(
+        long,
+        env = "FAASO_TLS_CERT",
+        requires = "tls_key",
+        value_name = "FILE"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's PEM private key.
+    #[arg(
+        long,
+        env = "FAASO_TLS_KEY",
+        requires = "tls_cert",
+        value_name = "FILE"
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// How long a client may take to finish its TLS handshake.
+    #[arg(long, env = "FAASO_TLS_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub tls_handshake_timeout: Duration,
+    /// Send `Strict-Transport-Security: max-age=<this>` (for example `1y`) with every HTTPS answer.
+    #[arg(long, env = "FAASO_HSTS", requires = "tls_cert", value_parser = humantime::parse_duration)]
+    pub hsts: Option<Duration>,
+    /// Also listen for plain HTTP here, answering every request with a redirect to HTTPS.
+    #[arg(
+        long,
+        env = "FAASO_HTTP_REDIRECT",
+        requires = "tls_cert",
+        value_name = "ADDR"
+    )]
+    pub http_redirect: Option<SocketAddr>,
+    /// The port redirects send clients to (default: the port of --listen).
+    #[arg(long, env = "FAASO_HTTPS_PORT")]
+    pub https_port: Option<u16>,
+}
+
+impl TlsArgs {
+    /// The proxy library's TLS settings, when a certificate is given; `listen` is the default
+    /// port redirects name.
+    pub fn settings(&self, listen: SocketAddr) -> Option<TlsSettings> {
+        let (cert, key) = (self.tls_cert.clone()?, self.tls_key.clone()?);
+        Some(TlsSettings {
+            handshake_timeout: self.tls_handshake_timeout,
+            hsts: self.hsts,
+            redirect_listen: self.http_redirect,
+            https_port: self.https_port.unwrap_or(listen.port()),
+            ..TlsSettings::new(cert, key)
+        })
+    }
 }
 
 /// Where the access log goes.
@@ -171,6 +227,7 @@ impl ProxyArgs {
             event_loops: self
                 .event_loops
                 .unwrap_or(ProxyConfig::default().event_loops),
+            tls: self.tls.settings(self.listen),
             ..ProxyConfig::default()
         })
     }
