@@ -166,15 +166,22 @@ fn check_validity(path: &Path, leaf: &CertificateDer<'_>) -> Result<(), TlsError
         reason,
     };
     if validity.not_after.timestamp() < now {
-        return Err(not_valid(format!("it expired on {}", validity.not_after)));
+        return Err(not_valid(format!(
+            "it expired on {}",
+            date(&validity.not_after)
+        )));
     }
     if validity.not_before.timestamp() > now {
         return Err(not_valid(format!(
             "it is valid only from {}",
-            validity.not_before
+            date(&validity.not_before)
         )));
     }
     Ok(())
+}
+
+fn date(time: &x509_parser::time::ASN1Time) -> String {
+    time.to_rfc2822().unwrap_or_else(|_| time.to_string())
 }
 
 /// The pair every handshake gets; replaced whole, read without a lock.

@@ -80,7 +80,10 @@ pub fn is_certificate_error(error: &(dyn std::error::Error + 'static)) -> bool {
                 .and_then(|io| io.get_ref())
                 .and_then(|inner| inner.downcast_ref::<rustls::Error>())
         });
-        if matches!(rustls_error, Some(rustls::Error::InvalidCertificate(_))) {
+        // Some layers wrap the rustls error in their own types; its text is stable.
+        if matches!(rustls_error, Some(rustls::Error::InvalidCertificate(_)))
+            || err.to_string().contains("invalid peer certificate")
+        {
             return true;
         }
         current = err.source();
