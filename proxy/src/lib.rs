@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod access_log;
+mod acme;
 mod answer;
 mod body;
 mod client;
@@ -29,6 +30,7 @@ mod tls;
 mod upgrade;
 
 pub use access_log::{AccessLogDestination, AccessLogFormat};
+pub use acme::{AcmeError, AcmeSettings};
 pub use config::ProxyConfig;
 pub use error::ProxyError;
 pub use health::{Candidate, HealthChecker, ProbeConfig};

@@ -189,9 +189,7 @@ impl Proxy {
             }
             _ => None,
         };
-        let reload = edge
-            .clone()
-            .map(|edge| tokio::spawn(edge.reload_on_change()));
+        let reload = edge.clone().map(|edge| tokio::spawn(edge.keep_fresh()));
         let (stop_redirect, redirect_stopped) = oneshot::channel::<()>();
         let redirecting = match (redirect, &config.tls) {
             (Some(listener), Some(tls)) => Some(tokio::spawn(crate::redirect::serve(
@@ -507,7 +505,12 @@ async fn serve_tls(
         },
         () = stop.stopped() => return,
     };
-    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+    let alpn = stream.get_ref().1.alpn_protocol();
+    if alpn == Some(crate::acme::ACME_TLS_ALPN) {
+        // A TLS-ALPN-01 validation ends with its handshake.
+        return;
+    }
+    let h2 = alpn == Some(b"h2".as_slice());
     let service = {
         let shared = shared.clone();
         service_fn(move |req| {

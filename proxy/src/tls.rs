@@ -1,5 +1,6 @@
 //! TLS at the edge: the certificate pair is read and checked, served to every handshake, and
-//! replaced when its files change (a bad new pair is refused and the old one keeps serving).
+//! replaced when its files change (a bad new pair is refused and the old one keeps serving), or
+//! kept certified over ACME (acme.rs).
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -15,6 +16,8 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio_rustls::TlsAcceptor;
 use tracing::{error, info};
+
+use crate::acme::{self, ACME_TLS_ALPN, AcmeSettings, Certifier, Challenges};
 
 /// How the proxy terminates TLS.
 #[derive(Clone, Debug)]
@@ -33,6 +36,8 @@ pub struct TlsSettings {
     pub redirect_listen: Option<SocketAddr>,
     /// The port redirects name (the one clients reach the TLS listener on).
     pub https_port: u16,
+    /// Obtain and renew the pair over ACME instead of reading `cert` and `key`.
+    pub acme: Option<AcmeSettings>,
 }
 
 impl TlsSettings {
@@ -46,6 +51,7 @@ impl TlsSettings {
             hsts: None,
             redirect_listen: None,
             https_port: 443,
+            acme: None,
         }
     }
 }
@@ -104,6 +110,9 @@ pub enum TlsError {
     /// rustls refused the settings.
     #[error("setting up TLS")]
     Config(#[source] rustls::Error),
+    /// The ACME folder or the placeholder certificate could not be made.
+    #[error("preparing automatic certificates")]
+    Acme(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// The pair in `cert` and `key`, checked: it parses, is valid now, and the key matches.
@@ -184,8 +193,26 @@ fn date(time: &x509_parser::time::ASN1Time) -> String {
     time.to_rfc2822().unwrap_or_else(|_| time.to_string())
 }
 
-/// The pair every handshake gets; replaced whole, read without a lock.
-pub(crate) struct CurrentPair(ArcSwap<CertifiedKey>);
+/// When `pair`'s leaf certificate expires.
+pub(crate) fn expiry(pair: &CertifiedKey) -> Option<SystemTime> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(pair.cert.first()?).ok()?;
+    let secs = u64::try_from(parsed.validity().not_after.timestamp()).ok()?;
+    Some(UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+/// The pair every handshake gets (replaced whole, read without a lock), and the ACME
+/// challenge certificates that validation handshakes get instead.
+pub(crate) struct CurrentPair {
+    served: ArcSwap<CertifiedKey>,
+    pub(crate) challenges: Challenges,
+}
+
+impl CurrentPair {
+    /// Serves `pair` to every handshake from now on.
+    pub(crate) fn store(&self, pair: CertifiedKey) {
+        self.served.store(Arc::new(pair));
+    }
+}
 
 impl fmt::Debug for CurrentPair {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -194,8 +221,15 @@ impl fmt::Debug for CurrentPair {
 }
 
 impl ResolvesServerCert for CurrentPair {
-    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.0.load_full())
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let validation = hello
+            .alpn()
+            .is_some_and(|mut offered| offered.any(|p| p == ACME_TLS_ALPN));
+        if validation {
+            // Only the challenge certificate answers a validation (RFC 8737 §3).
+            return self.challenges.get(hello.server_name()?);
+        }
+        Some(self.served.load_full())
     }
 }
 
@@ -218,16 +252,34 @@ impl fmt::Debug for Edge {
 
 impl Edge {
     /// Loads the pair (any fault stops the start) and sets up HTTP/2 and HTTP/1.1 by ALPN.
+    /// With ACME, the pair kept from an earlier run serves, or else a self-signed placeholder
+    /// until the first certificate is issued.
     pub(crate) fn new(settings: TlsSettings) -> Result<Self, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let pair = load_pair(&settings.cert, &settings.key, &provider)?;
-        let current = Arc::new(CurrentPair(ArcSwap::from_pointee(pair)));
+        let pair = match &settings.acme {
+            None => load_pair(&settings.cert, &settings.key, &provider)?,
+            Some(acme) => {
+                acme::ensure_dir(&acme.dir).map_err(|err| TlsError::Acme(err.into()))?;
+                match load_pair(&acme.cert_file(), &acme.key_file(), &provider) {
+                    Ok(pair) => pair,
+                    Err(_) => acme::placeholder(&acme.names, &provider)
+                        .map_err(|err| TlsError::Acme(err.into()))?,
+                }
+            }
+        };
+        let current = Arc::new(CurrentPair {
+            served: ArcSwap::from_pointee(pair),
+            challenges: Challenges::default(),
+        });
         let mut config = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(TlsError::Config)?
             .with_no_client_auth()
             .with_cert_resolver(current.clone());
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        if settings.acme.is_some() {
+            config.alpn_protocols.push(ACME_TLS_ALPN.to_vec());
+        }
         Ok(Self {
             acceptor: TlsAcceptor::from(Arc::new(config)),
             settings,
@@ -236,10 +288,31 @@ impl Edge {
         })
     }
 
+    /// Keeps the served pair fresh: certified over ACME, or else read again when its files
+    /// change.
+    pub(crate) async fn keep_fresh(self) {
+        match self.settings.acme.clone() {
+            Some(settings) => {
+                let expires = expiry(&self.current.served.load());
+                // A kept certificate was loaded; a placeholder is never worth keeping.
+                let kept = settings.cert_file().exists() && expires.is_some();
+                Certifier {
+                    settings,
+                    current: self.current.clone(),
+                    provider: self.provider.clone(),
+                    expires: if kept { expires } else { None },
+                }
+                .run()
+                .await;
+            }
+            None => self.reload_on_change().await,
+        }
+    }
+
     /// Looks at the files every `reload_every`; a changed pair that loads replaces the served
     /// one, one that does not is logged once and the old one keeps serving. Polling (not
     /// inotify) also sees a certificate renamed in or a symlink swapped, as certbot does.
-    pub(crate) async fn reload_on_change(self) {
+    async fn reload_on_change(self) {
         let stamp = |s: &TlsSettings| (file_stamp(&s.cert), file_stamp(&s.key));
         let mut seen = stamp(&self.settings);
         let mut tick = tokio::time::interval(self.settings.reload_every);
@@ -254,7 +327,7 @@ impl Edge {
             let (cert, key) = (&self.settings.cert, &self.settings.key);
             match load_pair(cert, key, &self.provider) {
                 Ok(pair) => {
-                    self.current.0.store(Arc::new(pair));
+                    self.current.store(pair);
                     info!(cert = %cert.display(), "The TLS certificate changed on disk and is served from now on.");
                 }
                 Err(err) => error!(

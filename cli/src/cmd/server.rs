@@ -54,7 +54,8 @@ pub async fn run_command(global: &Global, args: ServerArgs) -> anyhow::Result<Ex
     match &args.action {
         None => run(global, args).await,
         Some(ServerAction::Up(up)) => {
-            let launch = launch(global, &args)?.with_tls(&args.proxy, up.port)?;
+            let launch =
+                launch(global, &args)?.with_tls(&args.proxy, &global.state_dir, up.port)?;
             container::up_with(
                 &global.namespace(),
                 &launch,

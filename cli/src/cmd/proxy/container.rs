@@ -78,21 +78,59 @@ impl Launch {
         })
     }
 
-    /// Adds the TLS flags: the certificate's and key's folders are mounted read-only at their
-    /// own paths (whole folders, so a renewed file renamed in is seen; a file mount would keep
+    /// Adds the TLS flags: the folders of the certificate, key and ACME CA are mounted read-only
+    /// at their own paths, the state folder (ACME's account and certificate) read-write (whole folders, so a renewed file renamed in is seen; a file mount would keep
     /// the old one), redirects name `https_port` (the published port), and the redirect
     /// listener, if any, is published on its host address.
-    pub fn with_tls(mut self, args: &ProxyArgs, https_port: u16) -> anyhow::Result<Self> {
+    pub fn with_tls(
+        mut self,
+        args: &ProxyArgs,
+        state_dir: &Path,
+        https_port: u16,
+    ) -> anyhow::Result<Self> {
         let tls = &args.tls;
-        let (Some(cert), Some(key)) = (&tls.tls_cert, &tls.tls_key) else {
+        if !tls.enabled() {
             return Ok(self);
-        };
+        }
         let absolute = |file: &Path| {
             std::fs::canonicalize(file)
                 .with_context(|| format!("cannot read the TLS file {}", file.display()))
         };
-        let (cert, key) = (absolute(cert)?, absolute(key)?);
-        for file in [&cert, &key] {
+        let mut files = Vec::new();
+        if let (Some(cert), Some(key)) = (&tls.tls_cert, &tls.tls_key) {
+            let (cert, key) = (absolute(cert)?, absolute(key)?);
+            self.args.extend([
+                format!("--tls-cert={}", cert.display()),
+                format!("--tls-key={}", key.display()),
+            ]);
+            files.extend([cert, key]);
+        }
+        let duration = |d: Duration| humantime::format_duration(d).to_string();
+        if !tls.acme_domains.is_empty() {
+            // The account and certificate live in the state folder, mounted read-write.
+            std::fs::create_dir_all(state_dir)
+                .with_context(|| format!("creating {}", state_dir.display()))?;
+            let state = std::fs::canonicalize(state_dir)?.display().to_string();
+            let bind = format!("{state}:{state}");
+            if !self.binds.contains(&bind) {
+                self.binds.push(bind);
+            }
+            if !self.args.iter().any(|a| a == "--state-dir") {
+                self.args.push(format!("--state-dir={state}"));
+            }
+            self.args.extend([
+                format!("--acme-domain={}", tls.acme_domains.join(",")),
+                format!("--acme-directory={}", tls.acme_directory),
+                format!("--acme-renew-before={}", duration(tls.acme_renew_before)),
+                format!("--acme-check-every={}", duration(tls.acme_check_every)),
+            ]);
+            if let Some(ca) = &tls.acme_ca_cert {
+                let ca = absolute(ca)?;
+                self.args.push(format!("--acme-ca-cert={}", ca.display()));
+                files.push(ca);
+            }
+        }
+        for file in &files {
             if let Some(dir) = file.parent() {
                 let bind = format!("{0}:{0}:ro", dir.display());
                 if !self.binds.contains(&bind) {
@@ -100,10 +138,7 @@ impl Launch {
                 }
             }
         }
-        let duration = |d: Duration| humantime::format_duration(d).to_string();
         self.args.extend([
-            format!("--tls-cert={}", cert.display()),
-            format!("--tls-key={}", key.display()),
             format!(
                 "--tls-handshake-timeout={}",
                 duration(tls.tls_handshake_timeout)
@@ -130,7 +165,7 @@ pub async fn up(
     bind: IpAddr,
     port: u16,
 ) -> anyhow::Result<ExitCode> {
-    let launch = Launch::proxy(args, &global.state_dir)?.with_tls(args, port)?;
+    let launch = Launch::proxy(args, &global.state_dir)?.with_tls(args, &global.state_dir, port)?;
     up_with(
         &global.namespace(),
         &launch,
