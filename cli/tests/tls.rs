@@ -6,198 +6,38 @@
 
 mod common;
 
-use std::net::TcpListener as StdListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use common::certs::TestCa;
+use common::process::{Running, free_port, replace, unique_id};
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls::{self, pki_types::ServerName};
 
-/// A private CA that issues certificates for 127.0.0.1.
-struct TestCa {
-    issuer: Issuer<'static, KeyPair>,
-    pem: String,
-}
-
-impl TestCa {
-    fn new(name: &str) -> Self {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        let pem = params.self_signed(&key).unwrap().pem();
-        Self {
-            issuer: Issuer::new(params, key),
-            pem,
+/// Waits until a TLS client that trusts `ca` gets 200 from `/healthz` on `port`.
+async fn wait_https(running: &mut Running, port: u16, ca: &TestCa) {
+    let started = Instant::now();
+    loop {
+        if let Ok(Some(status)) = running.child.try_wait() {
+            panic!("faaso exited with {status}\n{}", running.log());
         }
-    }
-
-    /// A leaf for 127.0.0.1 and localhost, valid from year `from` to year `to`: (cert, key) PEM.
-    fn issue(&self, from: i32, to: i32) -> (String, String) {
-        let key = KeyPair::generate().unwrap();
-        let mut params =
-            CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
-        params.not_before = rcgen::date_time_ymd(from, 1, 1);
-        params.not_after = rcgen::date_time_ymd(to, 1, 1);
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-
-    fn valid(&self) -> (String, String) {
-        self.issue(2020, 4000)
-    }
-
-    /// The rustls roots holding only this CA.
-    fn roots(&self) -> rustls::RootCertStore {
-        use rustls::pki_types::{CertificateDer, pem::PemObject};
-        let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(CertificateDer::from_pem_slice(self.pem.as_bytes()).unwrap())
-            .unwrap();
-        roots
-    }
-}
-
-/// Writes `text` to `path` by renaming a finished file in, as certbot and friends do.
-fn replace(path: &Path, text: &str) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
-
-/// A port nobody listens on now.
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A unique prefix, label namespace and network name.
-fn unique_id() -> String {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!(
-        "tls{:x}{:x}{}",
-        std::process::id(),
-        nanos,
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// A `faaso` process of this test, its own namespace, its output in a file. Dropping it
-/// stops it by pid and removes whatever carries its labels.
-struct Running {
-    id: String,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Running {
-    fn start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
-        let id = unique_id();
-        let log = dir.join(format!("{id}.log"));
-        let file = std::fs::File::create(&log).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_faaso"));
-        for (key, _) in std::env::vars() {
-            if key.starts_with("FAASO_") {
-                command.env_remove(key);
-            }
+        if let Ok(stream) = connect(port, ca, &[b"http/1.1"]).await
+            && h1_get(stream, "/healthz").await.0 == 200
+        {
+            return;
         }
-        let child = command
-            .args(args)
-            .env("FAASO_PREFIX", &id)
-            .env("FAASO_LABELS", &id)
-            .env("FAASO_NETWORK", format!("{id}-net"))
-            .env("FAASO_STATE_DIR", dir.join("state"))
-            .env("XDG_CONFIG_HOME", dir.join("config"))
-            .env("NO_COLOR", "1")
-            .envs(env.iter().copied())
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .expect("the faaso binary should start");
-        Self { id, child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits until a TLS client that trusts `ca` gets 200 from `/healthz` on `port`.
-    async fn wait_https(&mut self, port: u16, ca: &TestCa) {
-        let started = Instant::now();
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("faaso exited with {status}\n{}", self.log());
-            }
-            if let Ok(stream) = connect(port, ca, &[b"http/1.1"]).await
-                && h1_get(stream, "/healthz").await.0 == 200
-            {
-                return;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "no HTTPS answer on {port} within 60 s\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// Waits up to 20 s for a log line containing `needle`.
-    async fn wait_for_line(&self, needle: &str) {
-        let started = Instant::now();
-        while !self.log().contains(needle) {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "no log line with {needle:?}\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// Log lines at warning or error level.
-    fn complaints(&self) -> Vec<String> {
-        self.log()
-            .lines()
-            .filter(|l| l.contains(" ERROR ") || l.contains(" WARN "))
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline && !matches!(self.child.try_wait(), Ok(Some(_))) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("--- log of {}\n{}", self.id, self.log());
-        }
-        common::cleanup::remove_namespace(&self.id);
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no HTTPS answer on {port} within 60 s\n{}",
+            running.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -278,7 +118,7 @@ async fn the_proxy_serves_https_reloads_its_certificate_and_redirects_plain_http
         ],
         &[],
     );
-    proxy.wait_https(port, &ca).await;
+    wait_https(&mut proxy, port, &ca).await;
 
     // HTTP/1.1 over TLS, with HSTS.
     let (status, headers) = h1_get(
@@ -395,7 +235,7 @@ async fn clients_in_the_wrong_protocol_or_stalled_are_closed_quietly() {
         &["proxy", "--listen", &plain_listen, "--header-timeout", "1s"],
         &[],
     );
-    tls.wait_https(tls_port, &ca).await;
+    wait_https(&mut tls, tls_port, &ca).await;
 
     // Plain HTTP on the TLS port: no HTTP answer, the connection closes.
     let mut client = TcpStream::connect(("127.0.0.1", tls_port)).await.unwrap();
@@ -440,7 +280,7 @@ async fn clients_in_the_wrong_protocol_or_stalled_are_closed_quietly() {
     }
 
     // The server still serves, and none of this was worth a warning.
-    tls.wait_https(tls_port, &ca).await;
+    wait_https(&mut tls, tls_port, &ca).await;
     let complaints: Vec<String> = tls
         .complaints()
         .into_iter()
@@ -552,7 +392,7 @@ async fn login_over_https_verifies_the_certificate_and_keeps_the_private_ca() {
         ],
         &[("FAASO_TOKEN", &token)],
     );
-    server.wait_https(port, &ca).await;
+    wait_https(&mut server, port, &ca).await;
     let base = format!("https://127.0.0.1:{port}");
     let config_home = dir.path().join("config");
     let cli = |args: &[&str], env: &[(&str, &str)]| {
