@@ -470,3 +470,77 @@ async fn login_over_https_verifies_the_certificate_and_keeps_the_private_ca() {
         "{plain}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn proxy_up_serves_https_from_the_mounted_certificate_and_redirects() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("faaso test CA");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let (leaf, leaf_key) = ca.valid();
+    replace(&cert, &leaf);
+    replace(&key, &leaf_key);
+    let id = unique_id();
+    let _cleanup = Namespace(id.clone());
+    let (port, redirect) = (free_port(), free_port());
+    let (port_arg, redirect_arg) = (port.to_string(), format!("127.0.0.1:{redirect}"));
+    let network = format!("{id}-net");
+    let env = [
+        ("FAASO_PREFIX", id.as_str()),
+        ("FAASO_LABELS", id.as_str()),
+        ("FAASO_NETWORK", network.as_str()),
+    ];
+    let up = common::faaso_in(
+        dir.path(),
+        &[
+            "proxy",
+            "--tls-cert",
+            common::arg(&cert),
+            "--tls-key",
+            common::arg(&key),
+            "--http-redirect",
+            &redirect_arg,
+            "up",
+            "--port",
+            &port_arg,
+            "--bind",
+            "127.0.0.1",
+        ],
+        &env,
+    )
+    .success();
+    assert!(up.stdout.contains("https://127.0.0.1"), "{up}");
+
+    // The certificate from the host's files, verified, over HTTP/2.
+    let stream = connect(port, &ca, &[b"h2", b"http/1.1"]).await.unwrap();
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(b"h2".as_slice()));
+    assert_eq!(
+        stream.get_ref().1.peer_certificates().unwrap()[0].to_vec(),
+        pem_der(&leaf)
+    );
+    // The published redirect port names the published HTTPS port.
+    let mut plain = TcpStream::connect(("127.0.0.1", redirect)).await.unwrap();
+    plain
+        .write_all(b"GET /x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), plain.read_to_end(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer).to_lowercase();
+    assert!(
+        answer.contains(&format!("location: https://127.0.0.1:{port}/x\r\n")),
+        "{answer}"
+    );
+    common::faaso_in(dir.path(), &["proxy", "down"], &env).success();
+}
+
+/// Removes the containers, network and image of a namespace when dropped.
+struct Namespace(String);
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        common::cleanup::remove_namespace(&self.0);
+    }
+}

@@ -406,11 +406,7 @@ async fn event_loop(mut inbox: mpsc::UnboundedReceiver<Client>, shared: &Arc<Sha
             peer_ip: HeaderValue::from_str(&peer.ip().to_string())
                 .unwrap_or(HeaderValue::from_static("unknown")),
             open,
-            proto: HeaderValue::from_static(if shared.edge.is_some() {
-                "https"
-            } else {
-                "http"
-            }),
+            tls: shared.edge.is_some(),
         });
         if shared.edge.is_some() {
             connections.spawn(serve_tls(
