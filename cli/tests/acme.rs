@@ -1,6 +1,7 @@
 //! Automatic certificates against a real ACME server on loopback: Debian's `pebble` (with
 //! `pebble-challtestsrv` answering its DNS with 127.0.0.1), never a public CA. `faaso proxy`
-//! starts while the ACME server is down and serves anyway, retries, obtains a certificate by
+//! starts while the ACME server is down and serves anyway, retries (also while it refuses every
+//! request), obtains a certificate by
 //! TLS-ALPN-01 on its own port once the server is up, keeps it 0600, renews it without a restart,
 //! and after a restart with the ACME server down serves the kept one. Needs `pebble`
 //! (`scripts/host-tools --test`) and a Docker engine (discovery); no images.
@@ -92,7 +93,9 @@ impl PebbleSetup {
         format!("https://127.0.0.1:{}/dir", self.listen)
     }
 
-    fn start(&self, dir: &Path) -> Pebble {
+    /// Starts pebble; `nonce_reject` is the percentage of good nonces it refuses (100: it
+    /// refuses every request).
+    fn start(&self, dir: &Path, nonce_reject: u8) -> Pebble {
         let dns = Helper::start(
             "pebble-challtestsrv",
             &[
@@ -120,7 +123,10 @@ impl PebbleSetup {
                 "-dnsserver",
                 &format!("127.0.0.1:{}", self.dns),
             ],
-            &[("PEBBLE_VA_NOSLEEP", "1"), ("PEBBLE_WFE_NONCEREJECT", "0")],
+            &[
+                ("PEBBLE_VA_NOSLEEP", "1"),
+                ("PEBBLE_WFE_NONCEREJECT", &nonce_reject.to_string()),
+            ],
             &dir.join("pebble.log"),
         );
         Pebble {
@@ -262,8 +268,14 @@ async fn a_certificate_is_obtained_over_acme_kept_private_renewed_and_served_aft
         .await;
     assert!(proxy.log().contains("retry_in="), "{}", proxy.log());
 
-    // Once it is up, the retry obtains a certificate that verifies against pebble's root.
-    let pebble = setup.start(dir.path());
+    // An ACME server that refuses every request: still serving, still retrying.
+    let refusing = setup.start(dir.path(), 100);
+    proxy.wait_for_line("badNonce").await;
+    assert!(answers_https(port).await);
+    drop(refusing);
+
+    // Once it works, the retry obtains a certificate that verifies against pebble's root.
+    let pebble = setup.start(dir.path(), 0);
     let root = pebble.root(&tls_ca).await;
     let started = Instant::now();
     let first = loop {
