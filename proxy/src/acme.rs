@@ -32,7 +32,8 @@ pub struct AcmeSettings {
     pub names: Vec<String>,
     /// The ACME server's directory URL.
     pub directory: String,
-    /// A PEM file with the root that verifies the ACME server, instead of the system's roots.
+    /// A PEM file whose first certificate is the root that verifies the ACME server, instead
+    /// of the system's roots.
     pub ca_bundle: Option<PathBuf>,
     /// The folder that keeps the account and the certificate (created 0700).
     pub dir: PathBuf,

@@ -151,11 +151,6 @@ impl Proxy {
         self.local_addr
     }
 
-    /// The address the redirect listener bound, when there is one.
-    pub fn redirect_addr(&self) -> Option<SocketAddr> {
-        self.redirect.as_ref().and_then(|l| l.local_addr().ok())
-    }
-
     /// Serves until `shutdown` completes, then stops accepting and lets in-flight requests
     /// finish for up to the configured grace period.
     ///

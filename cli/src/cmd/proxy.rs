@@ -168,7 +168,8 @@ pub struct TlsArgs {
         default_value = "https://acme-v02.api.letsencrypt.org/directory"
     )]
     pub acme_directory: String,
-    /// A PEM root certificate that verifies the ACME server, instead of the system's roots.
+    /// A PEM root certificate that verifies the ACME server, instead of the system's roots
+    /// (the file's first certificate).
     #[arg(long, env = "FAASO_ACME_CA_CERT", value_name = "FILE")]
     pub acme_ca_cert: Option<PathBuf>,
     /// Renew a certificate that expires sooner than this.
