@@ -247,9 +247,16 @@ impl Certifier {
             None => Account::builder(),
         };
         let path = self.settings.account_file();
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            let credentials: AccountCredentials = serde_json::from_str(&text)
-                .map_err(|_| AcmeError::Account { path: path.clone() })?;
+        // An account belongs to one CA: one kept for another directory (staging before
+        // production) is replaced by a new registration.
+        let kept = std::fs::read_to_string(&path).ok().map(|text| {
+            serde_json::from_str::<KeptAccount>(&text)
+                .map_err(|_| AcmeError::Account { path: path.clone() })
+        });
+        if let Some(kept) = kept.transpose()?
+            && kept.directory == self.settings.directory
+        {
+            let credentials = kept.credentials;
             return builder()
                 .map_err(protocol("setting up the client"))?
                 .from_credentials(credentials)
@@ -269,12 +276,23 @@ impl Certifier {
             )
             .await
             .map_err(protocol("registering an account"))?;
-        let json = serde_json::to_vec(&credentials)
-            .map_err(|err| AcmeError::Certificate(err.to_string()))?;
+        let kept = KeptAccount {
+            directory: self.settings.directory.clone(),
+            credentials,
+        };
+        let json =
+            serde_json::to_vec(&kept).map_err(|err| AcmeError::Certificate(err.to_string()))?;
         write_private(&path, &json)?;
         info!(directory = %self.settings.directory, "Registered an ACME account.");
         Ok(account)
     }
+}
+
+/// The account as kept on disk: the directory it was registered with, and its credentials.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct KeptAccount {
+    directory: String,
+    credentials: AccountCredentials,
 }
 
 /// Seconds to wait after `failures` failures in a row: 2, 4, 8 … up to an hour, ±25 %.

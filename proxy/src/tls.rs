@@ -200,6 +200,26 @@ pub(crate) fn expiry(pair: &CertifiedKey) -> Option<SystemTime> {
     Some(UNIX_EPOCH + Duration::from_secs(secs))
 }
 
+/// Whether `pair`'s leaf names every one of `names` (DNS subject alternative names).
+pub(crate) fn names_all(pair: &CertifiedKey, names: &[String]) -> bool {
+    let Some(Ok((_, parsed))) = pair
+        .cert
+        .first()
+        .map(|der| x509_parser::parse_x509_certificate(der))
+    else {
+        return false;
+    };
+    let Ok(Some(san)) = parsed.subject_alternative_name() else {
+        return false;
+    };
+    names.iter().all(|name| {
+        san.value.general_names.iter().any(|general| {
+            matches!(general, x509_parser::extensions::GeneralName::DNSName(dns)
+                if dns.eq_ignore_ascii_case(name))
+        })
+    })
+}
+
 /// The pair every handshake gets (replaced whole, read without a lock), and the ACME
 /// challenge certificates that validation handshakes get instead.
 pub(crate) struct CurrentPair {
@@ -293,9 +313,13 @@ impl Edge {
     pub(crate) async fn keep_fresh(self) {
         match self.settings.acme.clone() {
             Some(settings) => {
-                let expires = expiry(&self.current.served.load());
-                // A kept certificate was loaded; a placeholder is never worth keeping.
-                let kept = settings.cert_file().exists() && expires.is_some();
+                let served = self.current.served.load();
+                let expires = expiry(&served);
+                // A kept certificate that names every configured host is renewed when due; a
+                // placeholder, or one for other names, is replaced at once.
+                let kept = settings.cert_file().exists()
+                    && expires.is_some()
+                    && names_all(&served, &settings.names);
                 Certifier {
                     settings,
                     current: self.current.clone(),
@@ -388,6 +412,25 @@ mod tests {
             &write(dir, "key.pem", key),
             &provider(),
         )
+    }
+
+    #[test]
+    fn a_pair_names_all_of_its_hosts_and_no_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let names = vec!["a.example".to_owned(), "b.example".to_owned()];
+        let cert = rcgen::CertificateParams::new(names.clone())
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let pair = load(dir.path(), &cert.pem(), &key.serialize_pem()).unwrap();
+        assert!(names_all(&pair, &names));
+        assert!(names_all(&pair, &["B.example".to_owned()]));
+        assert!(!names_all(
+            &pair,
+            &["a.example".to_owned(), "c.example".to_owned()]
+        ));
+        assert!(expiry(&pair).is_some());
     }
 
     #[test]
