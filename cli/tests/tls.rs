@@ -544,3 +544,77 @@ impl Drop for Namespace {
         common::cleanup::remove_namespace(&self.0);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_up_serves_https_and_the_cli_logs_in_through_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("faaso private CA");
+    let certs = dir.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let (cert, key, ca_file) = (
+        certs.join("cert.pem"),
+        certs.join("key.pem"),
+        dir.path().join("ca.pem"),
+    );
+    let (leaf, leaf_key) = ca.valid();
+    replace(&cert, &leaf);
+    replace(&key, &leaf_key);
+    replace(&ca_file, &ca.pem);
+    let id = unique_id();
+    let _cleanup = Namespace(id.clone());
+    let port = free_port();
+    let port_arg = port.to_string();
+    let network = format!("{id}-net");
+    let state = dir.path().join("state");
+    let config = dir.path().join("config");
+    let env = [
+        ("FAASO_PREFIX", id.as_str()),
+        ("FAASO_LABELS", id.as_str()),
+        ("FAASO_NETWORK", network.as_str()),
+        ("FAASO_STATE_DIR", common::arg(&state)),
+        ("XDG_CONFIG_HOME", common::arg(&config)),
+    ];
+    let token = format!("token-{id}-0123456789abcdef");
+    let funkos = dir.path().join("funkos");
+    let up = common::faaso_in(
+        dir.path(),
+        &[
+            "server",
+            common::arg(&funkos),
+            "--token",
+            &token,
+            "--tls-cert",
+            common::arg(&cert),
+            "--tls-key",
+            common::arg(&key),
+            "up",
+            "--port",
+            &port_arg,
+            "--bind",
+            "127.0.0.1",
+        ],
+        &env,
+    )
+    .success();
+    assert!(up.stdout.contains("faaso server is up: https://"), "{up}");
+
+    // The container serves the host's certificate; the CLI logs in over it with the CA.
+    assert_eq!(served_leaf(port, &ca).await, pem_der(&leaf));
+    let base = format!("https://127.0.0.1:{port}");
+    common::faaso_in(
+        dir.path(),
+        &[
+            "login",
+            &base,
+            "--token",
+            &token,
+            "--ca-cert",
+            common::arg(&ca_file),
+        ],
+        &env,
+    )
+    .success();
+    let status = common::faaso_in(dir.path(), &["status"], &env).success();
+    assert!(status.stdout.starts_with("FUNKO"), "{status}");
+    common::faaso_in(dir.path(), &["server", "down"], &env).success();
+}
