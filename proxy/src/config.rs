@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use crate::access_log::{AccessLogDestination, AccessLogFormat};
+use crate::tls::TlsSettings;
 use std::time::Duration;
 
 /// Limits, timeouts and switches of one proxy server.
@@ -35,6 +36,8 @@ pub struct ProxyConfig {
     /// by default (at least one): the funkos behind the proxy run on the same cores, and a loop
     /// per core made the proxy's threads and the funkos' wait on each other (docs/PROXY.md).
     pub event_loops: usize,
+    /// TLS on the listener, when set; plain HTTP (and h2c) otherwise.
+    pub tls: Option<TlsSettings>,
 }
 
 impl Default for ProxyConfig {
@@ -52,6 +55,7 @@ impl Default for ProxyConfig {
             access_log_format: AccessLogFormat::default(),
             access_log_destination: AccessLogDestination::default(),
             event_loops: default_event_loops(),
+            tls: None,
         }
     }
 }

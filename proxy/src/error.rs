@@ -26,6 +26,9 @@ pub enum ProxyError {
         #[source]
         source: std::io::Error,
     },
+    /// The TLS certificate pair cannot be served.
+    #[error("loading the TLS certificate")]
+    Tls(#[from] crate::tls::TlsError),
     /// An event loop's thread could not be started.
     #[error("starting the proxy's event loop threads")]
     Thread(#[source] std::io::Error),

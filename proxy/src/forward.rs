@@ -170,6 +170,7 @@ impl Forwarder {
             &mut headers,
             &parts.uri,
             client.peer_ip.clone(),
+            client.tls,
             route,
             &request_id,
             &first,
@@ -359,6 +360,7 @@ fn add_forwarding_headers(
     headers: &mut HeaderMap,
     uri: &Uri,
     peer_ip: HeaderValue,
+    tls: bool,
     route: &FunkoRoute,
     request_id: &HeaderValue,
     instance: &Instance,
@@ -374,7 +376,8 @@ fn add_forwarding_headers(
     }
     // The client's own X-Forwarded-For is not trusted: the peer is the only thing we know.
     headers.insert(X_FORWARDED_FOR, peer_ip);
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    let proto = if tls { "https" } else { "http" };
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     if let Some(host) = headers.get(header::HOST).cloned() {
         headers.insert(X_FORWARDED_HOST, host);
     }

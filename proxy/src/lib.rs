@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod access_log;
+mod acme;
 mod answer;
 mod body;
 mod client;
@@ -20,14 +21,17 @@ mod hop;
 mod metrics;
 mod pool;
 mod prefix;
+mod redirect;
 mod request_id;
 mod route_table;
 mod server;
 mod shard;
 mod shutdown;
+mod tls;
 mod upgrade;
 
 pub use access_log::{AccessLogDestination, AccessLogFormat};
+pub use acme::{AcmeError, AcmeSettings};
 pub use config::ProxyConfig;
 pub use cors::Cors;
 pub use error::ProxyError;
@@ -35,3 +39,4 @@ pub use health::{Candidate, HealthChecker, ProbeConfig};
 pub use metrics::FunkoCounts;
 pub use route_table::{FunkoRoute, FunkoSettings, Instance, InstanceId, RouteTable, Routes};
 pub use server::Proxy;
+pub use tls::{TlsError, TlsSettings, load_pair};

@@ -1,5 +1,5 @@
-//! The listening side: accepting clients (HTTP/1.1 with keep-alive, or h2c), the proxy's own
-//! endpoints, and graceful shutdown.
+//! The listening side: accepting clients (HTTP/1.1 with keep-alive, or h2c; HTTP/2 or HTTP/1.1
+//! over TLS when given a certificate), the proxy's own endpoints, and graceful shutdown.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -32,6 +32,7 @@ use crate::forward::Forwarder;
 use crate::metrics::Metrics;
 use crate::route_table::Routes;
 use crate::shutdown::Stop;
+use crate::tls::Edge;
 
 /// hyper refuses read buffers smaller than this.
 const MIN_HEADER_BUFFER: usize = 8192;
@@ -49,6 +50,10 @@ pub struct Proxy {
     local: Option<Local>,
     /// The access log's destination, opened at bind so that a bad one stops the start.
     access_log: Option<Output>,
+    /// TLS, loaded at bind so that a bad certificate stops the start.
+    edge: Option<Edge>,
+    /// The plain-HTTP listener that redirects to HTTPS.
+    redirect: Option<TcpListener>,
 }
 
 /// Requests under a path prefix that the embedding process answers itself (`faaso server`'s
@@ -91,6 +96,15 @@ impl Proxy {
                 Output::open(destination).map_err(|source| access_log_error(destination, source))
             })
             .transpose()?;
+        let edge = config.tls.clone().map(Edge::new).transpose()?;
+        let redirect = match config.tls.as_ref().and_then(|t| t.redirect_listen) {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ProxyError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
         Ok(Self {
             listener,
             local_addr,
@@ -98,6 +112,8 @@ impl Proxy {
             routes,
             local: None,
             access_log,
+            edge,
+            redirect,
         })
     }
 
@@ -149,6 +165,8 @@ impl Proxy {
             routes,
             local,
             access_log,
+            edge,
+            redirect,
         } = self;
         let metrics = Arc::new(Metrics::default());
         let destination = &config.access_log_destination;
@@ -166,6 +184,24 @@ impl Proxy {
             }
             _ => None,
         };
+        let reload = edge.clone().map(|edge| tokio::spawn(edge.keep_fresh()));
+        let (stop_redirect, redirect_stopped) = oneshot::channel::<()>();
+        let redirecting = match (redirect, &config.tls) {
+            (Some(listener), Some(tls)) => Some(tokio::spawn(crate::redirect::serve(
+                listener,
+                tls.https_port,
+                config.header_read_timeout,
+                async {
+                    let _ = redirect_stopped.await;
+                },
+            ))),
+            _ => None,
+        };
+        let hsts = config
+            .tls
+            .as_ref()
+            .and_then(|t| t.hsts)
+            .and_then(|age| HeaderValue::try_from(format!("max-age={}", age.as_secs())).ok());
         let mut loops = Vec::new();
         let mut finished = Vec::new();
         for index in 0..config.event_loops.max(1) {
@@ -185,6 +221,8 @@ impl Proxy {
                 http2: http2_builder(&config),
                 caller: tokio::runtime::Handle::current(),
                 config: config.clone(),
+                edge: edge.clone(),
+                hsts: hsts.clone(),
             });
             let (done, ended) = oneshot::channel::<()>();
             std::thread::Builder::new()
@@ -209,9 +247,11 @@ impl Proxy {
             });
             finished.push(ended);
         }
-        info!(%local_addr, event_loops = loops.len(), "The proxy is listening.");
+        let tls = edge.is_some();
+        info!(%local_addr, event_loops = loops.len(), tls, "The proxy is listening.");
         accept(&listener, &loops, shutdown).await;
         drop(listener);
+        drop(stop_redirect);
         info!("The proxy stopped accepting; waiting for in-flight requests.");
         // Closing their inboxes tells the loops to finish their connections and end.
         drop(loops);
@@ -220,6 +260,12 @@ impl Proxy {
         }
         if let Some(task) = reopen_on_hangup {
             task.abort();
+        }
+        if let Some(task) = reload {
+            task.abort();
+        }
+        if let Some(task) = redirecting {
+            let _ = task.await;
         }
         if let Some(writer) = writer {
             // Joining the writer blocks for at most one write of what is left.
@@ -330,6 +376,10 @@ struct Shared {
     config: ProxyConfig,
     /// The runtime that called `serve`, where the local handler runs.
     caller: tokio::runtime::Handle,
+    /// TLS, when the listener speaks it.
+    edge: Option<Edge>,
+    /// The `Strict-Transport-Security` value for answers over TLS, when asked for.
+    hsts: Option<HeaderValue>,
 }
 
 /// Serves the clients handed to this loop until its inbox closes, then lets its connections
@@ -351,7 +401,18 @@ async fn event_loop(mut inbox: mpsc::UnboundedReceiver<Client>, shared: &Arc<Sha
             peer_ip: HeaderValue::from_str(&peer.ip().to_string())
                 .unwrap_or(HeaderValue::from_static("unknown")),
             open,
+            tls: shared.edge.is_some(),
         });
+        if shared.edge.is_some() {
+            connections.spawn(serve_tls(
+                stream,
+                peer,
+                client,
+                shared.clone(),
+                stop.clone(),
+            ));
+            continue;
+        }
         connections.spawn(serve_client(
             stream,
             peer,
@@ -403,6 +464,71 @@ async fn serve_client(
     };
     if let Err(err) = served {
         debug!(%peer, ?err, "A client connection ended with an error.");
+    }
+}
+
+/// Serves one client over TLS: the handshake, bounded by its timeout, then HTTP/2 or HTTP/1.1 as
+/// ALPN chose. A client that fails the handshake (plain HTTP on this port, an unknown name, a
+/// certificate it distrusts) is closed and logged at debug level: each is one client's business.
+async fn serve_tls(
+    stream: TcpStream,
+    peer: SocketAddr,
+    client: Arc<ClientConnection>,
+    shared: Arc<Shared>,
+    stop: Arc<Stop>,
+) {
+    let Some(edge) = shared.edge.as_ref() else {
+        return;
+    };
+    let limit = edge.settings.handshake_timeout;
+    let handshake = tokio::time::timeout(limit, edge.acceptor.accept(stream));
+    let stream = tokio::select! {
+        done = handshake => match done {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(err)) => {
+                debug!(%peer, %err, "A TLS handshake failed.");
+                return;
+            }
+            Err(_) => {
+                debug!(%peer, ?limit, "A client did not finish its TLS handshake in time.");
+                return;
+            }
+        },
+        () = stop.stopped() => return,
+    };
+    let alpn = stream.get_ref().1.alpn_protocol();
+    if alpn == Some(crate::acme::ACME_TLS_ALPN) {
+        // A TLS-ALPN-01 validation ends with its handshake.
+        return;
+    }
+    let h2 = alpn == Some(b"h2".as_slice());
+    let service = {
+        let shared = shared.clone();
+        service_fn(move |req| {
+            let answer = shared.clone().answer(req, client.clone());
+            let hsts = shared.hsts.clone();
+            async move {
+                let mut response = answer.await?;
+                if let Some(hsts) = hsts {
+                    response
+                        .headers_mut()
+                        .entry(hyper::header::STRICT_TRANSPORT_SECURITY)
+                        .or_insert(hsts);
+                }
+                Ok::<_, Infallible>(response)
+            }
+        })
+    };
+    let io = TokioIo::new(stream);
+    let served = if h2 {
+        let connection = shared.http2.serve_connection(io, service);
+        stop.serve(connection, |c| c.graceful_shutdown()).await
+    } else {
+        let connection = shared.http1.serve_connection(io, service).with_upgrades();
+        stop.serve(connection, |c| c.graceful_shutdown()).await
+    };
+    if let Err(err) = served {
+        debug!(%peer, ?err, "A TLS client connection ended with an error.");
     }
 }
 

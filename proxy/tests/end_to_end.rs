@@ -108,6 +108,83 @@ async fn every_method_passes_with_path_query_and_forwarding_headers() {
     assert_eq!(json(&body)["headers"]["x-request-id"], made.as_str());
 }
 
+/// Over TLS the instance hears `X-Forwarded-Proto: https`, and the client gets HSTS when asked
+/// for; over HTTP/2 as well as HTTP/1.1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_the_instance_hears_https_and_the_client_gets_hsts() {
+    use std::sync::Arc;
+    use tokio_rustls::rustls::{self, pki_types::CertificateDer, pki_types::ServerName};
+
+    let dir = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let (cert_file, key_file) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_file, cert.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    let config = ProxyConfig {
+        tls: Some(faaso_proxy::TlsSettings {
+            hsts: Some(Duration::from_secs(3600)),
+            ..faaso_proxy::TlsSettings::new(cert_file, key_file)
+        }),
+        ..quiet_config()
+    };
+    let (_lab, _backend, proxy) = one_backend("tls", config).await;
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from(cert.der().to_vec()))
+        .unwrap();
+    for alpn in [&b"http/1.1"[..], &b"h2"[..]] {
+        let mut client = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots.clone())
+        .with_no_client_auth();
+        client.alpn_protocols = vec![alpn.to_vec()];
+        let tcp = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(client))
+            .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
+            .await
+            .unwrap();
+        let io = hyper_util::rt::TokioIo::new(tls);
+        let request = Request::get(format!("https://{}/funko/hello/x", proxy.addr))
+            .body(empty())
+            .unwrap();
+        let response = if alpn == b"h2" {
+            let (mut sender, connection) =
+                hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+                    .await
+                    .unwrap();
+            tokio::spawn(connection);
+            sender.send_request(request).await.unwrap()
+        } else {
+            let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await.unwrap();
+            tokio::spawn(connection);
+            let (mut parts, body) = request.into_parts();
+            parts.uri = "/funko/hello/x".parse().unwrap();
+            parts
+                .headers
+                .insert("host", proxy.addr.to_string().parse().unwrap());
+            sender
+                .send_request(Request::from_parts(parts, body))
+                .await
+                .unwrap()
+        };
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response.headers()["strict-transport-security"],
+            "max-age=3600"
+        );
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(json(&body)["headers"]["x-forwarded-proto"], "https");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bare_slashed_and_percent_encoded_paths_arrive_as_sent() {
     let (_lab, _backend, proxy) = one_backend("paths", quiet_config()).await;

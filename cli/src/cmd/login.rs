@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::Args;
 
-use crate::remote::{Login, Refused, Remote, server_url};
+use crate::remote::{Login, Refused, Remote, Trust, server_url};
 
 /// Arguments of `faaso login`.
 #[derive(Debug, Args)]
@@ -18,11 +18,35 @@ pub struct LoginArgs {
     /// asked for when absent.
     #[arg(long, env = "FAASO_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// A PEM file with the certificate of the private CA that signed the server's certificate
+    /// (besides the system's roots); its path is kept with the login.
+    #[arg(long, env = "FAASO_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<std::path::PathBuf>,
+    /// Send the token over plain http:// to a server that is not on this machine. Anyone on
+    /// the network path can read it; kept with the login.
+    #[arg(long)]
+    pub insecure_plain_http: bool,
 }
 
 /// Checks the token against the server and saves the login.
 pub async fn login(args: LoginArgs) -> anyhow::Result<ExitCode> {
     let server = server_url(&args.url)?;
+    let ca_cert = match &args.ca_cert {
+        Some(_) if !server.starts_with("https://") => {
+            bail!("--ca-cert verifies an https:// server; {server} is plain http://")
+        }
+        Some(path) => Some(
+            std::fs::canonicalize(path)
+                .with_context(|| format!("cannot read the CA certificate {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let trust = Trust {
+        ca_cert,
+        insecure_plain_http: args.insecure_plain_http,
+    };
+    // Before the token is even asked for.
+    trust.check_scheme(&server)?;
     let token = match args.token {
         Some(token) => token,
         None => String::from_utf8(read_hidden(&format!("admin token for {server}: "))?)
@@ -32,7 +56,7 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<ExitCode> {
     if token.is_empty() {
         bail!("no token given; pass --token, set FAASO_TOKEN, or type it when asked");
     }
-    let remote = Remote::new(&server, token)?;
+    let remote = Remote::new(&server, token, &trust)?;
     let board = remote.board().await.map_err(|e| {
         if e.downcast_ref::<Refused>().is_some() {
             anyhow::anyhow!(
@@ -45,6 +69,8 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<ExitCode> {
     let path = Login {
         server: server.clone(),
         token: token.to_owned(),
+        ca_cert: trust.ca_cert.clone(),
+        insecure_plain_http: trust.insecure_plain_http,
     }
     .save()?;
     println!(
@@ -52,9 +78,9 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<ExitCode> {
         board.funkos.len(),
         path.display()
     );
-    if server.starts_with("http://") && !is_loopback(&server) {
+    if server.starts_with("http://") && !crate::remote::trust::is_loopback(&server) {
         eprintln!(
-            "warning: http:// sends the token in the clear; put the server behind https:// when it is reached over a network"
+            "warning: --insecure-plain-http: every command sends the token to {server} in the clear"
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -74,19 +100,6 @@ pub fn logout() -> anyhow::Result<ExitCode> {
         None => println!("not logged in; nothing to do"),
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn is_loopback(server: &str) -> bool {
-    reqwest::Url::parse(server)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_owned))
-        .is_some_and(|host| {
-            host == "localhost"
-                || host
-                    .trim_matches(['[', ']'])
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback())
-        })
 }
 
 /// Reads a secret: on a terminal, one line typed after `prompt` without echo; otherwise all of

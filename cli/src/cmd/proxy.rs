@@ -1,15 +1,15 @@
 //! `faaso proxy`: serve `/funko/<name>/…` on a port, with routes discovered from Docker.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
 use faaso_proxy::{
-    AccessLogDestination, AccessLogFormat, HealthChecker, ProbeConfig, Proxy, ProxyConfig,
-    ProxyError, Routes,
+    AccessLogDestination, AccessLogFormat, AcmeSettings, HealthChecker, ProbeConfig, Proxy,
+    ProxyConfig, ProxyError, Routes, TlsSettings,
 };
 use tracing::info;
 
@@ -110,6 +110,107 @@ pub struct ProxyArgs {
     /// least one; the funkos use the rest).
     #[arg(long, env = "FAASO_EVENT_LOOPS")]
     pub event_loops: Option<usize>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+/// TLS flags of `faaso proxy` and `faaso server`.
+#[derive(Debug, Args)]
+pub struct TlsArgs {
+    /// Serve HTTPS (HTTP/2 and HTTP/1.1) with this PEM certificate chain, leaf first; the
+    /// file is read again when it changes.
+    #[arg(
+        long,
+        env = "FAASO_TLS_CERT",
+        requires = "tls_key",
+        value_name = "FILE"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's PEM private key.
+    #[arg(
+        long,
+        env = "FAASO_TLS_KEY",
+        requires = "tls_cert",
+        value_name = "FILE"
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// How long a client may take to finish its TLS handshake.
+    #[arg(long, env = "FAASO_TLS_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub tls_handshake_timeout: Duration,
+    /// Send `Strict-Transport-Security: max-age=<this>` (for example `1y`) with every HTTPS answer.
+    #[arg(long, env = "FAASO_HSTS", value_parser = humantime::parse_duration)]
+    pub hsts: Option<Duration>,
+    /// Also listen for plain HTTP here, answering every request with a redirect to HTTPS.
+    #[arg(
+        long,
+        env = "FAASO_HTTP_REDIRECT",
+        requires = "tls_cert",
+        value_name = "ADDR"
+    )]
+    pub http_redirect: Option<SocketAddr>,
+    /// The port redirects send clients to (default: the port of --listen).
+    #[arg(long, env = "FAASO_HTTPS_PORT")]
+    pub https_port: Option<u16>,
+    /// Obtain and renew a certificate for these host names over ACME (TLS-ALPN-01, answered on
+    /// this port), kept in `acme/` in the state directory; instead of --tls-cert.
+    #[arg(
+        long = "acme-domain",
+        env = "FAASO_ACME_DOMAINS",
+        value_delimiter = ',',
+        conflicts_with = "tls_cert",
+        value_name = "NAME"
+    )]
+    pub acme_domains: Vec<String>,
+    /// The ACME server's directory URL.
+    #[arg(
+        long,
+        env = "FAASO_ACME_DIRECTORY",
+        default_value = "https://acme-v02.api.letsencrypt.org/directory"
+    )]
+    pub acme_directory: String,
+    /// A PEM root certificate that verifies the ACME server, instead of the system's roots
+    /// (the file's first certificate).
+    #[arg(long, env = "FAASO_ACME_CA_CERT", value_name = "FILE")]
+    pub acme_ca_cert: Option<PathBuf>,
+    /// Renew a certificate that expires sooner than this.
+    #[arg(long, env = "FAASO_ACME_RENEW_BEFORE", default_value = "30days", value_parser = humantime::parse_duration)]
+    pub acme_renew_before: Duration,
+    /// How often the certificate's remaining life is looked at.
+    #[arg(long, env = "FAASO_ACME_CHECK_EVERY", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub acme_check_every: Duration,
+}
+
+impl TlsArgs {
+    /// Whether the proxy speaks TLS.
+    pub fn enabled(&self) -> bool {
+        self.tls_cert.is_some() || !self.acme_domains.is_empty()
+    }
+
+    /// The proxy library's TLS settings, when a certificate or ACME names are given; `listen`
+    /// is the default port redirects name, `state_dir` keeps the ACME account and certificate.
+    pub fn settings(&self, listen: SocketAddr, state_dir: &Path) -> Option<TlsSettings> {
+        let acme = (!self.acme_domains.is_empty()).then(|| AcmeSettings {
+            names: self.acme_domains.clone(),
+            directory: self.acme_directory.clone(),
+            ca_bundle: self.acme_ca_cert.clone(),
+            dir: state_dir.join("acme"),
+            renew_before: self.acme_renew_before,
+            check_every: self.acme_check_every,
+        });
+        let (cert, key) = match (&acme, &self.tls_cert, &self.tls_key) {
+            (Some(acme), _, _) => (acme.cert_file(), acme.key_file()),
+            (None, Some(cert), Some(key)) => (cert.clone(), key.clone()),
+            _ => return None,
+        };
+        Some(TlsSettings {
+            handshake_timeout: self.tls_handshake_timeout,
+            hsts: self.hsts,
+            redirect_listen: self.http_redirect,
+            https_port: self.https_port.unwrap_or(listen.port()),
+            acme,
+            ..TlsSettings::new(cert, key)
+        })
+    }
 }
 
 /// Where the access log goes.
@@ -154,6 +255,11 @@ impl ProxyArgs {
                 AccessLogDestination::File(state_dir.join(ACCESS_LOG_FILE))
             }
         };
+        if (self.tls.hsts.is_some() || self.tls.http_redirect.is_some()) && !self.tls.enabled() {
+            anyhow::bail!(
+                "--hsts and --http-redirect need TLS: give --tls-cert and --tls-key, or --acme-domain"
+            );
+        }
         Ok(ProxyConfig {
             listen: self.listen,
             max_body_bytes: self.max_body_bytes,
@@ -171,6 +277,7 @@ impl ProxyArgs {
             event_loops: self
                 .event_loops
                 .unwrap_or(ProxyConfig::default().event_loops),
+            tls: self.tls.settings(self.listen, state_dir),
             ..ProxyConfig::default()
         })
     }

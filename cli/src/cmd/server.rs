@@ -52,7 +52,8 @@ pub async fn run_command(global: &Global, args: ServerArgs) -> anyhow::Result<Ex
     match &args.action {
         None => run(global, args).await,
         Some(ServerAction::Up(up)) => {
-            let launch = launch(global, &args)?;
+            let launch =
+                launch(global, &args)?.with_tls(&args.proxy, &global.state_dir, up.port)?;
             container::up_with(
                 &global.namespace(),
                 &launch,
@@ -97,6 +98,8 @@ fn launch(global: &Global, args: &ServerArgs) -> anyhow::Result<Launch> {
         binds: vec![format!("{funkos}:{funkos}"), format!("{state}:{state}")],
         env: Vec::new(),
         what: "faaso server",
+        tls: false,
+        redirect: None,
     })
 }
 

@@ -1,4 +1,4 @@
-//! The saved login: `{server, token}` in `$XDG_CONFIG_HOME/faaso/config.json` (or
+//! The saved login: `{server, token, ca_cert?, insecure_plain_http?}` in `$XDG_CONFIG_HOME/faaso/config.json` (or
 //! `~/.config/faaso/config.json`), readable by its owner only.
 
 use std::io::Write;
@@ -15,6 +15,12 @@ pub struct Login {
     pub server: String,
     /// The admin bearer token.
     pub token: String,
+    /// The private CA's certificate file that verifies the server (an absolute path).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<PathBuf>,
+    /// The user accepted sending the token over plain HTTP to this (non-loopback) server.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_plain_http: bool,
 }
 
 impl std::fmt::Debug for Login {
@@ -40,6 +46,14 @@ pub fn config_path() -> anyhow::Result<PathBuf> {
 }
 
 impl Login {
+    /// What a client of this login's server trusts.
+    pub fn trust(&self) -> super::Trust {
+        super::Trust {
+            ca_cert: self.ca_cert.clone(),
+            insecure_plain_http: self.insecure_plain_http,
+        }
+    }
+
     /// The saved login, if there is one.
     pub fn load() -> anyhow::Result<Option<Self>> {
         let path = config_path()?;
@@ -130,6 +144,8 @@ mod tests {
         let login = Login {
             server: "http://h".into(),
             token: "s3cr3t-token-value".into(),
+            ca_cert: None,
+            insecure_plain_http: false,
         };
         assert!(!format!("{login:?}").contains("s3cr3t"));
     }

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod progress;
+pub mod trust;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -16,6 +17,7 @@ use serde::de::DeserializeOwned;
 
 use crate::cmd::Global;
 pub use config::{Login, server_url};
+pub use trust::Trust;
 
 /// How long to wait for a server to accept a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -38,7 +40,8 @@ impl std::fmt::Debug for Remote {
 
 /// The server where commands go: `None` runs them on the local engine. `--local` wins; then
 /// `--server`/`FAASO_SERVER`; then the saved login. The token is `FAASO_TOKEN`, else the saved
-/// login's when it is for that server.
+/// login's when it is for that server; so are the CA file (`FAASO_CA_CERT` wins) and whether
+/// plain HTTP was accepted as insecure.
 pub fn select(global: &Global) -> anyhow::Result<Option<Remote>> {
     if global.local {
         return Ok(None);
@@ -49,6 +52,11 @@ pub fn select(global: &Global) -> anyhow::Result<Option<Remote>> {
         (None, Some(login)) => login.server.clone(),
         (None, None) => return Ok(None),
     };
+    let same_server = saved.as_ref().filter(|login| login.server == server);
+    let mut trust = same_server.map(Login::trust).unwrap_or_default();
+    if let Some(ca) = std::env::var_os("FAASO_CA_CERT").filter(|v| !v.is_empty()) {
+        trust.ca_cert = Some(ca.into());
+    }
     let token = match std::env::var("FAASO_TOKEN")
         .ok()
         .filter(|t| !t.trim().is_empty())
@@ -61,7 +69,7 @@ pub fn select(global: &Global) -> anyhow::Result<Option<Remote>> {
                 anyhow!("no token for {server}: run `faaso login {server}` (or set FAASO_TOKEN)")
             })?,
     };
-    Remote::new(&server, token.trim()).map(Some)
+    Remote::new(&server, token.trim(), &trust).map(Some)
 }
 
 /// The server answered 401: the token is wrong or missing.
@@ -136,11 +144,14 @@ pub struct Built {
 }
 
 impl Remote {
-    /// A client of `server` (a base URL as [`server_url`] makes it).
-    pub fn new(server: &str, token: &str) -> anyhow::Result<Self> {
+    /// A client of `server` (a base URL as [`server_url`] makes it); refused when the token
+    /// would go over plain HTTP that `trust` does not allow.
+    pub fn new(server: &str, token: &str, trust: &Trust) -> anyhow::Result<Self> {
+        trust.check_scheme(server)?;
         // One process-wide TLS provider; a second install (a second client) is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
+        let http = trust
+            .client_builder(server)?
             .connect_timeout(CONNECT_TIMEOUT)
             .user_agent(concat!("faaso/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -166,6 +177,13 @@ impl Remote {
     /// Sends `request`; any answer but 2xx becomes an error in the server's words.
     async fn send(&self, request: RequestBuilder) -> anyhow::Result<Response> {
         let response = request.send().await.map_err(|e| {
+            if trust::is_certificate_error(&e) {
+                return anyhow!(
+                    "the TLS certificate of {0} cannot be verified ({1}). If the server uses a                      private CA, give faaso that CA's certificate: `faaso login --ca-cert                      ca.pem {0}` (or set FAASO_CA_CERT)",
+                    self.server,
+                    source_chain(&e)
+                );
+            }
             anyhow!(
                 "cannot reach the faaso server at {}: {}",
                 self.server,

@@ -2,7 +2,9 @@
 // Each test crate compiles this module and uses only part of it.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod cleanup;
+pub mod process;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::io::Write as _;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -27,6 +27,8 @@ use crate::cmd::Global;
 
 /// Port the proxy listens on inside its container.
 pub(crate) const INNER_PORT: u16 = 8888;
+/// Port of the plain-HTTP redirect listener inside the container, when there is one.
+const INNER_REDIRECT_PORT: u16 = 8080;
 /// Where the engine's socket is mounted, for discovery.
 const DOCKER_SOCKET: &str = "/var/run/docker.sock";
 
@@ -41,6 +43,10 @@ pub struct Launch {
     pub env: Vec<String>,
     /// What `faaso proxy up` prints it as.
     pub what: &'static str,
+    /// Whether the proxy speaks TLS (then it is probed and shown as https).
+    pub tls: bool,
+    /// The redirect listener's host address, published from [`INNER_REDIRECT_PORT`].
+    pub redirect: Option<SocketAddr>,
 }
 
 impl Launch {
@@ -67,7 +73,88 @@ impl Launch {
             binds,
             env: Vec::new(),
             what: "faaso proxy",
+            tls: false,
+            redirect: None,
         })
+    }
+
+    /// Adds the TLS flags: the folders of the certificate, key and ACME CA are mounted read-only
+    /// at their own paths, the state folder (ACME's account and certificate) read-write (whole folders, so a renewed file renamed in is seen; a file mount would keep
+    /// the old one), redirects name `https_port` (the published port), and the redirect
+    /// listener, if any, is published on its host address.
+    pub fn with_tls(
+        mut self,
+        args: &ProxyArgs,
+        state_dir: &Path,
+        https_port: u16,
+    ) -> anyhow::Result<Self> {
+        let tls = &args.tls;
+        if !tls.enabled() {
+            return Ok(self);
+        }
+        let absolute = |file: &Path| {
+            std::fs::canonicalize(file)
+                .with_context(|| format!("cannot read the TLS file {}", file.display()))
+        };
+        let mut files = Vec::new();
+        if let (Some(cert), Some(key)) = (&tls.tls_cert, &tls.tls_key) {
+            let (cert, key) = (absolute(cert)?, absolute(key)?);
+            self.args.extend([
+                format!("--tls-cert={}", cert.display()),
+                format!("--tls-key={}", key.display()),
+            ]);
+            files.extend([cert, key]);
+        }
+        let duration = |d: Duration| humantime::format_duration(d).to_string();
+        if !tls.acme_domains.is_empty() {
+            // The account and certificate live in the state folder, mounted read-write.
+            std::fs::create_dir_all(state_dir)
+                .with_context(|| format!("creating {}", state_dir.display()))?;
+            let state = std::fs::canonicalize(state_dir)?.display().to_string();
+            let bind = format!("{state}:{state}");
+            if !self.binds.contains(&bind) {
+                self.binds.push(bind);
+            }
+            if !self.args.iter().any(|a| a == "--state-dir") {
+                self.args.push(format!("--state-dir={state}"));
+            }
+            self.args.extend([
+                format!("--acme-domain={}", tls.acme_domains.join(",")),
+                format!("--acme-directory={}", tls.acme_directory),
+                format!("--acme-renew-before={}", duration(tls.acme_renew_before)),
+                format!("--acme-check-every={}", duration(tls.acme_check_every)),
+            ]);
+            if let Some(ca) = &tls.acme_ca_cert {
+                let ca = absolute(ca)?;
+                self.args.push(format!("--acme-ca-cert={}", ca.display()));
+                files.push(ca);
+            }
+        }
+        for file in &files {
+            if let Some(dir) = file.parent() {
+                let bind = format!("{0}:{0}:ro", dir.display());
+                if !self.binds.contains(&bind) {
+                    self.binds.push(bind);
+                }
+            }
+        }
+        self.args.extend([
+            format!(
+                "--tls-handshake-timeout={}",
+                duration(tls.tls_handshake_timeout)
+            ),
+            format!("--https-port={}", tls.https_port.unwrap_or(https_port)),
+        ]);
+        if let Some(age) = tls.hsts {
+            self.args.push(format!("--hsts={}", duration(age)));
+        }
+        if let Some(redirect) = tls.http_redirect {
+            self.args
+                .push(format!("--http-redirect=0.0.0.0:{INNER_REDIRECT_PORT}"));
+            self.redirect = Some(redirect);
+        }
+        self.tls = true;
+        Ok(self)
     }
 }
 
@@ -78,7 +165,7 @@ pub async fn up(
     bind: IpAddr,
     port: u16,
 ) -> anyhow::Result<ExitCode> {
-    let launch = Launch::proxy(args, &global.state_dir)?;
+    let launch = Launch::proxy(args, &global.state_dir)?.with_tls(args, &global.state_dir, port)?;
     up_with(
         &global.namespace(),
         &launch,
@@ -123,13 +210,14 @@ pub async fn up_with(
     } else {
         bind
     };
-    if !healthy(probe_host, port).await {
+    if !healthy(probe_host, port, launch.tls).await {
         bail!(
             "the proxy container {name} started but {probe_host}:{port}/healthz never answered; see `docker logs {name}`"
         );
     }
+    let scheme = if launch.tls { "https" } else { "http" };
     println!(
-        "{} is up: http://{probe_host}:{port}/funko/<name>/ (container {name}, image {image})",
+        "{} is up: {scheme}://{probe_host}:{port}/funko/<name>/ (container {name}, image {image})",
         launch.what
     );
     Ok(ExitCode::SUCCESS)
@@ -182,24 +270,34 @@ fn container_config(
     let mut binds = vec![format!("{DOCKER_SOCKET}:{DOCKER_SOCKET}")];
     binds.extend(launch.binds.iter().cloned());
     let port_key = format!("{INNER_PORT}/tcp");
+    let mut published = HashMap::from([(
+        port_key,
+        Some(vec![PortBinding {
+            host_ip: Some(bind.to_string()),
+            host_port: Some(port.to_string()),
+        }]),
+    )]);
+    if let Some(redirect) = launch.redirect {
+        published.insert(
+            format!("{INNER_REDIRECT_PORT}/tcp"),
+            Some(vec![PortBinding {
+                host_ip: Some(redirect.ip().to_string()),
+                host_port: Some(redirect.port().to_string()),
+            }]),
+        );
+    }
     ContainerCreateBody {
         image: Some(image.to_owned()),
         cmd: Some(cmd),
         labels: Some(HashMap::from([role_label(ns)])),
         // The engine only publishes ports the container exposes.
-        exposed_ports: Some(vec![port_key.clone()]),
+        exposed_ports: Some(published.keys().cloned().collect()),
         env: Some(launch.env.clone()),
         stop_timeout: Some(grace.as_secs() as i64 + 1),
         host_config: Some(HostConfig {
             network_mode: Some(ns.network.clone()),
             binds: Some(binds),
-            port_bindings: Some(HashMap::from([(
-                port_key,
-                Some(vec![PortBinding {
-                    host_ip: Some(bind.to_string()),
-                    host_port: Some(port.to_string()),
-                }]),
-            )])),
+            port_bindings: Some(published),
             restart_policy: Some(RestartPolicy {
                 name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
                 maximum_retry_count: None,
@@ -367,7 +465,10 @@ fn append(
 }
 
 /// Whether `GET /healthz` answers within a few seconds.
-async fn healthy(host: IpAddr, port: u16) -> bool {
+async fn healthy(host: IpAddr, port: u16, tls: bool) -> bool {
+    if tls {
+        return healthy_over_tls(host, port).await;
+    }
     for _ in 0..50 {
         if let Ok(Ok(mut stream)) = tokio::time::timeout(
             Duration::from_millis(500),
@@ -388,6 +489,29 @@ async fn healthy(host: IpAddr, port: u16) -> bool {
             {
                 return true;
             }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// Whether `https://host:port/healthz` answers 200 within about 5 s. The certificate is not
+/// checked: it names the public host, not the loopback address probed, and no secret is sent.
+async fn healthy_over_tls(host: IpAddr, port: u16) -> bool {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let Ok(client) = reqwest::Client::builder()
+        .tls_danger_accept_invalid_certs(true)
+        .timeout(Duration::from_secs(1))
+        .build()
+    else {
+        return false;
+    };
+    let url = format!("https://{}/healthz", SocketAddr::new(host, port));
+    for _ in 0..50 {
+        if let Ok(answer) = client.get(&url).send().await
+            && answer.status().is_success()
+        {
+            return true;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
