@@ -208,7 +208,7 @@ pub fn config_hash(
         .iter()
         .map(|s| (s.key.as_str(), s.version.as_str()))
         .collect();
-    let identity = serde_json::json!({
+    let mut identity = serde_json::json!({
         "image": image,
         "env": env,
         "secrets": secrets,
@@ -219,8 +219,12 @@ pub fn config_hash(
         "health_path": spec.healthcheck.path,
         "hardening": [h.read_only, h.drop_capabilities, h.no_new_privileges],
         "pids_limit": h.pids_limit,
-        "cors": spec.cors,
     });
+    // Only when set: a funko without `cors:` keeps the hash it had before the field existed,
+    // so upgrading faaso rolls no instance.
+    if let Some(cors) = &spec.cors {
+        identity["cors"] = serde_json::to_value(cors).unwrap_or_default();
+    }
     short_hash(identity.to_string().as_bytes())
 }
 
@@ -270,5 +274,23 @@ mod tests {
         let a = config_hash(&spec("name: a\n"), "i", &[secret("1")], &ns);
         let b = config_hash(&spec("name: a\n"), "i", &[secret("2")], &ns);
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn the_config_hash_of_a_funko_is_what_earlier_versions_computed() {
+        // Pinned: a change here rolls every instance of every funko when faaso is upgraded.
+        let ns = Namespace::default();
+        let spec = spec("name: a\nenv: {A: b}\nresources: {memory: 64M}\n");
+        assert_eq!(config_hash(&spec, "faaso-a:0123", &[], &ns), "d5c81d353294");
+        let cors = spec_with_cors();
+        assert_ne!(
+            config_hash(&cors, "faaso-a:0123", &[], &ns),
+            "d5c81d353294",
+            "a cors block is part of it"
+        );
+    }
+
+    fn spec_with_cors() -> Spec {
+        spec("name: a\nenv: {A: b}\nresources: {memory: 64M}\ncors: {origins: [\"*\"]}\n")
     }
 }
