@@ -2,6 +2,12 @@
 
 use bollard::Docker;
 
+/// bollard's error, kept as the cause (message and source) without putting bollard's type in
+/// faaso's API.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct Cause(#[from] bollard::errors::Error);
+
 /// A failed Docker operation, naming what was being done.
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
@@ -11,7 +17,7 @@ pub enum DockerError {
         /// Where we looked for it.
         hint: String,
         /// bollard's error.
-        source: bollard::errors::Error,
+        source: Cause,
     },
     /// Inspecting an image failed for a reason other than its absence.
     #[error("cannot inspect image `{image}`: {source}")]
@@ -19,7 +25,7 @@ pub enum DockerError {
         /// The image reference.
         image: String,
         /// bollard's error.
-        source: bollard::errors::Error,
+        source: Cause,
     },
     /// The image build failed.
     #[error("building image `{image}` failed: {message}")]
@@ -33,13 +39,13 @@ pub enum DockerError {
     #[error("cannot list containers: {source}")]
     ListContainers {
         /// bollard's error.
-        source: bollard::errors::Error,
+        source: Cause,
     },
     /// Listing images failed.
     #[error("cannot list images: {source}")]
     ListImages {
         /// bollard's error.
-        source: bollard::errors::Error,
+        source: Cause,
     },
     /// Inspecting a container failed.
     #[error("cannot inspect container `{id}`: {source}")]
@@ -47,7 +53,7 @@ pub enum DockerError {
         /// The container.
         id: String,
         /// bollard's error.
-        source: bollard::errors::Error,
+        source: Cause,
     },
     /// Inspecting or creating the network failed.
     #[error("cannot set up network `{network}`: {source}")]
@@ -55,7 +61,7 @@ pub enum DockerError {
         /// The network name.
         network: String,
         /// bollard's error.
-        source: bollard::errors::Error,
+        source: Cause,
     },
     /// Creating a container failed.
     #[error("cannot create container `{name}`: {source}")]
@@ -63,7 +69,7 @@ pub enum DockerError {
         /// The container name.
         name: String,
         /// bollard's error.
-        source: bollard::errors::Error,
+        source: Cause,
     },
     /// Starting a container failed.
     #[error("cannot start container `{name}`: {source}")]
@@ -71,7 +77,7 @@ pub enum DockerError {
         /// The container name.
         name: String,
         /// bollard's error.
-        source: bollard::errors::Error,
+        source: Cause,
     },
     /// Stopping or removing a container failed.
     #[error("cannot remove container `{id}`: {source}")]
@@ -79,7 +85,7 @@ pub enum DockerError {
         /// The container.
         id: String,
         /// bollard's error.
-        source: bollard::errors::Error,
+        source: Cause,
     },
     /// Restarting a container failed.
     #[error("cannot restart instance `{id}`: {source}")]
@@ -87,7 +93,7 @@ pub enum DockerError {
         /// The container.
         id: String,
         /// bollard's error.
-        source: bollard::errors::Error,
+        source: Cause,
     },
     /// Removing an image failed (a container still uses it, say).
     #[error("cannot remove image `{image}`: {source}")]
@@ -95,7 +101,7 @@ pub enum DockerError {
         /// The image.
         image: String,
         /// bollard's error.
-        source: bollard::errors::Error,
+        source: Cause,
     },
     /// A new instance never answered its healthcheck.
     #[error("instance `{id}` never became ready: {reason}")]
@@ -135,9 +141,9 @@ async fn agree(
     docker: Result<Docker, bollard::errors::Error>,
     hint: String,
 ) -> Result<Docker, DockerError> {
-    let connect_error = |source| DockerError::Connect {
+    let connect_error = |source: bollard::errors::Error| DockerError::Connect {
         hint: hint.clone(),
-        source,
+        source: source.into(),
     };
     let docker = docker.map_err(connect_error)?;
     let docker = docker.negotiate_version().await.map_err(connect_error)?;

@@ -35,10 +35,13 @@ pub(super) async fn remove_funko_images(
     ];
     let filters = HashMap::from([("label", labels)]);
     let options = ListImagesOptionsBuilder::new().filters(&filters).build();
-    let images = docker
-        .list_images(Some(options))
-        .await
-        .map_err(|source| DockerError::ListImages { source })?;
+    let images =
+        docker
+            .list_images(Some(options))
+            .await
+            .map_err(|source| DockerError::ListImages {
+                source: source.into(),
+            })?;
     let mut removed = Vec::new();
     for image in images {
         let name = image.repo_tags.first().cloned().unwrap_or(image.id.clone());
@@ -51,7 +54,7 @@ pub(super) async fn remove_funko_images(
             Err(source) => {
                 return Err(DockerError::RemoveImage {
                     image: name,
-                    source,
+                    source: source.into(),
                 });
             }
         }
@@ -67,7 +70,7 @@ pub(super) async fn image_exists(docker: &Docker, image: &str) -> Result<bool, D
         Err(e) if is_not_found(&e) => Ok(false),
         Err(source) => Err(DockerError::InspectImage {
             image: image.to_owned(),
-            source,
+            source: source.into(),
         }),
     }
 }
@@ -78,7 +81,9 @@ pub(super) async fn image_tags(docker: &Docker) -> Result<BTreeMap<String, u64>,
     Ok(docker
         .list_images(None::<ListImagesOptions>)
         .await
-        .map_err(|source| DockerError::ListImages { source })?
+        .map_err(|source| DockerError::ListImages {
+            source: source.into(),
+        })?
         .into_iter()
         .flat_map(|image| {
             let created = u64::try_from(image.created).unwrap_or(0);

@@ -24,7 +24,7 @@ pub(super) async fn inspect(
             Err(source) => {
                 return Err(DockerError::Inspect {
                     id: instance.name,
-                    source,
+                    source: source.into(),
                 });
             }
         };
@@ -61,7 +61,7 @@ pub(super) async fn restart(engine: &DockerEngine, id: &str) -> Result<(), Docke
         .await
         .map_err(|source| DockerError::Restart {
             id: id.to_owned(),
-            source,
+            source: source.into(),
         })
 }
 

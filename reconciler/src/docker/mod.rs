@@ -145,7 +145,9 @@ impl DockerEngine {
         self.docker
             .list_containers(Some(options.build()))
             .await
-            .map_err(|source| DockerError::ListContainers { source })
+            .map_err(|source| DockerError::ListContainers {
+                source: source.into(),
+            })
     }
 
     /// What a listing says of one container, its labels not read yet.
@@ -178,7 +180,7 @@ impl DockerEngine {
             .await
             .map_err(|source| DockerError::Inspect {
                 id: id.to_owned(),
-                source,
+                source: source.into(),
             })?;
         let ip = info
             .network_settings
@@ -299,7 +301,7 @@ impl DockerEngine {
             Err(source) => {
                 return Err(DockerError::Network {
                     network: network.clone(),
-                    source,
+                    source: source.into(),
                 });
             }
         }
@@ -320,7 +322,7 @@ impl DockerEngine {
             }) => Ok(()),
             Err(source) => Err(DockerError::Network {
                 network: network.clone(),
-                source,
+                source: source.into(),
             }),
         }
     }
@@ -360,11 +362,14 @@ impl DockerEngine {
             .await
             .map_err(|source| DockerError::Create {
                 name: name.clone(),
-                source,
+                source: source.into(),
             })?;
         if let Err(source) = self.docker.start_container(&created.id, None).await {
             let _ = self.remove_container(&created.id).await;
-            return Err(DockerError::Start { name, source });
+            return Err(DockerError::Start {
+                name,
+                source: source.into(),
+            });
         }
         let addr = self.address(&created.id).await?;
         Ok(Started {
@@ -419,7 +424,9 @@ impl DockerEngine {
             .docker
             .list_images(Some(options))
             .await
-            .map_err(|source| DockerError::ListImages { source })?;
+            .map_err(|source| DockerError::ListImages {
+                source: source.into(),
+            })?;
         let funko_label = self.namespace.label("funko");
         let images: Vec<BuiltImage> = listed
             .into_iter()
@@ -443,7 +450,7 @@ impl DockerEngine {
     }
 
     /// Stops (SIGTERM, grace period, SIGKILL) and removes a container; a missing one is fine.
-    pub async fn remove_container(&self, id: &str) -> Result<(), DockerError> {
+    async fn remove_container(&self, id: &str) -> Result<(), DockerError> {
         let stop = StopContainerOptionsBuilder::new()
             .t(STOP_GRACE_SECS as i32)
             .build();
@@ -457,7 +464,7 @@ impl DockerEngine {
             Err(source) => {
                 return Err(DockerError::Remove {
                     id: id.to_owned(),
-                    source,
+                    source: source.into(),
                 });
             }
         }
@@ -474,7 +481,7 @@ impl DockerEngine {
             }) => Ok(()),
             Err(source) => Err(DockerError::Remove {
                 id: id.to_owned(),
-                source,
+                source: source.into(),
             }),
         }
     }
