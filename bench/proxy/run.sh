@@ -14,6 +14,7 @@
 #   INSTRUCTIONS=1 bench/proxy/run.sh      # also instructions per request, faaso vs nginx
 #   DEFAULTS=0 bench/proxy/run.sh          # skip the defaults comparison (access logs on)
 #   D_WORKERS=2 bench/proxy/run.sh         # nginx workers in the defaults comparison (1)
+#   TLS=0 bench/proxy/run.sh               # skip the TLS comparison (faaso and nginx on HTTPS)
 #
 # Everything it creates carries the label faaso-bench=<run id> and is removed on exit.
 set -euo pipefail
@@ -24,6 +25,7 @@ THREADS=${THREADS:-2}
 ROUNDS=${ROUNDS:-2}
 UPDATES=${UPDATES:-7}
 DEFAULTS=${DEFAULTS:-1}
+TLS=${TLS:-1}
 D_WORKERS=${D_WORKERS:-1}
 RUN=fbench-$$
 NET=$RUN-net
@@ -52,6 +54,7 @@ need_packages() {
   command -v haproxy >/dev/null || missing+=(haproxy)
   command -v caddy >/dev/null || missing+=(caddy)
   command -v python3 >/dev/null || missing+=(python3)
+  command -v openssl >/dev/null || missing+=(openssl)
   [ -z "${INSTRUCTIONS:-}" ] || command -v valgrind >/dev/null || missing+=(valgrind)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]} from Debian"
@@ -432,6 +435,64 @@ defaults_comparison() {
   done
 }
 [ "$DEFAULTS" = 0 ] || defaults_comparison
+
+# The TLS comparison: faaso and nginx both terminating TLS with the same certificate (ECDSA
+# P-256, made here) and the same protocol and cipher suite (TLS 1.3; printed), one worker per
+# core each, access logs off, in front of the same backend. Keep-alive load as the plain
+# comparison (wrk -t$THREADS -c$CONNS), then new connections: every request with
+# `Connection: close`, so each is a full handshake (req/s = handshakes/s).
+tls_comparison() {
+  local T=(t-faaso t-nginx) p rps p99 bad mode
+  local -A T_URL T_RPS T_P99 T_HS T_MRPS T_MP99 T_MHS
+  mkdir -p "$WORK/certs"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -keyout "$WORK/certs/key.pem" -out "$WORK/certs/cert.pem" -subj /CN=localhost \
+    -addext subjectAltName=DNS:localhost,IP:127.0.0.1 2>/dev/null
+  chmod 0644 "$WORK/certs/key.pem"
+  sed -e 's|listen 8080;|listen 8080 ssl; ssl_certificate /certs/cert.pem; ssl_certificate_key /certs/key.pem; ssl_protocols TLSv1.3;|' \
+    "$WORK/bench.conf" >"$WORK/tls.conf"
+  run_proxy t-faaso 18211 -v /var/run/docker.sock:/var/run/docker.sock -v "$WORK/certs:/certs:ro" \
+    "$IMG_FAASO" --network "$NET" --labels "$RUN" proxy --listen 0.0.0.0:8080 --no-access-log \
+    --event-loops "$(nproc)" --tls-cert /certs/cert.pem --tls-key /certs/key.pem
+  run_proxy t-nginx 18212 -v "$WORK/tls.conf:/etc/nginx/bench.conf:ro" -v "$WORK/certs:/certs:ro" "$IMG_NGINX"
+  T_URL[t-faaso]=https://127.0.0.1:18211/funko/hello/hello
+  T_URL[t-nginx]=https://127.0.0.1:18212/funko/hello/hello
+  for p in "${T[@]}"; do
+    for _ in $(seq 1 500); do
+      [ "$(curl -ks -o /dev/null -w '%{http_code}' "${T_URL[$p]}")" = 200 ] && break
+      sleep 0.02
+    done
+    local hostport=${T_URL[$p]#https://}
+    log "$p: $(openssl s_client -connect "${hostport%%/*}" -servername localhost </dev/null 2>/dev/null | grep -m1 '^New,')"
+  done
+  log "tls: wrk -t$THREADS -c$CONNS -d$DURATION keep-alive, then Connection: close; $ROUNDS round(s)"
+  for round in $(seq 1 "$ROUNDS"); do
+    for p in "${T[@]}"; do
+      wrk -t"$THREADS" -c"$CONNS" -d2s "${T_URL[$p]}" >/dev/null
+      read -r rps p99 bad < <(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "${T_URL[$p]}" | parse_wrk)
+      T_RPS[$p]="${T_RPS[$p]:-} $rps"; T_P99[$p]="${T_P99[$p]:-} $p99"
+      read -r mode _ _ < <(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" -H 'Connection: close' "${T_URL[$p]}" | parse_wrk)
+      T_HS[$p]="${T_HS[$p]:-} $mode"
+      log "tls round $round $p: keep-alive $rps req/s, p99 $p99 ms, non-2xx $bad; new connections $mode handshakes/s"
+    done
+  done
+  echo
+  echo "TLS (TLS 1.3, one ECDSA P-256 certificate, wrk -t$THREADS -c$CONNS -d$DURATION, median of $ROUNDS round(s))"
+  printf '%-9s %12s %10s %14s\n' proxy req/s p99_ms handshakes/s
+  for p in "${T[@]}"; do
+    T_MRPS[$p]=$(echo "${T_RPS[$p]}" | median)
+    T_MP99[$p]=$(echo "${T_P99[$p]}" | median)
+    T_MHS[$p]=$(echo "${T_HS[$p]}" | median)
+    printf '%-9s %12.0f %10.3f %14.0f\n' "$p" "${T_MRPS[$p]}" "${T_MP99[$p]}" "${T_MHS[$p]}"
+  done
+  printf 'faaso/nginx over TLS    throughput %sx (target >= 1.0)   p99 %sx (target <= 1.0)   handshakes/s %sx\n' \
+    "$(ratio "${T_MRPS[t-faaso]}" "${T_MRPS[t-nginx]}")" "$(ratio "${T_MP99[t-faaso]}" "${T_MP99[t-nginx]}")" \
+    "$(ratio "${T_MHS[t-faaso]}" "${T_MHS[t-nginx]}")"
+  per_round=$(paste <(tr ' ' '\n' <<<"${T_RPS[t-faaso]}" | grep -v '^$') <(tr ' ' '\n' <<<"${T_RPS[t-nginx]}" | grep -v '^$') |
+    awk '{printf "%.2f ", $1 / $2}')
+  printf 'faaso/nginx over TLS    throughput by round: %s(median %sx)\n' "$per_round" "$(echo "$per_round" | median)"
+}
+[ "$TLS" = 0 ] || tls_comparison
 
 # Instructions per request (userland) of faaso and nginx, each run on the host as one
 # single-threaded loop under callgrind against the same backend: exact and repeatable however

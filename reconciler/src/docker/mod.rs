@@ -195,12 +195,25 @@ impl DockerEngine {
         Ok(SocketAddr::new(ip, FUNKO_PORT))
     }
 
-    /// `Some(reason)` when the container is no longer running.
-    async fn exited(&self, id: &str) -> Option<String> {
-        let info = self.docker.inspect_container(id, None).await.ok()?;
+    /// `Some(reason)` when the container no longer runs at the address it started with.
+    async fn gone(&self, started: &Started) -> Option<String> {
+        let info = self
+            .docker
+            .inspect_container(&started.id, None)
+            .await
+            .ok()?;
         let state = info.state?;
         match state.status {
-            Some(ContainerStateStatusEnum::RUNNING) => None,
+            Some(ContainerStateStatusEnum::RUNNING) => {
+                let ip = info
+                    .network_settings
+                    .and_then(|n| n.networks)
+                    .and_then(|mut n| n.remove(&self.namespace.network))
+                    .and_then(|e| e.ip_address)
+                    .and_then(|ip| ip.parse::<IpAddr>().ok());
+                (ip != Some(started.addr.ip()))
+                    .then(|| "it came back at another address after a crash".to_owned())
+            }
             // "restarting" is Docker's restart policy at work after a crash.
             status => Some(format!(
                 "it stopped running (state {}, exit code {})",
@@ -389,19 +402,24 @@ impl DockerEngine {
         let limit = healthcheck.start_period.0 + healthcheck.interval.0 * healthcheck.retries;
         let begun = Instant::now();
         let mut last_state_check = Instant::now();
+        let not_ready = |reason: String| DockerError::NotReady {
+            id: started.name.clone(),
+            reason,
+        };
         loop {
-            if probe(started.addr, &healthcheck.path, healthcheck.timeout.0).await {
-                return Ok(());
-            }
-            let not_ready = |reason: String| DockerError::NotReady {
-                id: started.name.clone(),
-                reason,
-            };
-            if last_state_check.elapsed() >= STATE_EVERY {
+            let answered = probe(started.addr, &healthcheck.path, healthcheck.timeout.0).await;
+            // A probe reaches an address, not a container: one that crashed may have freed its
+            // address for another (Docker's bridge hands out the lowest free one), so an answer
+            // counts only while the instance still runs there.
+            if answered || last_state_check.elapsed() >= STATE_EVERY {
                 last_state_check = Instant::now();
-                if let Some(reason) = self.exited(&started.id).await {
-                    let logs = logs::tail(&self.docker, &started.id, 10).await;
-                    return Err(not_ready(format!("{reason}; its last output:\n{logs}")));
+                match self.gone(started).await {
+                    None if answered => return Ok(()),
+                    None => {}
+                    Some(reason) => {
+                        let logs = logs::tail(&self.docker, &started.id, 10).await;
+                        return Err(not_ready(format!("{reason}; its last output:\n{logs}")));
+                    }
                 }
             }
             if begun.elapsed() >= limit {
