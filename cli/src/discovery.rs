@@ -121,13 +121,10 @@ pub fn candidates(instances: &[Instance], default_timeout: Duration) -> FunkoCan
             debug!(container = %instance.name, "A container on the network is no funko.");
             continue;
         }
-        let settings = settings(
-            instance.timeout.unwrap_or(default_timeout),
-            instance.cors.as_ref(),
-        );
-        let entry = funkos
-            .entry(instance.funko.clone())
-            .or_insert_with(|| (settings, Vec::new()));
+        let entry = funkos.entry(instance.funko.clone()).or_insert_with(|| {
+            let timeout = instance.timeout.unwrap_or(default_timeout);
+            (settings(timeout, instance.cors.as_ref()), Vec::new())
+        });
         entry.1.push(Candidate {
             id: InstanceId::new(instance.id.as_str()),
             addr,

@@ -93,7 +93,9 @@ impl Forwarder {
         let method = self.access_log.is_some().then(|| req.method().clone());
         let cors = route.settings().cors.as_deref();
         let preflight = cors.filter(|_| cors::is_preflight(req.method(), req.headers()));
-        let allowed = cors.and_then(|cors| cors.allowed(req.headers()));
+        let allowed = cors
+            .filter(|_| preflight.is_none())
+            .and_then(|cors| cors.allowed(req.headers()));
         let (mut response, instance) = match preflight {
             // A browser's preflight is the proxy's to answer: no instance needs to wake for it.
             Some(cors) => (cors.preflight(req.headers()), None),
@@ -103,7 +105,7 @@ impl Forwarder {
                     .await
             }
         };
-        if let (Some(cors), Some(origin), None) = (cors, allowed, preflight) {
+        if let (Some(cors), Some(origin)) = (cors, allowed) {
             cors.decorate(origin, response.headers_mut());
         }
         // One reading of the clock serves the metrics and the log line.

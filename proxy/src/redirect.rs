@@ -12,10 +12,11 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::answer;
 use crate::body::ProxyBody;
+use crate::server::next_connection;
 
 /// Serves redirects on `listener` until `shutdown`; each connection answers one request and
 /// closes, within `header_timeout`, so none outlives shutdown by more than that.
@@ -29,14 +30,7 @@ pub(crate) async fn serve(
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    warn!(?err, "Accepting a connection on the redirect listener failed.");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            accepted = next_connection(&listener) => accepted,
             () = &mut shutdown => break,
         };
         let mut builder = http1::Builder::new();

@@ -318,6 +318,22 @@ struct Client {
     open: OpenConnection,
 }
 
+/// The next client of `listener`. A failed accept is usually the process out of file
+/// descriptors: it pauses instead of spinning. Cancel-safe, so it can race a shutdown.
+pub(crate) async fn next_connection(
+    listener: &TcpListener,
+) -> (tokio::net::TcpStream, std::net::SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(accepted) => return accepted,
+            Err(err) => {
+                warn!(?err, local = ?listener.local_addr().ok(), "Accepting a connection failed.");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
 /// Accepts clients until `shutdown` completes and hands each to the event loop with the
 /// fewest open connections and tunnels. Loops that all took from the listening socket
 /// themselves ended up serving twice as many clients as each other (whichever woke first
@@ -328,15 +344,7 @@ async fn accept(listener: &TcpListener, loops: &[EventLoop], shutdown: impl Futu
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    // Usually out of file descriptors: pause instead of spinning.
-                    warn!(?err, "Accepting a connection failed.");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            accepted = next_connection(listener) => accepted,
             () = &mut shutdown => return,
         };
         // A loop whose runtime failed to start, or whose thread panicked, has dropped its

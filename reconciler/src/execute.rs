@@ -41,11 +41,15 @@ pub trait Containers: Send + Sync {
     fn remove(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
 }
 
-/// Whether a pass's steps need the network (they start something).
-pub fn needs_network(steps: &[Step]) -> bool {
-    steps
+/// Readies what a pass's steps share: the network, when they start something.
+pub async fn prepare<C: Containers>(engine: &C, steps: &[Step]) -> Result<(), EngineError> {
+    if steps
         .iter()
         .any(|s| matches!(s, Step::Start { .. } | Step::Replace { .. }))
+    {
+        engine.ensure_network().await?;
+    }
+    Ok(())
 }
 
 /// Runs one step of the container planner.

@@ -18,7 +18,7 @@ use crate::backend::{
     Backend, Change, EngineError, InstanceDetails, InstanceLog, LogOptions, Started, StepFailure,
 };
 use crate::desired::{Desired, Prepared};
-use crate::execute::{Containers, execute, needs_network};
+use crate::execute::{Containers, execute, prepare};
 use crate::listener::Listener;
 use crate::observe::{Instance, InstanceState, Observed};
 use crate::plan::{Step, plan};
@@ -299,10 +299,7 @@ impl Backend for Twin {
     }
 
     async fn prepare(&self, steps: &[Step]) -> Result<(), EngineError> {
-        if needs_network(steps) {
-            self.ensure_network().await?;
-        }
-        Ok(())
+        prepare(self, steps).await
     }
 
     async fn execute(

@@ -29,7 +29,7 @@ use crate::backend::{
     Backend, Change, EngineError, InstanceDetails, InstanceLog, LogOptions, Started, StepFailure,
 };
 use crate::desired::{Desired, Prepared};
-use crate::execute::{Containers, execute, needs_network};
+use crate::execute::{Containers, execute, prepare};
 use crate::listener::Listener;
 use crate::namespace::Namespace;
 use crate::observe::{FUNKO_PORT, Instance, InstanceState, Listed, Observed, read_instance};
@@ -264,10 +264,7 @@ impl Backend for DockerEngine {
     }
 
     async fn prepare(&self, steps: &[Step]) -> Result<(), EngineError> {
-        if needs_network(steps) {
-            self.ensure_network().await?;
-        }
-        Ok(())
+        prepare(self, steps).await
     }
 
     async fn execute(
