@@ -124,14 +124,21 @@ async fn screenshot(browser: &Client, css: &str, file: &str) -> Result<(), Strin
 
 /// Clicks the element `css`.
 async fn click(browser: &Client, css: &str) -> Result<(), String> {
-    let element = browser
-        .find(Locator::Css(css))
-        .await
-        .map_err(|e| format!("finding {css}: {e}"))?;
-    element
-        .click()
-        .await
-        .map_err(|e| format!("clicking {css}: {e}"))
+    // The page redraws its lists when the server's events arrive: an element found just
+    // before a redraw is gone by the click, so it is found again (a user clicks what is there).
+    for _ in 0..20 {
+        let element = browser
+            .find(Locator::Css(css))
+            .await
+            .map_err(|e| format!("finding {css}: {e}"))?;
+        match element.click().await {
+            Err(e) if e.is_stale_element_reference() => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            clicked => return clicked.map_err(|e| format!("clicking {css}: {e}")),
+        }
+    }
+    Err(format!("clicking {css}: the page kept redrawing it"))
 }
 
 /// Clicks `css` and accepts the confirmation the page asks for.
