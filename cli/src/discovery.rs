@@ -153,6 +153,7 @@ pub fn settings(request_timeout: Duration, cors: Option<&faaso_schema::Cors>) ->
     FunkoSettings {
         request_timeout,
         cors,
+        ..FunkoSettings::default()
     }
 }
 

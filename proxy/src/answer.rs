@@ -21,10 +21,15 @@ pub(crate) fn error(status: StatusCode, message: &str) -> Response<ProxyBody> {
 
 /// 503 for a known funko that has no ready instance; a client may try again soon.
 pub(crate) fn no_ready_instance(funko: &str) -> Response<ProxyBody> {
-    let mut response = error(
+    retry_soon(
         StatusCode::SERVICE_UNAVAILABLE,
         &format!("funko '{funko}' has no ready instance"),
-    );
+    )
+}
+
+/// An error answer that tells the client to try again in a second (`Retry-After: 1`).
+pub(crate) fn retry_soon(status: StatusCode, message: &str) -> Response<ProxyBody> {
+    let mut response = error(status, message);
     response
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

@@ -17,12 +17,13 @@ use crate::client::ClientConnection;
 use crate::config::ProxyConfig;
 use crate::cors;
 use crate::deadline;
+use crate::hold::{self, Refusal};
 use crate::hop;
 use crate::metrics::Metrics;
 use crate::pool::{self, Dialing, SendError, Sender};
 use crate::prefix;
 use crate::request_id;
-use crate::route_table::{FunkoRoute, Instance, Routes};
+use crate::route_table::{FunkoRoute, InFlight, Instance, Routes};
 use crate::upgrade;
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -101,7 +102,7 @@ impl Forwarder {
             Some(cors) => (cors.preflight(req.headers()), None),
             None => {
                 let path_and_query = prefix::upstream_path_and_query(rest, uri.query());
-                self.to_route(&route, funko, path_and_query, req, client, started)
+                self.to_route(route.clone(), funko, path_and_query, req, client, started)
                     .await
             }
         };
@@ -134,7 +135,7 @@ impl Forwarder {
     /// request timeout counts from `started`, when the request reached the forwarder.
     async fn to_route(
         &self,
-        route: &FunkoRoute,
+        route: Arc<FunkoRoute>,
         funko: &str,
         path_and_query: String,
         mut req: Request<Incoming>,
@@ -156,9 +157,16 @@ impl Forwarder {
             tokio::spawn(discard(req.into_body(), len.min(limit.saturating_mul(2))));
             return (with_id(too_large(limit)), None);
         }
-        let Some(first) = route.pick(None) else {
-            return (with_id(answer::no_ready_instance(funko)), None);
-        };
+        let timeout = route.settings().request_timeout;
+        let (route, first) =
+            match hold::take_or_hold(&self.routes, funko, route, started + timeout).await {
+                Ok(taken) => taken,
+                Err(refusal) => {
+                    route_refused(&self.routes, funko, &refusal);
+                    return (with_id(refused(funko, refusal, timeout)), None);
+                }
+            };
+        let route = route.as_ref();
         let client_upgrade = req
             .headers()
             .contains_key(header::UPGRADE)
@@ -175,7 +183,7 @@ impl Forwarder {
             client.tls,
             route,
             &request_id,
-            &first,
+            first.instance(),
         );
         let upstream = Uri::try_from(path_and_query).map_err(hyper::http::Error::from);
         let upstream = match upstream {
@@ -197,19 +205,18 @@ impl Forwarder {
 
         self.metrics.add_in_flight(1);
         route.stats.add_in_flight(1);
-        let timeout = route.settings().request_timeout;
         // Boxed: the exchange's future is large, and each enclosing future would otherwise
         // carry (and copy) it.
         let attempts = Box::pin(self.attempts(route, funko, first, request));
         let result = deadline::timeout_at(started + timeout, attempts).await;
         let response = match result {
-            Some(Ok((response, sender, instance))) => {
-                let addr = instance.addr();
+            Some(Ok((response, sender, slot))) => {
+                let addr = slot.instance().addr();
                 let lease = Lease {
                     metrics: self.metrics.clone(),
                     stats: route.stats.clone(),
-                    _in_flight: instance.start_request(),
-                    instance,
+                    instance: slot.instance().clone(),
+                    _in_flight: slot,
                     sender: Some(sender),
                 };
                 return (
@@ -260,33 +267,35 @@ impl Forwarder {
     }
 
     /// One attempt, and a second on another instance when the first could not connect (the
-    /// request comes back unsent then, so any method and body may be retried).
+    /// request comes back unsent then, so any method and body may be retried). `first` is a
+    /// slot taken on the first instance; the answer comes with the slot it used.
     async fn attempts(
         &self,
         route: &FunkoRoute,
         funko: &str,
-        first: Arc<Instance>,
+        first: InFlight,
         request: Request<Outgoing>,
-    ) -> Result<(Response<Incoming>, Sender, Arc<Instance>), (Failure, Arc<Instance>)> {
-        let counted = first.start_request();
-        let (error, request) = match pool::send(&first, request, self.dialing).await {
+    ) -> Result<(Response<Incoming>, Sender, InFlight), (Failure, Arc<Instance>)> {
+        let (error, request) = match pool::send(first.instance(), request, self.dialing).await {
             Ok((response, sender)) => return Ok((response, sender, first)),
-            Err(SendError::Exchange(err)) => return Err((Failure::Exchange(err), first)),
+            Err(SendError::Exchange(err)) => {
+                return Err((Failure::Exchange(err), first.instance().clone()));
+            }
             Err(SendError::Connect { error, request }) => (error, request),
         };
-        drop(counted);
+        let first = first.instance().clone();
         self.eject(funko, &first);
-        let Some(second) = route.pick(Some(first.id())) else {
+        let Some(second) = route.take(Some(first.id())) else {
             return Err((Failure::Connect(error), first));
         };
-        warn!(%funko, failed = %first.addr(), retry = %second.addr(), "Retrying on another instance after a failed connect.");
-        let _counted = second.start_request();
-        match pool::send(&second, *request, self.dialing).await {
+        let instance = second.instance().clone();
+        warn!(%funko, failed = %first.addr(), retry = %instance.addr(), "Retrying on another instance after a failed connect.");
+        match pool::send(&instance, *request, self.dialing).await {
             Ok((response, sender)) => Ok((response, sender, second)),
-            Err(SendError::Exchange(err)) => Err((Failure::Exchange(err), second)),
+            Err(SendError::Exchange(err)) => Err((Failure::Exchange(err), instance)),
             Err(SendError::Connect { error, .. }) => {
-                self.eject(funko, &second);
-                Err((Failure::Connect(error), second))
+                self.eject(funko, &instance);
+                Err((Failure::Connect(error), instance))
             }
         }
     }
@@ -387,6 +396,36 @@ fn add_forwarding_headers(
         headers.insert(X_FORWARDED_PREFIX, prefix.clone());
     }
     headers.insert(X_REQUEST_ID, request_id.clone());
+}
+
+/// The answer to a request that got no instance.
+fn refused(funko: &str, refusal: Refusal, timeout: std::time::Duration) -> Response<ProxyBody> {
+    match refusal {
+        Refusal::NoInstance => answer::no_ready_instance(funko),
+        Refusal::QueueFull(capacity) => answer::retry_soon(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("funko '{funko}' already holds {capacity} waiting requests; try again"),
+        ),
+        Refusal::WakeFailed(reason) => answer::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("funko '{funko}' could not start: {reason}"),
+        ),
+        Refusal::Gone => answer::error(
+            StatusCode::NOT_FOUND,
+            &format!("funko '{funko}' was removed while the request waited"),
+        ),
+        Refusal::TimedOut => answer::error(
+            StatusCode::GATEWAY_TIMEOUT,
+            &format!("funko '{funko}' had no instance free within {timeout:?}"),
+        ),
+    }
+}
+
+/// Counts a refusal by its reason (a funko removed meanwhile has no route to count it on).
+fn route_refused(routes: &Routes, funko: &str, refusal: &Refusal) {
+    if let Some(route) = routes.load().get(funko) {
+        route.stats.refused(refusal.as_str());
+    }
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {

@@ -17,6 +17,7 @@ mod deadline;
 mod error;
 mod forward;
 mod health;
+mod hold;
 mod hop;
 mod metrics;
 mod pool;

@@ -3,7 +3,9 @@
 //! Each funko's counters live next to its route, so counting a request touches no lock and
 //! no map; counters of a funko that leaves the table go with it.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -22,6 +24,8 @@ const STATUSES: usize = 500;
 #[derive(Debug, Default)]
 pub(crate) struct FunkoStats {
     shards: Sharded<Counters>,
+    /// Requests that got no instance, by reason (rare: a lock is fine).
+    refused: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 #[derive(Debug)]
@@ -68,11 +72,28 @@ impl FunkoStats {
             .fetch_add(delta, Ordering::Relaxed);
     }
 
+    /// Counts a request that got no instance, by the reason's label.
+    pub(crate) fn refused(&self, reason: &'static str) {
+        *self
+            .refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(reason)
+            .or_default() += 1;
+    }
+
+    fn refusals(&self) -> BTreeMap<&'static str, u64> {
+        self.refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     fn sum(&self, field: impl Fn(&Counters) -> &AtomicU64) -> u64 {
         self.shards.sum(|c| field(c).load(Ordering::Relaxed))
     }
 
-    fn in_flight(&self) -> i64 {
+    pub(crate) fn in_flight(&self) -> i64 {
         self.shards.sum(|c| c.in_flight.load(Ordering::Relaxed))
     }
 
@@ -199,6 +220,28 @@ impl Metrics {
                 out,
                 "faaso_proxy_in_flight_requests{{funko=\"{name}\"}} {n}"
             );
+        }
+
+        out.push_str(
+            "# HELP faaso_proxy_held_requests Requests waiting for an instance (the funko wakes or every instance is at its limit), by funko.\n",
+        );
+        out.push_str("# TYPE faaso_proxy_held_requests gauge\n");
+        for (name, route) in &funkos {
+            let n = route.held();
+            let _ = writeln!(out, "faaso_proxy_held_requests{{funko=\"{name}\"}} {n}");
+        }
+
+        out.push_str(
+            "# HELP faaso_proxy_refused_requests_total Requests that got no instance, by funko and reason (no_instance, queue_full, wake_failed, funko_removed, timeout).\n",
+        );
+        out.push_str("# TYPE faaso_proxy_refused_requests_total counter\n");
+        for (name, route) in &funkos {
+            for (reason, n) in route.stats.refusals() {
+                let _ = writeln!(
+                    out,
+                    "faaso_proxy_refused_requests_total{{funko=\"{name}\",reason=\"{reason}\"}} {n}"
+                );
+            }
         }
 
         out.push_str(

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::cors::Cors;
 use std::time::Duration;
@@ -16,6 +16,7 @@ use arc_swap::{ArcSwap, Guard};
 use hyper::header::HeaderValue;
 use hyper::http::uri::Authority;
 
+use crate::hold::Waiting;
 use crate::metrics::FunkoStats;
 use crate::pool::Pool;
 use crate::shard::Sharded;
@@ -49,6 +50,11 @@ pub struct FunkoSettings {
     pub request_timeout: Duration,
     /// Which browser origins may call it (absent: the proxy adds no CORS headers).
     pub cors: Option<Arc<Cors>>,
+    /// Requests held while no instance is free (the funko wakes, or every instance is at
+    /// `limit`); 0 answers 503 at once instead. A full queue answers 503 too.
+    pub queue: usize,
+    /// The most requests one instance serves at once; more wait in the queue.
+    pub limit: Option<usize>,
 }
 
 impl Default for FunkoSettings {
@@ -56,6 +62,8 @@ impl Default for FunkoSettings {
         Self {
             request_timeout: Duration::from_secs(60),
             cors: None,
+            queue: 0,
+            limit: None,
         }
     }
 }
@@ -70,10 +78,12 @@ pub struct Instance {
     in_flight: Sharded<AtomicUsize>,
     /// Idle keep-alive connections to this instance.
     pub(crate) pool: Pool,
+    /// Its funko's held requests, told when a request here finishes.
+    waiting: Arc<Waiting>,
 }
 
 impl Instance {
-    fn new(id: InstanceId, addr: SocketAddr) -> Self {
+    fn new(id: InstanceId, addr: SocketAddr, waiting: Arc<Waiting>) -> Self {
         let authority = Authority::try_from(addr.to_string().as_str())
             .unwrap_or_else(|_| Authority::from_static("invalid"));
         Self {
@@ -82,6 +92,7 @@ impl Instance {
             authority,
             in_flight: Sharded::default(),
             pool: Pool::default(),
+            waiting,
         }
     }
 
@@ -119,13 +130,21 @@ impl Instance {
     }
 }
 
-/// Keeps an instance's in-flight count raised while a request uses it.
+/// Keeps an instance's in-flight count raised while a request uses it: a slot on it.
 #[derive(Debug)]
 pub(crate) struct InFlight(Arc<Instance>, usize);
+
+impl InFlight {
+    /// The instance the slot is on.
+    pub(crate) fn instance(&self) -> &Arc<Instance> {
+        &self.0
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.get(self.1).fetch_sub(1, Ordering::Relaxed);
+        self.0.waiting.slot_freed();
     }
 }
 
@@ -138,6 +157,7 @@ pub struct FunkoRoute {
     pub(crate) stats: Arc<FunkoStats>,
     /// `/funko/<name>`, the X-Forwarded-Prefix value, made once here rather than per request.
     prefix: Option<HeaderValue>,
+    waiting: Arc<Waiting>,
 }
 
 impl FunkoRoute {
@@ -159,6 +179,39 @@ impl FunkoRoute {
     /// The ready instances.
     pub fn instances(&self) -> &[Arc<Instance>] {
         &self.instances
+    }
+
+    /// Requests held now, waiting for an instance.
+    pub fn held(&self) -> usize {
+        self.waiting.held()
+    }
+
+    /// The funko's load: requests in flight to its instances plus requests held for one
+    /// (what the autoscaler samples).
+    pub fn load(&self) -> usize {
+        usize::try_from(self.stats.in_flight()).unwrap_or(0) + self.held()
+    }
+
+    pub(crate) fn waiting(&self) -> &Arc<Waiting> {
+        &self.waiting
+    }
+
+    /// Picks an instance other than `except` as [`pick`](Self::pick) does and takes a slot on
+    /// it; `None` when none is ready or every one is at the funko's `limit`.
+    pub(crate) fn take(&self, except: Option<&InstanceId>) -> Option<InFlight> {
+        let Some(limit) = self.settings.limit else {
+            return self.pick(except).map(|i| i.start_request());
+        };
+        let free = |i: &&Arc<Instance>| except != Some(&i.id) && i.in_flight() < limit;
+        // The least busy free instance; the slot is taken first and given back when a racing
+        // request took the last one, so the limit is never passed.
+        let instance = self
+            .instances
+            .iter()
+            .filter(free)
+            .min_by_key(|i| i.in_flight())?;
+        let slot = instance.start_request();
+        (instance.in_flight() <= limit).then_some(slot)
     }
 
     /// Picks a ready instance other than `except`: of two neighbours in round-robin order, the
@@ -189,6 +242,7 @@ impl FunkoRoute {
             cursor: AtomicUsize::new(self.cursor.load(Ordering::Relaxed)),
             stats: self.stats.clone(),
             prefix: self.prefix.clone(),
+            waiting: self.waiting.clone(),
         }
     }
 }
@@ -222,6 +276,16 @@ struct Shared {
     table: ArcSwap<RouteTable>,
     // Writers are rare; serialising them keeps read-modify-swap from losing an update.
     writer: Mutex<()>,
+    demand: OnceLock<Demand>,
+}
+
+/// Told the name of a funko whose first request was just held (see [`Routes::on_demand`]).
+struct Demand(Box<dyn Fn(&str) + Send + Sync>);
+
+impl fmt::Debug for Demand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Demand")
+    }
 }
 
 impl Routes {
@@ -247,9 +311,30 @@ impl Routes {
             .is_some_and(|r| r.instances.iter().any(|i| &i.id == id))
     }
 
+    /// Sets what hears of demand: called (on the request's task, so it must not block) with
+    /// the funko's name when a request is held and none was before. Set once; later calls
+    /// are ignored.
+    pub fn on_demand(&self, demand: impl Fn(&str) + Send + Sync + 'static) {
+        let _ = self.inner.demand.set(Demand(Box::new(demand)));
+    }
+
+    pub(crate) fn raise_demand(&self, funko: &str) {
+        if let Some(demand) = self.inner.demand.get() {
+            (demand.0)(funko);
+        }
+    }
+
+    /// The funko cannot wake (its build failed, its instance crashed at start…): every request
+    /// held for it now is answered 503 with `reason` instead of waiting for its timeout.
+    pub fn wake_failed(&self, funko: &str, reason: &str) {
+        if let Some(route) = self.load().get(funko) {
+            route.waiting.fail(reason);
+        }
+    }
+
     /// Makes a funko known with these settings, keeping its ready instances (if any).
     pub fn set_funko(&self, funko: &str, settings: FunkoSettings) {
-        self.update(funko, |route| {
+        self.update(funko, |route, _| {
             let instances = route.map(|r| r.instances.clone()).unwrap_or_default();
             Some((settings, instances))
         });
@@ -257,12 +342,12 @@ impl Routes {
 
     /// Forgets a funko: its requests answer 404 from now on.
     pub fn remove_funko(&self, funko: &str) {
-        self.update(funko, |_| None);
+        self.update(funko, |_, _| None);
     }
 
     /// Adds (or moves) a ready instance; an unknown funko becomes known with default settings.
     pub fn insert_ready(&self, funko: &str, id: InstanceId, addr: SocketAddr) {
-        self.update(funko, |route| {
+        self.update(funko, |route, waiting| {
             let settings = route.map(|r| r.settings.clone()).unwrap_or_default();
             let mut instances: Vec<_> = route
                 .map(|r| r.instances.clone())
@@ -271,7 +356,7 @@ impl Routes {
                 .filter(|i| i.id != id || i.addr == addr)
                 .collect();
             if !instances.iter().any(|i| i.id == id) {
-                instances.push(Arc::new(Instance::new(id, addr)));
+                instances.push(Arc::new(Instance::new(id, addr, waiting.clone())));
                 instances.sort_by(|a, b| a.id.cmp(&b.id));
             }
             Some((settings, instances))
@@ -282,7 +367,7 @@ impl Routes {
     /// Returns whether it was there.
     pub fn remove_instance(&self, funko: &str, id: &InstanceId) -> bool {
         let mut found = false;
-        self.update(funko, |route| {
+        self.update(funko, |route, _| {
             let route = route?;
             found = route.instances.iter().any(|i| &i.id == id);
             let instances = route
@@ -307,34 +392,46 @@ impl Routes {
         let mut table = RouteTable::default();
         for (name, (settings, wanted)) in funkos {
             let previous = old.get(&name);
+            let waiting = previous.map(|r| r.waiting.clone()).unwrap_or_default();
             let mut instances: Vec<Arc<Instance>> = wanted
                 .into_iter()
                 .map(|(id, addr)| {
                     previous
                         .and_then(|r| r.instances.iter().find(|i| i.id == id && i.addr == addr))
                         .cloned()
-                        .unwrap_or_else(|| Arc::new(Instance::new(id, addr)))
+                        .unwrap_or_else(|| Arc::new(Instance::new(id, addr, waiting.clone())))
                 })
                 .collect();
             instances.sort_by(|a, b| a.id.cmp(&b.id));
             let route = match previous {
                 Some(r) => r.with(settings, instances),
-                None => new_route(&name, settings, instances),
+                None => new_route(&name, settings, instances, waiting),
             };
             table.funkos.insert(name, Arc::new(route));
         }
         self.inner.table.store(Arc::new(table));
+        // Held requests look again: at their funko's new instances, or find it gone.
+        for (_, route) in old.iter() {
+            route.waiting.route_changed();
+        }
+        for (_, route) in self.load().iter() {
+            route.waiting.route_changed();
+        }
     }
 
     /// Applies `change` to one funko's route (None: unknown) and swaps in the new table.
     fn update<F>(&self, funko: &str, change: F)
     where
-        F: FnOnce(Option<&FunkoRoute>) -> Option<(FunkoSettings, Vec<Arc<Instance>>)>,
+        F: FnOnce(
+            Option<&FunkoRoute>,
+            &Arc<Waiting>,
+        ) -> Option<(FunkoSettings, Vec<Arc<Instance>>)>,
     {
         let _writer = self.inner.writer.lock().unwrap_or_else(|p| p.into_inner());
         let old = self.load();
         let previous = old.get(funko);
-        let next = change(previous.map(|r| r.as_ref()));
+        let waiting = previous.map(|r| r.waiting.clone()).unwrap_or_default();
+        let next = change(previous.map(|r| r.as_ref()), &waiting);
         // A resync re-declares every funko; leave the table alone when nothing changed.
         if let (Some((settings, instances)), Some(prev)) = (&next, previous)
             && *settings == prev.settings
@@ -358,21 +455,29 @@ impl Routes {
             (Some((settings, instances)), None) => {
                 funkos.insert(
                     funko.to_owned(),
-                    Arc::new(new_route(funko, settings, instances)),
+                    Arc::new(new_route(funko, settings, instances, waiting.clone())),
                 );
             }
         }
         self.inner.table.store(Arc::new(RouteTable { funkos }));
+        // Held requests look again: at the new instances, or find the funko gone.
+        waiting.route_changed();
     }
 }
 
-fn new_route(name: &str, settings: FunkoSettings, instances: Vec<Arc<Instance>>) -> FunkoRoute {
+fn new_route(
+    name: &str,
+    settings: FunkoSettings,
+    instances: Vec<Arc<Instance>>,
+    waiting: Arc<Waiting>,
+) -> FunkoRoute {
     FunkoRoute {
         settings,
         instances,
         cursor: AtomicUsize::new(0),
         stats: Arc::new(FunkoStats::default()),
         prefix: HeaderValue::from_str(&format!("/funko/{name}")).ok(),
+        waiting,
     }
 }
 
