@@ -4,6 +4,7 @@
 //!
 //! Needs a Docker engine; each test runs its own backend on its own network.
 
+#[allow(dead_code)]
 mod support;
 
 use std::sync::{Arc, Mutex};
