@@ -3,7 +3,7 @@
 //! Docker backend is in `docker/`.
 #![forbid(unsafe_code)]
 
-mod autoscale;
+pub mod autoscale;
 mod backend;
 mod deaths;
 mod desired;
