@@ -3,6 +3,7 @@
 //! Docker backend is in `docker/`.
 #![forbid(unsafe_code)]
 
+pub mod autoscale;
 mod backend;
 mod deaths;
 mod desired;
@@ -21,6 +22,10 @@ mod status;
 pub mod twin;
 mod watch;
 
+pub use autoscale::{
+    Autoscaler, DEFAULT_IDLE_AFTER, DEFAULT_PANIC_THRESHOLD, DEFAULT_PANIC_WINDOW,
+    DEFAULT_STABLE_WINDOW, Decision, Policy, Reason,
+};
 pub use backend::{
     Backend, Change, EngineError, InstanceDetails, InstanceLog, LogOptions, Started, StepFailure,
     StepInfo,
