@@ -107,16 +107,58 @@ pub fn parse_spec(text: &str) -> Result<Spec, Problem> {
 
 fn yaml_problem(text: &str, error: &serde_saphyr::Error) -> Problem {
     let location = error.location();
-    let line = location.map(|l| l.line());
+    let mut line = location.map(|l| l.line());
+    let mut column = location.map(|l| l.column());
+    if let Some(l) = location {
+        // An error about a whole block (a rule across its fields, a field it lacks, a block
+        // where a value belongs) is placed on the block's first key; it belongs to the key that
+        // opens the block.
+        let about_block = l.span().is_empty()
+            || matches!(
+                error.without_snippet(),
+                serde_saphyr::Error::SerdeMissingField { .. }
+            );
+        if let Some((opener, at)) = about_block
+            .then(|| block_opener(text, l.line(), l.column()))
+            .flatten()
+        {
+            (line, column) = (Some(opener), Some(at));
+        }
+    }
     let raw = error.without_snippet().to_string();
     let message = strip_position_prefix(&raw);
     Problem {
         file: PathBuf::new(),
         line,
-        column: location.map(|l| l.column()),
+        column,
         field: line.and_then(|line| field_at(text, line)),
         message: explain(message),
     }
+}
+
+/// When `line`:`column` is where a block-style key starts, the line and column of the key whose
+/// block holds it.
+fn block_opener(text: &str, line: u64, column: u64) -> Option<(u64, u64)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let index = usize::try_from(line).ok()?.checked_sub(1)?;
+    let indent_of = |raw: &str| raw.len() - raw.trim_start().len();
+    let is_key = |raw: &str| {
+        let trimmed = raw.trim_start();
+        !trimmed.starts_with(['#', '-', '{', '[']) && trimmed.contains(':')
+    };
+    let here = lines.get(index)?;
+    let indent = indent_of(here);
+    if !is_key(here) || indent == 0 || column != indent as u64 + 1 {
+        return None;
+    }
+    lines[..index]
+        .iter()
+        .enumerate()
+        .rev()
+        .filter(|(_, raw)| !raw.trim().is_empty() && !raw.trim_start().starts_with('#'))
+        .find(|(_, raw)| indent_of(raw) < indent)
+        .filter(|(_, raw)| is_key(raw))
+        .map(|(i, raw)| (i as u64 + 1, indent_of(raw) as u64 + 1))
 }
 
 /// serde-saphyr puts `error: line N column M: ` in front and sometimes ` at line N, column M`
@@ -374,6 +416,25 @@ mod tests {
         assert_eq!(
             set_scale("name: a\nruntime: python\n", 0),
             "name: a\nscale: 0\nruntime: python\n"
+        );
+    }
+
+    #[test]
+    fn an_error_about_a_whole_block_points_at_its_key() {
+        let p = problem("name: x\ncors:\n  methods: [GET]\n  headers: [A]\n");
+        assert_eq!((p.field.as_deref(), p.line), (Some("cors"), Some(2)), "{p}");
+        assert!(p.message.contains("missing field `origins`"), "{p}");
+        let p = problem("name: x\ntimeout:\n  a: 1\n");
+        assert_eq!(
+            (p.field.as_deref(), p.line),
+            (Some("timeout"), Some(2)),
+            "{p}"
+        );
+        let p = problem("name: x\nenv:\n  PORT: 1\n");
+        assert_eq!(
+            (p.field.as_deref(), p.line),
+            (Some("env.PORT"), Some(3)),
+            "an error about the first key itself stays on it: {p}"
         );
     }
 
