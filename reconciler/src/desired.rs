@@ -140,7 +140,7 @@ pub fn load_desired(
                         name: name.clone(),
                         image: prepared.image.clone(),
                         config_hash: prepared.config_hash.clone(),
-                        scale: prepared.funko.spec.scale,
+                        scale: prepared.funko.spec.scale.min(),
                     },
                 );
                 state.prepared.insert(name, prepared);
@@ -256,6 +256,8 @@ mod tests {
         let ns = Namespace::default();
         let one = config_hash(&spec("name: a\nscale: 1\n"), "img:1", &[], &ns);
         let five = config_hash(&spec("name: a\nscale: 5\n"), "img:1", &[], &ns);
+        let bounds = "name: a\nscale: {min: 0, max: 5}\nidle: {pause_after: 1m}\n";
+        assert_eq!(one, config_hash(&spec(bounds), "img:1", &[], &ns));
         let env = config_hash(&spec("name: a\nenv: {A: b}\n"), "img:1", &[], &ns);
         let image = config_hash(&spec("name: a\n"), "img:2", &[], &ns);
         assert_eq!(one, five);

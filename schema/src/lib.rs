@@ -7,6 +7,7 @@ mod load;
 mod name;
 mod problem;
 mod runtime;
+mod scale;
 mod spec;
 mod units;
 
@@ -18,6 +19,7 @@ pub use problem::Problem;
 pub use runtime::{
     BaseChoice, BaseImages, Runtime, RuntimeMeta, resolve as resolve_runtime, scaffold,
 };
+pub use scale::{AutoScale, Idle, MAX_INSTANCES, MAX_QUEUE, Scale};
 pub use spec::{EnvName, EnvValue, Hardening, Healthcheck, Resources, SecretKey, Spec};
 pub use units::{Cpus, Duration, Memory, parse_duration};
 

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::problem::Problem;
+use crate::scale::idle_needs_autoscale;
 use crate::spec::Spec;
 
 /// The file every funko folder holds.
@@ -102,21 +103,92 @@ pub fn load_funkos_dir(root: &Path) -> Result<(Vec<Funko>, Vec<Problem>), Proble
 /// Parses funko.yml text. The returned problem has an empty file name; callers set it.
 pub fn parse_spec(text: &str) -> Result<Spec, Problem> {
     let options = serde_saphyr::options! { with_snippet: false };
-    serde_saphyr::from_str_with_options(text, options).map_err(|e| yaml_problem(text, &e))
+    let spec: Spec =
+        serde_saphyr::from_str_with_options(text, options).map_err(|e| yaml_problem(text, &e))?;
+    check_idle(text, &spec)?;
+    Ok(spec)
+}
+
+/// `idle:` means something only with autoscaling. `Spec` cannot tell a written block from the
+/// defaults, so the text is read once more for whether the key is there.
+fn check_idle(text: &str, spec: &Spec) -> Result<(), Problem> {
+    #[derive(serde::Deserialize)]
+    struct Written {
+        idle: Option<serde::de::IgnoredAny>,
+    }
+    let Some(message) = idle_needs_autoscale(&spec.scale) else {
+        return Ok(());
+    };
+    let options = serde_saphyr::options! { with_snippet: false };
+    let written: Written =
+        serde_saphyr::from_str_with_options(text, options).map_err(|e| yaml_problem(text, &e))?;
+    if written.idle.is_none() {
+        return Ok(());
+    }
+    let (line, column) = locate_key(text, "idle");
+    Err(Problem {
+        file: PathBuf::new(),
+        line,
+        column,
+        field: Some("idle".to_owned()),
+        message,
+    })
 }
 
 fn yaml_problem(text: &str, error: &serde_saphyr::Error) -> Problem {
     let location = error.location();
-    let line = location.map(|l| l.line());
+    let mut line = location.map(|l| l.line());
+    let mut column = location.map(|l| l.column());
+    if let Some(l) = location {
+        // An error about a whole block (a rule across its fields, a field it lacks, a block
+        // where a value belongs) is placed on the block's first key; it belongs to the key that
+        // opens the block.
+        let about_block = l.span().is_empty()
+            || matches!(
+                error.without_snippet(),
+                serde_saphyr::Error::SerdeMissingField { .. }
+            );
+        if let Some((opener, at)) = about_block
+            .then(|| block_opener(text, l.line(), l.column()))
+            .flatten()
+        {
+            (line, column) = (Some(opener), Some(at));
+        }
+    }
     let raw = error.without_snippet().to_string();
     let message = strip_position_prefix(&raw);
     Problem {
         file: PathBuf::new(),
         line,
-        column: location.map(|l| l.column()),
+        column,
         field: line.and_then(|line| field_at(text, line)),
         message: explain(message),
     }
+}
+
+/// When `line`:`column` is where a block-style key starts, the line and column of the key whose
+/// block holds it.
+fn block_opener(text: &str, line: u64, column: u64) -> Option<(u64, u64)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let index = usize::try_from(line).ok()?.checked_sub(1)?;
+    let indent_of = |raw: &str| raw.len() - raw.trim_start().len();
+    let is_key = |raw: &str| {
+        let trimmed = raw.trim_start();
+        !trimmed.starts_with(['#', '-', '{', '[']) && trimmed.contains(':')
+    };
+    let here = lines.get(index)?;
+    let indent = indent_of(here);
+    if !is_key(here) || indent == 0 || column != indent as u64 + 1 {
+        return None;
+    }
+    lines[..index]
+        .iter()
+        .enumerate()
+        .rev()
+        .filter(|(_, raw)| !raw.trim().is_empty() && !raw.trim_start().starts_with('#'))
+        .find(|(_, raw)| indent_of(raw) < indent)
+        .filter(|(_, raw)| is_key(raw))
+        .map(|(i, raw)| (i as u64 + 1, indent_of(raw) as u64 + 1))
 }
 
 /// serde-saphyr puts `error: line N column M: ` in front and sometimes ` at line N, column M`
@@ -213,12 +285,18 @@ fn field_at(text: &str, line: u64) -> Option<String> {
 }
 
 /// `text` (a funko.yml) with its top-level `scale:` set to `scale` (added after `name:` when
-/// absent), keeping comments and everything else as written.
+/// absent; a block of bounds is replaced whole), keeping comments and everything else as written.
 pub fn set_scale(text: &str, scale: u32) -> String {
     let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
     let line = format!("scale: {scale}");
     match lines.iter().position(|l| l.starts_with("scale:")) {
-        Some(i) => lines[i] = line,
+        Some(i) => {
+            let block = lines[i + 1..]
+                .iter()
+                .take_while(|l| l.starts_with([' ', '\t']))
+                .count();
+            lines.splice(i..=i + block, [line]);
+        }
         None => {
             let at = lines
                 .iter()
@@ -232,10 +310,22 @@ pub fn set_scale(text: &str, scale: u32) -> String {
     out
 }
 
-/// Sets the scale in the funko.yml of the funko in `dir`, checking the result parses before it
-/// replaces the file (atomically), so a broken funko.yml is never left behind.
+/// Sets the fixed scale in the funko.yml of the funko in `dir`, checking the result parses before
+/// it replaces the file (atomically), so a broken funko.yml is never left behind. Returns the
+/// scale it had. An autoscaled funko is refused: its count follows load.
 pub fn write_scale(dir: &Path, scale: u32) -> Result<u32, Problem> {
     let funko = load_funko(dir)?;
+    if let Some(auto) = funko.spec.scale.auto() {
+        return Err(funko.field_problem(
+            "scale",
+            format!(
+                "the funko is autoscaled between {} and {} instances, so its count follows load; \
+                 change `min` or `max` under `scale:`, or replace the block with a fixed count \
+                 such as `scale: {scale}` (and remove `idle:`)",
+                auto.min, auto.max
+            ),
+        ));
+    }
     let file = dir.join(SPEC_FILE);
     let updated = set_scale(&funko.text, scale);
     parse_spec(&updated).map_err(|mut p| {
@@ -246,7 +336,7 @@ pub fn write_scale(dir: &Path, scale: u32) -> Result<u32, Problem> {
     std::fs::write(&tmp, &updated)
         .and_then(|()| std::fs::rename(&tmp, &file))
         .map_err(|e| Problem::whole(&file, format!("cannot be written: {e}")))?;
-    Ok(funko.spec.scale)
+    Ok(funko.spec.scale.min())
 }
 
 /// The line and column of the value of top-level `key` in funko.yml `text`.
@@ -294,7 +384,7 @@ mod tests {
     #[test]
     fn a_minimal_spec_gets_the_defaults() {
         let spec = parse_spec("name: hello\n").unwrap();
-        assert_eq!(spec.scale, 1);
+        assert_eq!(spec.scale, crate::Scale::Fixed(1));
         assert_eq!(spec.healthcheck.path, "/ping");
         assert_eq!(spec.timeout.0, std::time::Duration::from_secs(30));
         assert_eq!(spec.runtime, None);
@@ -308,7 +398,7 @@ mod tests {
              resources: {memory: 128M, cpus: 0.5}\ntimeout: 1m\noptions: {handler: main.py, debug: true}\n",
         )
         .unwrap();
-        assert_eq!(spec.scale, 3);
+        assert_eq!(spec.scale, crate::Scale::Fixed(3));
         assert_eq!(spec.env.len(), 3);
         assert_eq!(spec.resources.memory, Some(crate::Memory(128 << 20)));
         assert_eq!(spec.options["debug"], serde_json::json!(true));
@@ -374,6 +464,55 @@ mod tests {
         assert_eq!(
             set_scale("name: a\nruntime: python\n", 0),
             "name: a\nscale: 0\nruntime: python\n"
+        );
+    }
+
+    #[test]
+    fn a_block_of_bounds_is_replaced_whole_by_a_count() {
+        assert_eq!(
+            set_scale("name: a\nscale:\n  min: 0\n  max: 4\ntimeout: 5s\n", 2),
+            "name: a\nscale: 2\ntimeout: 5s\n"
+        );
+    }
+
+    #[test]
+    fn writing_a_count_over_bounds_is_refused_and_the_file_is_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("auto");
+        std::fs::create_dir(&dir).unwrap();
+        let text = "name: auto\nscale:\n  min: 0\n  max: 4\nidle: {pause_after: 1m}\n";
+        std::fs::write(dir.join(SPEC_FILE), text).unwrap();
+        let p = write_scale(&dir, 3).unwrap_err();
+        assert_eq!((p.field.as_deref(), p.line), (Some("scale"), Some(2)));
+        assert!(p.message.contains("autoscaled between 0 and 4"), "{p}");
+        assert_eq!(std::fs::read_to_string(dir.join(SPEC_FILE)).unwrap(), text);
+
+        let fixed = tmp.path().join("fixed");
+        std::fs::create_dir(&fixed).unwrap();
+        std::fs::write(fixed.join(SPEC_FILE), "name: fixed\nscale: 2\n").unwrap();
+        assert_eq!(write_scale(&fixed, 5), Ok(2));
+        assert_eq!(
+            load_funko(&fixed).unwrap().spec.scale,
+            crate::Scale::Fixed(5)
+        );
+    }
+
+    #[test]
+    fn an_error_about_a_whole_block_points_at_its_key() {
+        let p = problem("name: x\ncors:\n  methods: [GET]\n  headers: [A]\n");
+        assert_eq!((p.field.as_deref(), p.line), (Some("cors"), Some(2)), "{p}");
+        assert!(p.message.contains("missing field `origins`"), "{p}");
+        let p = problem("name: x\ntimeout:\n  a: 1\n");
+        assert_eq!(
+            (p.field.as_deref(), p.line),
+            (Some("timeout"), Some(2)),
+            "{p}"
+        );
+        let p = problem("name: x\nenv:\n  PORT: 1\n");
+        assert_eq!(
+            (p.field.as_deref(), p.line),
+            (Some("env.PORT"), Some(3)),
+            "an error about the first key itself stays on it: {p}"
         );
     }
 
@@ -455,6 +594,16 @@ mod tests {
             "read_only: ",
             "pids_limit: ",
             "options: ",
+            "min: ",
+            "max: ",
+            "target: ",
+            "limit: ",
+            "queue: ",
+            "stable_window: ",
+            "panic_window: ",
+            "idle: ",
+            "pause_after: ",
+            "stop_after: ",
             "hello",
             "python",
             "node",

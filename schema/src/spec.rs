@@ -8,6 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::cors::{Cors, cors_block};
 use crate::name::FunkoName;
+use crate::scale::{Idle, Scale};
 use crate::units::{Cpus, Duration, Memory};
 
 /// One funko's desired state, as written in its funko.yml.
@@ -24,10 +25,14 @@ pub struct Spec {
     /// folder, relative to the funko. Absent: the funko brings its own Dockerfile.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime: Option<String>,
-    /// How many instances run; 0 keeps the funko defined but stopped.
-    #[serde(default = "default_scale")]
-    #[schemars(range(max = 100))]
-    pub scale: u32,
+    /// How many instances run: a fixed count (0 keeps the funko defined but stopped), or
+    /// bounds for the autoscaler such as `{min: 0, max: 10}`.
+    #[serde(default)]
+    pub scale: Scale,
+    /// When an autoscaled funko's idle instances are paused and stopped; only with bounds in
+    /// `scale`.
+    #[serde(default, skip_serializing_if = "Idle::is_default")]
+    pub idle: Idle,
     /// Environment variables for every instance.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<EnvName, EnvValue>,
@@ -252,9 +257,6 @@ fn url_path<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Err
     }
 }
 
-fn default_scale() -> u32 {
-    1
-}
 fn default_timeout() -> Duration {
     Duration::from_secs(30)
 }

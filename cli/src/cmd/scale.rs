@@ -34,12 +34,11 @@ pub async fn show(global: &Global, name: &str, dir: &Path) -> anyhow::Result<Exi
         Some(remote) => remote.desired(name).await?.ok_or_else(|| {
             anyhow::anyhow!("funko `{name}` is invalid on the server; see `faaso status {name}`")
         })?,
-        None => {
-            faaso_schema::load_funko(&dir.join(name))
-                .map_err(|p| anyhow::anyhow!("{p}"))?
-                .spec
-                .scale
-        }
+        None => faaso_schema::load_funko(&dir.join(name))
+            .map_err(|p| anyhow::anyhow!("{p}"))?
+            .spec
+            .scale
+            .min(),
     };
     println!("{name}: scale {scale}");
     Ok(ExitCode::SUCCESS)
@@ -59,7 +58,8 @@ pub async fn run(
     let current = faaso_schema::load_funko(&funko_dir)
         .map_err(|p| anyhow::anyhow!("{p}"))?
         .spec
-        .scale;
+        .scale
+        .min();
     let target = scale.unwrap_or(current.max(1));
     faaso_schema::write_scale(&funko_dir, target).map_err(|p| anyhow::anyhow!("{p}"))?;
     println!("{name}: scale {current} → {target}");
