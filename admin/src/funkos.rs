@@ -137,6 +137,17 @@ async fn scale(
         Ok(scale) => scale,
         Err(message) => return error(StatusCode::UNPROCESSABLE_ENTITY, message),
     };
+    if let Ok(funko) = faaso_schema::load_funko(&dir)
+        && let Some(auto) = funko.spec.scale.auto()
+    {
+        return error(
+            StatusCode::CONFLICT,
+            format!(
+                "funko `{name}` is autoscaled between {} and {} instances: its count follows load. To pin a count, write `scale: <n>` in its funko.yml (the bounds go).",
+                auto.min, auto.max
+            ),
+        );
+    }
     match faaso_schema::write_scale(&dir, scale) {
         Ok(previous) => {
             state.changed(AdminEvent::Scaled {

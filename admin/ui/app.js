@@ -103,6 +103,8 @@ function logOut(message) {
 function health(funko) {
   if (funko.error) return "error";
   if (funko.desired === null || funko.desired === undefined) return "invalid";
+  // An autoscaled funko with nothing ready is asleep, not down: a request wakes it.
+  if (funko.autoscaled && funko.ready === 0 && funko.outdated === 0) return "idle";
   if (funko.desired === 0) return funko.ready === 0 ? "stopped" : "rolling";
   if (funko.ready === 0) return "down";
   if (funko.outdated > 0) return "rolling";
@@ -164,8 +166,21 @@ function renderFunkos(board) {
       body.append(row);
     }
     const desired = funko.desired === null || funko.desired === undefined ? "–" : String(funko.desired);
-    row.querySelector(".desired").textContent = desired;
-    row.querySelector(".ready").textContent = String(funko.ready) + (funko.outdated ? ` (+${funko.outdated} old)` : "");
+    const desiredCell = row.querySelector(".desired");
+    if (funko.autoscaled) {
+      const bounds = funko.autoscaled;
+      const decision = funko.last_decision;
+      desiredCell.replaceChildren(
+        `${desired} (auto ${bounds.min}–${bounds.max})`,
+        el("div", { class: "decision", text: decision ? decision.reason : "no decision yet" }));
+    } else {
+      desiredCell.textContent = desired;
+    }
+    const idle = [funko.paused ? `${funko.paused} paused` : "", funko.stopped ? `${funko.stopped} stopped` : ""]
+      .filter(Boolean).join(", ");
+    row.querySelector(".ready").textContent = String(funko.ready)
+      + (funko.outdated ? ` (+${funko.outdated} old)` : "")
+      + (idle ? ` (${idle})` : "");
     const state = health(funko);
     const cell = row.querySelector(".health");
     cell.textContent = state;
@@ -176,6 +191,9 @@ function renderFunkos(board) {
     built.title = funko.image_created ? new Date(funko.image_created * 1000).toLocaleString() : "";
     row.querySelector(".last-error").textContent = funko.error || "";
     const input = row.querySelector("input[name=scale]");
+    // An autoscaled funko's count follows load; its bounds live in funko.yml.
+    input.disabled = Boolean(funko.autoscaled);
+    input.title = funko.autoscaled ? "autoscaled: edit scale.min and scale.max in funko.yml" : "";
     if (!input.dataset.edited && funko.desired !== null && funko.desired !== undefined) {
       input.value = String(funko.desired);
     }

@@ -5,6 +5,7 @@ mod cmd;
 mod discovery;
 mod remote;
 mod report;
+mod scaler;
 
 use std::process::ExitCode;
 

@@ -25,6 +25,7 @@ mod prefix;
 mod redirect;
 mod request_id;
 mod route_table;
+mod scale_metrics;
 mod server;
 mod shard;
 mod shutdown;

@@ -19,6 +19,7 @@ use hyper::http::uri::Authority;
 use crate::hold::Waiting;
 use crate::metrics::FunkoStats;
 use crate::pool::Pool;
+use crate::scale_metrics::ScaleMetrics;
 use crate::shard::Sharded;
 
 /// Names one instance of a funko (for Docker: the container id).
@@ -277,6 +278,7 @@ struct Shared {
     // Writers are rare; serialising them keeps read-modify-swap from losing an update.
     writer: Mutex<()>,
     demand: OnceLock<Demand>,
+    scale: ScaleMetrics,
 }
 
 /// Told the name of a funko whose first request was just held (see [`Routes::on_demand`]).
@@ -322,6 +324,26 @@ impl Routes {
         if let Some(demand) = self.inner.demand.get() {
             (demand.0)(funko);
         }
+    }
+
+    /// The autoscaler's view of a funko for `/metrics`: instances it wants, and ready ones.
+    pub fn set_replicas(&self, funko: &str, desired: usize, ready: usize) {
+        self.inner.scale.set_replicas(funko, desired, ready);
+    }
+
+    /// A wake of `funko` by `tier` (`paused`, `stopped`, `created`) took `took`, for
+    /// `/metrics`.
+    pub fn record_wake(&self, funko: &str, tier: &'static str, took: std::time::Duration) {
+        self.inner.scale.record_wake(funko, tier, took);
+    }
+
+    /// Forgets the autoscaler figures of funkos `keep` does not keep.
+    pub fn retain_scaled(&self, keep: impl Fn(&str) -> bool) {
+        self.inner.scale.retain(keep);
+    }
+
+    pub(crate) fn render_scale(&self, out: &mut String) {
+        self.inner.scale.render(out);
     }
 
     /// The funko cannot wake (its build failed, its instance crashed at start…): every request

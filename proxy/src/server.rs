@@ -564,16 +564,17 @@ impl Shared {
             (&Method::GET, "/healthz") => {
                 answer::text("application/json", "{\"status\":\"ok\"}\n".into())
             }
-            (&Method::GET, "/metrics") => answer::text(
-                "text/plain; version=0.0.4",
-                self.forwarder.metrics.render(
+            (&Method::GET, "/metrics") => {
+                let mut text = self.forwarder.metrics.render(
                     &self.routes.load(),
                     self.forwarder
                         .access_log
                         .as_ref()
                         .map_or(0, AccessLog::dropped),
-                ),
-            ),
+                );
+                self.routes.render_scale(&mut text);
+                answer::text("text/plain; version=0.0.4", text)
+            }
             _ => self.forwarder.forward(req, &client).await,
         })
     }

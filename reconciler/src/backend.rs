@@ -40,6 +40,11 @@ impl EngineError {
     pub fn new(error: impl std::error::Error + Send + Sync + 'static) -> Self {
         Self(Box::new(error))
     }
+
+    /// What this backend cannot do.
+    pub fn unsupported(what: &str) -> Self {
+        Self(format!("{what} is not supported by this backend").into())
+    }
 }
 
 impl fmt::Debug for EngineError {
@@ -183,6 +188,39 @@ pub trait Backend: Send + Sync {
 
     /// Restarts one instance in place (SIGTERM, the grace period, SIGKILL, start).
     fn restart(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
+
+    /// Freezes an idle instance, memory and address kept (it must get no traffic first). A
+    /// backend that cannot says so.
+    fn pause(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send {
+        let _ = id;
+        async { Err(EngineError::unsupported("pausing an instance")) }
+    }
+
+    /// Thaws a paused instance; its address is the one it had.
+    fn unpause(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send {
+        let _ = id;
+        async { Err(EngineError::unsupported("unpausing an instance")) }
+    }
+
+    /// Stops an idle instance and keeps it (memory freed), to be resumed later.
+    fn stop(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send {
+        let _ = id;
+        async {
+            Err(EngineError::unsupported(
+                "stopping an instance and keeping it",
+            ))
+        }
+    }
+
+    /// Thaws a paused instance or starts a stopped one; where it listens now.
+    fn resume(
+        &self,
+        id: &str,
+        paused: bool,
+    ) -> impl Future<Output = Result<SocketAddr, EngineError>> + Send {
+        let _ = (id, paused);
+        async { Err(EngineError::unsupported("resuming an instance")) }
+    }
 
     /// The output of every instance of `funko`, running or not (empty when it has none).
     fn logs(

@@ -22,7 +22,7 @@ impl Deaths {
         self.ids().remove(id);
     }
 
-    /// Marks instances known dead as stopped, and forgets ids the list has caught up with.
+    /// Marks instances known dead as exited, and forgets ids the list has caught up with.
     pub fn apply(&self, observed: &mut Observed) {
         let mut ids = self.ids();
         if ids.is_empty() {
@@ -30,8 +30,8 @@ impl Deaths {
         }
         let mut lagging = HashSet::new();
         for instance in &mut observed.instances {
-            if ids.contains(&instance.id) && instance.state != InstanceState::Stopped {
-                instance.state = InstanceState::Stopped;
+            if ids.contains(&instance.id) && instance.state.is_live() {
+                instance.state = InstanceState::Exited;
                 lagging.insert(instance.id.clone());
             }
         }
@@ -82,16 +82,16 @@ mod tests {
             instance("b", InstanceState::Running),
         ]);
         deaths.apply(&mut lagging);
-        assert_eq!(lagging.instances[0].state, InstanceState::Stopped);
+        assert_eq!(lagging.instances[0].state, InstanceState::Exited);
         assert_eq!(lagging.instances[1].state, InstanceState::Running);
 
         // Still lagging on the next look: still dead.
         let mut again = observed(vec![instance("a", InstanceState::Running)]);
         deaths.apply(&mut again);
-        assert_eq!(again.instances[0].state, InstanceState::Stopped);
+        assert_eq!(again.instances[0].state, InstanceState::Exited);
 
         // The list caught up (or the container is gone): the note is dropped.
-        deaths.apply(&mut observed(vec![instance("a", InstanceState::Stopped)]));
+        deaths.apply(&mut observed(vec![instance("a", InstanceState::Exited)]));
         let mut later = observed(vec![instance("a", InstanceState::Running)]);
         deaths.apply(&mut later);
         assert_eq!(later.instances[0].state, InstanceState::Running);

@@ -50,8 +50,101 @@ pub struct DesiredFunko {
     /// The hash of everything that needs a new container (image, env, secrets, resources), not
     /// the scale: a scale change must never recreate the instances that stay.
     pub config_hash: String,
-    /// How many instances should run.
+    /// How many instances should exist: run, for a fixed scale; for an autoscaled funko, at
+    /// least this many exist (running, paused or stopped), and more already there are kept.
     pub scale: u32,
+    /// The autoscaler's bounds and idle times, for an autoscaled funko (`scale: {min, max}`).
+    pub autoscaled: Option<Autoscaled>,
+}
+
+/// An autoscaled funko's bounds and idle times, from its funko.yml.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Autoscaled {
+    /// The fewest ready instances (0: scale to zero when idle).
+    pub min: u32,
+    /// The most instances.
+    pub max: u32,
+    /// Concurrent requests per instance the autoscaler aims for.
+    pub target: u32,
+    /// The most requests one instance serves at once (more wait in the proxy).
+    pub limit: Option<u32>,
+    /// How many requests the proxy holds for the funko while no instance is free.
+    pub queue: u32,
+    /// Scale-down decisions use the highest recommendation over this window.
+    pub stable_window: std::time::Duration,
+    /// The short window in which a burst scales up at once.
+    pub panic_window: std::time::Duration,
+    /// With min 0: no request for this long and the funko is paused.
+    pub pause_after: std::time::Duration,
+    /// A paused instance is stopped (container kept) after this.
+    pub stop_after: std::time::Duration,
+    /// The funko's request timeout: the longest a held request waits.
+    pub timeout: std::time::Duration,
+    /// Whether a pass starts paused or stopped instances again to reach `scale` running
+    /// (without `faaso server`, nothing else wakes them).
+    pub resume: bool,
+}
+
+impl Autoscaled {
+    /// The bounds and idle times of `spec`, if it is autoscaled.
+    pub fn of(spec: &Spec) -> Option<Self> {
+        let auto = spec.scale.auto()?;
+        Some(Self {
+            min: auto.min,
+            max: auto.max,
+            target: auto.target,
+            limit: auto.limit,
+            queue: auto.queue,
+            stable_window: auto.stable_window.0,
+            panic_window: auto.panic_window.0,
+            pause_after: spec.idle.pause_after.0,
+            stop_after: spec.idle.stop_after.0,
+            timeout: spec.timeout.0,
+            resume: true,
+        })
+    }
+}
+
+/// How many instances of each autoscaled funko the autoscaler wants now: runtime state, set
+/// by `faaso server` and read by every pass; never written to funko.yml. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Demand(std::sync::Arc<std::sync::Mutex<BTreeMap<String, u32>>>);
+
+impl Demand {
+    /// The autoscaler wants `count` instances of `funko`.
+    pub fn set(&self, funko: &str, count: u32) {
+        self.lock().insert(funko.to_owned(), count);
+    }
+
+    /// What the autoscaler wants of `funko`, if it said.
+    pub fn get(&self, funko: &str) -> Option<u32> {
+        self.lock().get(funko).copied()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, u32>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// How many instances of a funko should exist this pass: a fixed scale as written; an
+/// autoscaled funko what `demand` says within its bounds, or without a demand (no server to
+/// wake it) at least one, so the funko serves.
+pub fn wanted(
+    spec_scale: u32,
+    autoscaled: Option<&Autoscaled>,
+    demand: Option<&Demand>,
+    name: &str,
+) -> u32 {
+    let Some(auto) = autoscaled else {
+        return spec_scale;
+    };
+    let floor = match demand {
+        Some(demand) => demand.get(name).unwrap_or(auto.min),
+        None => auto.min.max(1),
+    };
+    floor.clamp(auto.min, auto.max)
 }
 
 /// The desired state: every valid funko, and the names of funkos to leave alone (an invalid
@@ -141,6 +234,7 @@ pub fn load_desired(
                         image: prepared.image.clone(),
                         config_hash: prepared.config_hash.clone(),
                         scale: prepared.funko.spec.scale.min(),
+                        autoscaled: Autoscaled::of(&prepared.funko.spec),
                     },
                 );
                 state.prepared.insert(name, prepared);

@@ -7,13 +7,14 @@
 //! and never this.
 
 use std::future::Future;
+use std::net::SocketAddr;
 
 use faaso_schema::Healthcheck;
 
 use crate::backend::{EngineError, Started, StepFailure, StepInfo};
 use crate::desired::Prepared;
 use crate::listener::Listener;
-use crate::plan::Step;
+use crate::plan::{InstanceRef, Step};
 
 /// An engine that creates, starts and removes numbered containers for faaso.
 pub trait Containers: Send + Sync {
@@ -37,6 +38,16 @@ pub trait Containers: Send + Sync {
         started: &Started,
         healthcheck: &Healthcheck,
     ) -> impl Future<Output = Result<(), EngineError>> + Send;
+    /// Freezes a running container (memory and address kept).
+    fn pause(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
+    /// Stops a container and keeps it (memory freed).
+    fn stop(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
+    /// Thaws a paused container or starts a stopped one; where it listens now.
+    fn resume(
+        &self,
+        id: &str,
+        paused: bool,
+    ) -> impl Future<Output = Result<SocketAddr, EngineError>> + Send;
     /// Stops (SIGTERM, grace period, SIGKILL) and removes a container; a missing one is fine.
     fn remove(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
 }
@@ -85,11 +96,44 @@ pub async fn execute<C: Containers>(
             listener.instance_leaving(funko, &old.id);
             remove(engine, &old.id).await
         }
+        Step::Resume {
+            instance, paused, ..
+        } => resume_ready(engine, need()?, instance, *paused, listener).await,
         Step::Remove { instance, .. } => {
             listener.instance_leaving(funko, &instance.id);
             remove(engine, &instance.id).await
         }
     }
+}
+
+/// Wakes a kept instance and waits until it is ready; one that never is gets removed (a new
+/// one takes its place on the next pass, so the failure holds no content).
+async fn resume_ready<C: Containers>(
+    engine: &C,
+    prepared: &Prepared,
+    instance: &InstanceRef,
+    paused: bool,
+    listener: &dyn Listener<Step>,
+) -> Result<(), StepFailure> {
+    let failure = |error: EngineError| StepFailure {
+        key: String::new(),
+        error: error.to_string(),
+    };
+    let spec = &prepared.funko.spec;
+    let addr = engine.resume(&instance.id, paused).await.map_err(failure)?;
+    let started = Started {
+        id: instance.id.clone(),
+        name: instance.name.clone(),
+        addr,
+        request_timeout: spec.timeout.0,
+        cors: spec.cors.clone(),
+    };
+    if let Err(error) = engine.wait_ready(&started, &spec.healthcheck).await {
+        let _ = engine.remove(&started.id).await;
+        return Err(failure(error));
+    }
+    listener.instance_ready(spec.name.as_str(), &started);
+    Ok(())
 }
 
 /// Starts an instance and waits until it is ready; one that never is gets removed again.

@@ -32,8 +32,8 @@ pub use backend::{
 };
 pub use deaths::Deaths;
 pub use desired::{
-    BasePolicy, Desired, DesiredFunko, DesiredState, Prepared, SecretMount, config_hash,
-    load_desired, secret_path,
+    Autoscaled, BasePolicy, Demand, Desired, DesiredFunko, DesiredState, Prepared, SecretMount,
+    config_hash, load_desired, secret_path, wanted,
 };
 pub use docker::{BuildOutcome, DockerEngine, DockerError};
 pub use execute::Containers;
@@ -47,5 +47,5 @@ pub use plan::{InstanceRef, RemoveReason, Step, plan};
 pub use probe::probe;
 pub use prune::{BuiltImage, images_to_remove};
 pub use reconcile::{ReconcileError, Reconciler, Settings};
-pub use report::{FunkoStatus, PassReport};
+pub use report::{Bounds, FunkoStatus, PassReport, ScaleDecision};
 pub use watch::{Trigger, Triggers, WatchTiming, watch};

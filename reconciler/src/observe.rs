@@ -23,8 +23,25 @@ pub enum InstanceState {
     Running,
     /// The engine is restarting it under its restart policy.
     Restarting,
-    /// Created, exited, dead or paused: it serves nothing and must be replaced.
+    /// Frozen (memory kept): an idle instance of an autoscaled funko, woken in milliseconds.
+    Paused,
+    /// Stopped and kept (memory freed): a longer-idle instance of an autoscaled funko, started
+    /// again when needed. Any other funko's exited instance is replaced.
+    Exited,
+    /// Created and never started, dead, or being removed: it serves nothing and is replaced.
     Stopped,
+}
+
+impl InstanceState {
+    /// Running, or about to run again under the engine's restart policy.
+    pub fn is_live(self) -> bool {
+        matches!(self, InstanceState::Running | InstanceState::Restarting)
+    }
+
+    /// Paused or exited: kept for a later wake when it belongs to an autoscaled funko.
+    pub fn is_parked(self) -> bool {
+        matches!(self, InstanceState::Paused | InstanceState::Exited)
+    }
 }
 
 /// One instance, as found by listing the engine.

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::backend::StepInfo;
-use crate::desired::{Desired, DesiredFunko};
+use crate::desired::{Autoscaled, Desired, DesiredFunko};
 use crate::observe::{Instance, InstanceState, Observed};
 
 /// A container the plan refers to.
@@ -32,6 +32,8 @@ pub enum RemoveReason {
     ScaledDown,
     /// Its funko folder is gone.
     FunkoGone,
+    /// It was paused or stopped, idle, when its funko's config changed: not worth waking.
+    Outdated,
 }
 
 /// One thing to do. Steps of one funko run in order; different funkos may run concurrently.
@@ -60,6 +62,16 @@ pub enum Step {
         /// The outdated instance.
         old: InstanceRef,
     },
+    /// Start a paused or stopped instance of the current config again and wait until it is
+    /// ready (an autoscaled funko without `faaso server`, which otherwise wakes them).
+    Resume {
+        /// The funko.
+        funko: String,
+        /// The instance.
+        instance: InstanceRef,
+        /// Whether it is paused (else stopped).
+        paused: bool,
+    },
     /// Drain, stop and remove an instance.
     Remove {
         /// The funko.
@@ -77,6 +89,7 @@ impl StepInfo for Step {
             Step::Build { funko, .. }
             | Step::Start { funko, .. }
             | Step::Replace { funko, .. }
+            | Step::Resume { funko, .. }
             | Step::Remove { funko, .. } => funko,
         }
     }
@@ -88,6 +101,7 @@ impl StepInfo for Step {
             Step::Replace { old, .. } => {
                 ("replace", format!("instance {} ({})", old.number, old.name))
             }
+            Step::Resume { instance, .. } => ("resume", instance.name.clone()),
             Step::Remove {
                 instance, reason, ..
             } => ("remove", format!("{} ({})", instance.name, reason.as_str())),
@@ -107,6 +121,7 @@ impl RemoveReason {
             RemoveReason::Duplicate => "duplicate",
             RemoveReason::ScaledDown => "scaled_down",
             RemoveReason::FunkoGone => "funko_gone",
+            RemoveReason::Outdated => "outdated",
         }
     }
 }
@@ -134,7 +149,10 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Vec<Step> {
         }
         let instances = by_funko.get(name).map(Vec::as_slice).unwrap_or_default();
         match desired.funkos.get(name) {
-            Some(funko) => plan_funko(funko, instances, observed, &mut steps),
+            Some(funko) => match &funko.autoscaled {
+                None => plan_funko(funko, instances, observed, &mut steps),
+                Some(auto) => plan_autoscaled(funko, auto, instances, observed, &mut steps),
+            },
             None => steps.extend(
                 instances
                     .iter()
@@ -157,9 +175,8 @@ fn plan_funko(
     let mut replace = Vec::new();
     let mut scale_down = Vec::new();
 
-    let (live, stopped): (Vec<&Instance>, Vec<&Instance>) = instances
-        .iter()
-        .partition(|i| i.state != InstanceState::Stopped);
+    let (live, stopped): (Vec<&Instance>, Vec<&Instance>) =
+        instances.iter().partition(|i| i.state.is_live());
     clear.extend(
         stopped
             .iter()
@@ -204,10 +221,112 @@ fn plan_funko(
             .map(|i| remove(name, i, RemoveReason::ScaledDown)),
     );
 
-    let needs_image = !start.is_empty() || !replace.is_empty();
-    if needs_image && !observed.images.contains_key(&funko.image) {
+    push_in_order(funko, observed, steps, [clear, start, replace, scale_down]);
+}
+
+/// An autoscaled funko: its instances are kept whether running, paused or stopped (the count
+/// inside the bounds is runtime state), and removed only when outdated while idle, above `max`,
+/// or in the way (duplicates, broken ones). At least `funko.scale` exist afterwards; with
+/// `resume`, that many run.
+fn plan_autoscaled(
+    funko: &DesiredFunko,
+    auto: &Autoscaled,
+    instances: &[&Instance],
+    observed: &Observed,
+    steps: &mut Vec<Step>,
+) {
+    let name = funko.name.as_str();
+    let current = |i: &Instance| i.config_hash == funko.config_hash;
+    let mut clear = Vec::new();
+    let mut usable = Vec::new();
+    for instance in instances.iter().copied() {
+        if instance.state.is_live() || (instance.state.is_parked() && current(instance)) {
+            usable.push(instance);
+        } else if instance.state.is_parked() {
+            clear.push(remove(name, instance, RemoveReason::Outdated));
+        } else {
+            clear.push(remove(name, instance, RemoveReason::Stopped));
+        }
+    }
+    let mut scale_down = Vec::new();
+    let mut keepers: Vec<&Instance> = Vec::new();
+    for instance in usable {
+        if instance.number == 0 || instance.number > auto.max {
+            scale_down.push(remove(name, instance, RemoveReason::ScaledDown));
+        } else {
+            keepers.push(instance);
+        }
+    }
+    // One keeper per number: a current running one, else a current idle one, else an outdated
+    // running one (to roll).
+    let rank = |i: &Instance| (!current(i), !i.state.is_live());
+    keepers.sort_by_key(|i| (i.number, rank(i)));
+    let mut numbers = BTreeMap::new();
+    for instance in keepers {
+        if let std::collections::btree_map::Entry::Vacant(slot) = numbers.entry(instance.number) {
+            slot.insert(instance);
+        } else {
+            clear.push(remove(name, instance, RemoveReason::Duplicate));
+        }
+    }
+    let replace: Vec<Step> = numbers
+        .values()
+        .filter(|i| !current(i))
+        .map(|i| Step::Replace {
+            funko: name.to_owned(),
+            old: instance_ref(i),
+        })
+        .collect();
+    let mut resume = Vec::new();
+    if auto.resume {
+        let running = numbers.values().filter(|i| i.state.is_live()).count();
+        // Paused ones first: they wake in milliseconds.
+        let mut idle: Vec<&&Instance> = numbers.values().filter(|i| i.state.is_parked()).collect();
+        idle.sort_by_key(|i| (i.state != InstanceState::Paused, i.number));
+        resume.extend(
+            idle.into_iter()
+                .take((funko.scale as usize).saturating_sub(running))
+                .map(|instance| Step::Resume {
+                    funko: name.to_owned(),
+                    instance: instance_ref(instance),
+                    paused: instance.state == InstanceState::Paused,
+                }),
+        );
+    }
+    let missing = (funko.scale as usize).saturating_sub(numbers.len());
+    let start = (1..=auto.max)
+        .filter(|n| !numbers.contains_key(n))
+        .take(missing)
+        .map(|number| Step::Start {
+            funko: name.to_owned(),
+            number,
+        })
+        .collect();
+    clear.extend(resume);
+    // The image is built even while nothing runs, so a first wake only creates a container.
+    if !observed.images.contains_key(&funko.image) {
         steps.push(Step::Build {
             funko: name.to_owned(),
+            image: funko.image.clone(),
+        });
+    }
+    push_in_order(funko, observed, steps, [clear, start, replace, scale_down]);
+}
+
+/// A funko's steps in order (a build first when a start or replacement needs the image).
+fn push_in_order(
+    funko: &DesiredFunko,
+    observed: &Observed,
+    steps: &mut Vec<Step>,
+    [clear, start, replace, scale_down]: [Vec<Step>; 4],
+) {
+    let needs_image = !start.is_empty() || !replace.is_empty();
+    let built = steps
+        .iter()
+        .any(|s| matches!(s, Step::Build { funko: f, .. } if *f == funko.name));
+    if needs_image && !built && !observed.images.contains_key(&funko.image) {
+        steps.push(Step::Build {
+            funko: funko.name.clone(),
             image: funko.image.clone(),
         });
     }
@@ -278,6 +397,11 @@ mod tests {
                         self.instances.retain(|i| i.id != old.id);
                     }
                     Step::Remove { instance, .. } => self.instances.retain(|i| i.id != instance.id),
+                    Step::Resume { instance, .. } => {
+                        for i in self.instances.iter_mut().filter(|i| i.id == instance.id) {
+                            i.state = InstanceState::Running;
+                        }
+                    }
                 }
             }
         }
@@ -313,6 +437,7 @@ mod tests {
             RemoveReason::Duplicate,
             RemoveReason::ScaledDown,
             RemoveReason::FunkoGone,
+            RemoveReason::Outdated,
         ] {
             assert_eq!(serde_json::to_value(reason).unwrap(), reason.as_str());
         }
@@ -322,19 +447,33 @@ mod tests {
 
     fn desired_strategy() -> impl Strategy<Value = Desired> {
         (
-            proptest::collection::btree_map(0..4usize, (0..4u32, 0..3u8), 0..4),
+            proptest::collection::btree_map(
+                0..4usize,
+                (
+                    0..4u32,
+                    0..3u8,
+                    proptest::option::of((0..3u32, 1..5u32, any::<bool>())),
+                ),
+                0..4,
+            ),
             proptest::collection::btree_set(0..4usize, 0..2),
         )
             .prop_map(|(funkos, held)| Desired {
                 funkos: funkos
                     .into_iter()
-                    .map(|(f, (scale, version))| {
+                    .map(|(f, (scale, version, auto))| {
                         let name = FUNKOS[f].to_owned();
+                        let autoscaled =
+                            auto.map(|(min, extra, resume)| autoscaled(min, min + extra, resume));
                         let funko = DesiredFunko {
                             name: name.clone(),
                             image: format!("faaso-{name}:v{version}"),
                             config_hash: format!("cfg{version}"),
-                            scale,
+                            // An autoscaled funko's count is within its bounds.
+                            scale: autoscaled
+                                .as_ref()
+                                .map_or(scale, |a| scale.clamp(a.min, a.max)),
+                            autoscaled,
                         };
                         (name, funko)
                     })
@@ -348,7 +487,7 @@ mod tests {
             0..4usize,
             0..5u32,
             0..3u8,
-            0..3u8,
+            0..5u8,
             any::<bool>(),
             0..1000u32,
         )
@@ -364,6 +503,8 @@ mod tests {
                     InstanceState::Running,
                     InstanceState::Restarting,
                     InstanceState::Stopped,
+                    InstanceState::Paused,
+                    InstanceState::Exited,
                 ][state as usize],
                 ip: None,
                 timeout: None,
@@ -441,7 +582,34 @@ mod tests {
                     Step::Start { funko, .. } | Step::Replace { funko, .. } => {
                         prop_assert!(built.contains_key(&desired.funkos[funko].image));
                     }
-                    Step::Remove { .. } => {}
+                    Step::Remove { .. } | Step::Resume { .. } => {}
+                }
+            }
+        }
+
+        #[test]
+        fn an_autoscaled_funko_keeps_its_current_instances_running_or_idle(
+            desired in desired_strategy(), observed in observed_strategy()
+        ) {
+            for step in plan(&desired, &observed) {
+                let Some(auto) = desired.funkos.get(step.funko()).and_then(|f| f.autoscaled.as_ref()) else {
+                    continue;
+                };
+                let current = &desired.funkos[step.funko()].config_hash;
+                match &step {
+                    Step::Remove { instance, reason, .. } => {
+                        let removed = observed.instances.iter().find(|i| i.id == instance.id).unwrap();
+                        let in_bounds = (1..=auto.max).contains(&removed.number);
+                        let kept_kind = removed.state.is_live() || removed.state.is_parked();
+                        prop_assert!(
+                            !(in_bounds && kept_kind && &removed.config_hash == current)
+                                || *reason == RemoveReason::Duplicate,
+                            "removed a current instance: {step:?}"
+                        );
+                    }
+                    Step::Resume { .. } => prop_assert!(auto.resume, "woke without resume: {step:?}"),
+                    Step::Start { number, .. } => prop_assert!(*number <= auto.max),
+                    _ => {}
                 }
             }
         }
@@ -455,10 +623,15 @@ mod tests {
             engine.apply(&desired, &steps);
             let before = engine.instances.clone();
             let mut rescaled = desired.clone();
+            rescaled.funkos.retain(|_, f| f.autoscaled.is_none());
             for funko in rescaled.funkos.values_mut() {
                 funko.scale = new_scale;
             }
             for step in plan(&rescaled, &engine.observe()) {
+                if !rescaled.funkos.contains_key(step.funko()) {
+                    // An autoscaled funko left out above: its folder reads as gone.
+                    continue;
+                }
                 match step {
                     // Scaling up from 0 may need the image that scale 0 never built.
                     Step::Build { .. } => {}
@@ -483,6 +656,7 @@ mod tests {
                     image: "faaso-a:v2".into(),
                     config_hash: "cfg2".into(),
                     scale: 1,
+                    autoscaled: None,
                 },
             )]),
             held: Default::default(),
@@ -510,5 +684,128 @@ mod tests {
         assert!(
             matches!(&steps[0], Step::Remove { instance, reason: RemoveReason::Duplicate, .. } if instance.id == "old")
         );
+    }
+
+    fn autoscaled(min: u32, max: u32, resume: bool) -> Autoscaled {
+        let secs = std::time::Duration::from_secs;
+        Autoscaled {
+            min,
+            max,
+            target: 10,
+            limit: None,
+            queue: 100,
+            stable_window: secs(60),
+            panic_window: secs(6),
+            pause_after: secs(30),
+            stop_after: secs(900),
+            timeout: secs(30),
+            resume,
+        }
+    }
+
+    /// Funko `a` autoscaled between 0 and 3 wanting `scale`, and instances of it as
+    /// `(id, number, config version, state)`.
+    fn autoscaled_case(
+        scale: u32,
+        resume: bool,
+        instances: &[(&str, u32, u8, InstanceState)],
+    ) -> Vec<Step> {
+        let desired = Desired {
+            funkos: BTreeMap::from([(
+                "a".to_owned(),
+                DesiredFunko {
+                    name: "a".into(),
+                    image: "faaso-a:v2".into(),
+                    config_hash: "cfg2".into(),
+                    scale,
+                    autoscaled: Some(autoscaled(0, 3, resume)),
+                },
+            )]),
+            held: Default::default(),
+        };
+        let observed = Observed {
+            instances: instances
+                .iter()
+                .map(|(id, number, version, state)| Instance {
+                    id: (*id).into(),
+                    name: format!("faaso-a-{number}-{id}"),
+                    managed: true,
+                    funko: "a".into(),
+                    number: *number,
+                    config_hash: format!("cfg{version}"),
+                    image: format!("faaso-a:v{version}"),
+                    state: *state,
+                    ip: None,
+                    timeout: None,
+                    health_path: "/ping".to_owned(),
+                    cors: None,
+                })
+                .collect(),
+            images: BTreeMap::from([("faaso-a:v2".into(), 2)]),
+        };
+        plan(&desired, &observed)
+    }
+
+    #[test]
+    fn idle_instances_of_the_current_config_are_kept_and_outdated_idle_ones_go() {
+        use InstanceState::*;
+        let steps = autoscaled_case(
+            0,
+            false,
+            &[
+                ("p", 1, 2, Paused),
+                ("s", 2, 2, Exited),
+                ("old", 3, 1, Paused),
+                ("x", 4, 2, Paused),
+            ],
+        );
+        let removed: Vec<_> = steps
+            .iter()
+            .map(|s| match s {
+                Step::Remove {
+                    instance, reason, ..
+                } => (instance.id.as_str(), *reason),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            removed,
+            [
+                ("old", RemoveReason::Outdated),
+                ("x", RemoveReason::ScaledDown)
+            ]
+        );
+    }
+
+    #[test]
+    fn without_a_server_idle_instances_are_resumed_paused_first_before_any_is_created() {
+        use InstanceState::*;
+        let steps = autoscaled_case(3, true, &[("s", 1, 2, Exited), ("p", 3, 2, Paused)]);
+        let order: Vec<String> = steps
+            .iter()
+            .map(|s| format!("{:?}", s.describe()))
+            .collect();
+        assert_eq!(steps.len(), 3, "{order:?}");
+        assert!(
+            matches!(&steps[0], Step::Resume { instance, paused: true, .. } if instance.id == "p")
+        );
+        assert!(
+            matches!(&steps[1], Step::Resume { instance, paused: false, .. } if instance.id == "s")
+        );
+        assert!(matches!(&steps[2], Step::Start { number: 2, .. }));
+    }
+
+    #[test]
+    fn a_demand_above_what_exists_creates_only_the_difference() {
+        use InstanceState::*;
+        let steps = autoscaled_case(3, false, &[("r", 1, 2, Running), ("p", 2, 2, Paused)]);
+        assert_eq!(
+            steps,
+            [Step::Start {
+                funko: "a".into(),
+                number: 3
+            }]
+        );
+        assert!(autoscaled_case(1, false, &[("r", 1, 2, Running), ("p", 2, 2, Paused)]).is_empty());
     }
 }

@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 
 use crate::backend::{Backend, EngineError, StepFailure, StepInfo};
 use crate::deaths::Deaths;
-use crate::desired::{BasePolicy, DesiredState, load_desired};
+use crate::desired::{BasePolicy, Demand, DesiredState, load_desired, wanted};
 use crate::failures::Failures;
 use crate::listener::Listener;
 use crate::namespace::Namespace;
@@ -52,6 +52,8 @@ pub struct Reconciler<B> {
     deaths: Deaths,
     /// When set, passes act on and report only these funkos.
     only: Option<BTreeSet<String>>,
+    /// The autoscaler's counts, when a server runs one (it then wakes and parks instances).
+    demand: Option<Demand>,
 }
 
 impl<B: Backend> Reconciler<B> {
@@ -64,7 +66,14 @@ impl<B: Backend> Reconciler<B> {
             failures,
             deaths: Deaths::default(),
             only: None,
+            demand: None,
         }
+    }
+
+    /// Takes autoscaled funkos' counts from `demand` (set by the server's autoscaler, which
+    /// also wakes and parks their instances) instead of keeping at least one running.
+    pub fn follow_demand(&mut self, demand: Demand) {
+        self.demand = Some(demand);
     }
 
     /// Limits every later pass to `funkos`: the others are neither built nor touched nor
@@ -123,6 +132,12 @@ impl<B: Backend> Reconciler<B> {
             &s.secrets_dir,
         )
         .map_err(|problem| ReconcileError::Desired(problem.to_string()))?;
+        for funko in state.desired.funkos.values_mut() {
+            if let Some(auto) = &mut funko.autoscaled {
+                auto.resume = self.demand.is_none();
+                funko.scale = wanted(funko.scale, Some(auto), self.demand.as_ref(), &funko.name);
+            }
+        }
         // Content that failed before waits for a change; changed content gets a fresh try.
         for (name, prepared) in &state.prepared {
             let failed = self.failures.get(name).is_some_and(|failure| {
@@ -211,6 +226,7 @@ impl<B: Backend> Reconciler<B> {
             funkos,
             warnings: state.warnings,
             observed,
+            desired: state.desired,
         };
         listener.pass_finished(&report);
         Ok(report)

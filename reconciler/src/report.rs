@@ -1,7 +1,8 @@
 //! What a pass reports: each funko's status and the steps it planned.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use crate::desired::Desired;
 use crate::observe::Observed;
 
 /// How one funko stands after a pass.
@@ -15,6 +16,14 @@ pub struct FunkoStatus {
     pub ready: u32,
     /// Running instances with an older config.
     pub outdated: u32,
+    /// Paused instances with the current config (an autoscaled funko's idle ones).
+    pub paused: u32,
+    /// Stopped and kept instances with the current config (idle longer).
+    pub stopped: u32,
+    /// An autoscaled funko's bounds (absent for a fixed scale).
+    pub autoscaled: Option<Bounds>,
+    /// The autoscaler's last decision, when a server runs one.
+    pub last_decision: Option<ScaleDecision>,
     /// The image it should run.
     pub image: Option<String>,
     /// When that image was built, in seconds since the Unix epoch (absent until it is).
@@ -27,10 +36,41 @@ pub struct FunkoStatus {
     pub config_hash: Option<String>,
 }
 
+/// An autoscaled funko's bounds, as its funko.yml sets them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bounds {
+    /// The fewest instances kept ready (0: scales to zero).
+    pub min: u32,
+    /// The most instances.
+    pub max: u32,
+    /// Concurrent requests per instance aimed for.
+    pub target: u32,
+}
+
+/// A decision of the autoscaler, as shown to operators.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScaleDecision {
+    /// How many ready instances it wanted.
+    pub want: u32,
+    /// Why, in a sentence.
+    pub reason: String,
+    /// When, in seconds since the Unix epoch.
+    pub at: u64,
+}
+
 impl FunkoStatus {
-    /// Whether the funko is at its desired scale, every instance current and ready.
+    /// Whether the funko is where it should be, every instance current: a fixed scale with
+    /// exactly its count ready; an autoscaled funko with at least its count kept (ready,
+    /// paused or stopped), within its bounds.
     pub fn converged(&self) -> bool {
-        self.error.is_none() && self.desired.is_some_and(|d| d == self.ready) && self.outdated == 0
+        let counted = match self.autoscaled {
+            None => self.desired.is_some_and(|d| d == self.ready),
+            Some(bounds) => {
+                let kept = self.ready + self.paused + self.stopped;
+                self.desired.is_some_and(|d| kept >= d) && kept <= bounds.max
+            }
+        };
+        self.error.is_none() && counted && self.outdated == 0
     }
 }
 
@@ -46,6 +86,9 @@ pub struct PassReport<S> {
     /// The instances and images at the end of the pass.
     #[serde(skip)]
     pub observed: Observed,
+    /// What the pass aimed for (each valid funko's image, config and bounds).
+    #[serde(skip)]
+    pub desired: Desired,
 }
 
 impl<S> PassReport<S> {

@@ -8,7 +8,7 @@ use crate::desired::DesiredState;
 use crate::failures::Failures;
 use crate::observe::{Instance, InstanceState, Observed};
 use crate::probe::probe;
-use crate::report::FunkoStatus;
+use crate::report::{Bounds, FunkoStatus};
 
 /// The status of every funko in `state` or `observed` that `in_scope` keeps.
 pub(crate) async fn statuses(
@@ -53,6 +53,23 @@ pub(crate) async fn statuses(
             .iter()
             .filter(|i| Some(i.config_hash.as_str()) != current_hash)
             .count() as u32;
+        let idle = |state: InstanceState| {
+            observed
+                .instances
+                .iter()
+                .filter(|i| {
+                    i.managed
+                        && i.funko == name
+                        && i.state == state
+                        && Some(i.config_hash.as_str()) == current_hash
+                })
+                .count() as u32
+        };
+        let autoscaled = desired.and_then(|d| d.autoscaled.as_ref());
+        let (paused, stopped) = match autoscaled {
+            Some(_) => (idle(InstanceState::Paused), idle(InstanceState::Exited)),
+            None => (0, 0),
+        };
         let error = state
             .problems
             .get(&name)
@@ -68,6 +85,14 @@ pub(crate) async fn statuses(
             desired: desired.map(|d| d.scale),
             ready: 0,
             outdated,
+            paused,
+            stopped,
+            autoscaled: autoscaled.map(|a| Bounds {
+                min: a.min,
+                max: a.max,
+                target: a.target,
+            }),
+            last_decision: None,
             image: desired.map(|d| d.image.clone()),
             image_created: desired.and_then(|d| observed.images.get(&d.image).copied()),
             error,

@@ -5,6 +5,7 @@
 //! real engine.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -48,6 +49,12 @@ pub enum Event {
     Pruned(String),
     /// An instance was restarted in place.
     Restarted(String),
+    /// An idle instance was paused.
+    Paused(String),
+    /// An idle instance was stopped and kept.
+    Stopped(String),
+    /// A paused or stopped instance was woken.
+    Resumed(String),
 }
 
 /// A fault the twin plays when asked, for every funko it names until cleared.
@@ -59,6 +66,8 @@ pub enum Fault {
     NeverReady,
     /// Creating its instances fails.
     Start,
+    /// Waking its paused or stopped instances fails.
+    Resume,
 }
 
 /// The twin's engine state.
@@ -133,6 +142,26 @@ impl Twin {
             instance.state = InstanceState::Stopped;
         }
         let _ = self.changes.send(Change::Died(id.to_owned()));
+    }
+
+    /// Sets an instance's state and records `event`.
+    fn park(&self, id: &str, to: InstanceState, event: Event) -> Result<(), EngineError> {
+        let mut state = self.state();
+        let Some(instance) = state.instances.iter_mut().find(|i| i.id == id) else {
+            return Err(scripted(format!("there is no instance `{id}`")));
+        };
+        instance.state = to;
+        state.journal.push(event);
+        Ok(())
+    }
+
+    fn instance_funko(&self, id: &str) -> String {
+        self.state()
+            .instances
+            .iter()
+            .find(|i| i.id == id)
+            .map(|i| i.funko.clone())
+            .unwrap_or_default()
     }
 
     /// Its instances now.
@@ -251,13 +280,7 @@ impl Containers for Twin {
         started: &Started,
         _healthcheck: &Healthcheck,
     ) -> Result<(), EngineError> {
-        let funko = self
-            .state()
-            .instances
-            .iter()
-            .find(|i| i.id == started.id)
-            .map(|i| i.funko.clone())
-            .unwrap_or_default();
+        let funko = self.instance_funko(&started.id);
         if self.faulty(&funko, Fault::NeverReady) {
             return Err(scripted(format!(
                 "instance `{}` never became ready: scripted",
@@ -266,6 +289,28 @@ impl Containers for Twin {
         }
         self.record(Event::Ready(started.id.clone()));
         Ok(())
+    }
+
+    async fn pause(&self, id: &str) -> Result<(), EngineError> {
+        self.park(id, InstanceState::Paused, Event::Paused(id.to_owned()))
+    }
+
+    async fn stop(&self, id: &str) -> Result<(), EngineError> {
+        self.park(id, InstanceState::Exited, Event::Stopped(id.to_owned()))
+    }
+
+    async fn resume(&self, id: &str, _paused: bool) -> Result<SocketAddr, EngineError> {
+        let funko = self.instance_funko(id);
+        if self.faulty(&funko, Fault::Resume) {
+            return Err(scripted(format!(
+                "instance `{id}` could not be woken: scripted"
+            )));
+        }
+        self.park(id, InstanceState::Running, Event::Resumed(id.to_owned()))?;
+        Ok(SocketAddr::new(
+            std::net::Ipv4Addr::LOCALHOST.into(),
+            crate::observe::FUNKO_PORT,
+        ))
     }
 
     async fn remove(&self, id: &str) -> Result<(), EngineError> {
@@ -353,13 +398,23 @@ impl Backend for Twin {
     }
 
     async fn restart(&self, id: &str) -> Result<(), EngineError> {
-        let mut state = self.state();
-        let Some(instance) = state.instances.iter_mut().find(|i| i.id == id) else {
-            return Err(scripted(format!("there is no instance `{id}`")));
-        };
-        instance.state = InstanceState::Running;
-        state.journal.push(Event::Restarted(id.to_owned()));
-        Ok(())
+        self.park(id, InstanceState::Running, Event::Restarted(id.to_owned()))
+    }
+
+    async fn pause(&self, id: &str) -> Result<(), EngineError> {
+        Containers::pause(self, id).await
+    }
+
+    async fn unpause(&self, id: &str) -> Result<(), EngineError> {
+        Containers::resume(self, id, true).await.map(|_| ())
+    }
+
+    async fn stop(&self, id: &str) -> Result<(), EngineError> {
+        Containers::stop(self, id).await
+    }
+
+    async fn resume(&self, id: &str, paused: bool) -> Result<SocketAddr, EngineError> {
+        Containers::resume(self, id, paused).await
     }
 
     async fn logs(&self, funko: &str, _: LogOptions) -> Result<Vec<InstanceLog>, EngineError> {

@@ -77,6 +77,9 @@ def to_response(result):
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # The listen backlog (socketserver's default is 5): a woken funko gets every held request
+    # at once, and connections beyond the backlog would wait for a SYN retry.
+    request_queue_size = 256
 
     def __init__(self, address, handle):
         super().__init__(address, Handler)

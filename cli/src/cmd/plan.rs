@@ -23,7 +23,10 @@ pub struct PlanArgs {
 
 /// Prints the plan.
 pub async fn run(global: &Global, args: PlanArgs) -> anyhow::Result<ExitCode> {
-    let reconciler = global.reconciler(&args.funkos.dir).await?;
+    let mut reconciler = global.reconciler(&args.funkos.dir).await?;
+    // An autoscaled funko's count inside its bounds is the autoscaler's (runtime state), not
+    // drift: the plan holds it to its bounds only.
+    reconciler.follow_demand(faaso_reconciler::Demand::default());
     let (state, _, steps) = reconciler.plan().await?;
     if args.json {
         let problems: Vec<_> = state.problems.values().collect();

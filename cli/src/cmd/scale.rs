@@ -28,8 +28,35 @@ pub struct ScaleArgs {
     pub funkos: FunkosDir,
 }
 
+/// A funko's count follows load: `up`, `down` and `scale <n>` would throw its bounds away, so
+/// they refuse and say what to write instead.
+fn refuse_autoscaled(name: &str, dir: &Path, verb: &str) -> anyhow::Result<()> {
+    let Ok(funko) = faaso_schema::load_funko(&dir.join(name)) else {
+        return Ok(());
+    };
+    if let Some(auto) = funko.spec.scale.auto() {
+        anyhow::bail!(
+            "funko `{name}` is autoscaled between {} and {} instances: its count follows load, so `faaso {verb}` leaves it alone. To pin a count, write `scale: <n>` in {}/funko.yml (the bounds go); to change the bounds, edit `scale.min` and `scale.max` there.",
+            auto.min,
+            auto.max,
+            dir.join(name).display()
+        );
+    }
+    Ok(())
+}
+
 /// Prints a funko's scale (`faaso scale <funko>`): on the server, or from its funko.yml.
 pub async fn show(global: &Global, name: &str, dir: &Path) -> anyhow::Result<ExitCode> {
+    if crate::remote::select(global)?.is_none()
+        && let Ok(funko) = faaso_schema::load_funko(&dir.join(name))
+        && let Some(auto) = funko.spec.scale.auto()
+    {
+        println!(
+            "{name}: autoscaled, min {} max {} target {} concurrent requests per instance (the count inside follows load; `faaso status {name}` shows it)",
+            auto.min, auto.max, auto.target
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let scale = match crate::remote::select(global)? {
         Some(remote) => remote.desired(name).await?.ok_or_else(|| {
             anyhow::anyhow!("funko `{name}` is invalid on the server; see `faaso status {name}`")
@@ -54,6 +81,12 @@ pub async fn run(
     if let Some(remote) = crate::remote::select(global)? {
         return on_server(&remote, name, scale).await;
     }
+    let verb = match scale {
+        Some(0) => "down".to_owned(),
+        Some(n) => format!("scale {name} {n}"),
+        None => "up".to_owned(),
+    };
+    refuse_autoscaled(name, dir, &verb)?;
     let funko_dir = dir.join(name);
     let current = faaso_schema::load_funko(&funko_dir)
         .map_err(|p| anyhow::anyhow!("{p}"))?

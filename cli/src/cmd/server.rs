@@ -11,14 +11,15 @@ use clap::Args;
 use faaso_admin::{
     AdminEvent, AdminState, SecretStore, StatusBoard, Token, Traffic, TrafficReading, UploadLimits,
 };
-use faaso_proxy::{HealthChecker, InstanceId};
-use faaso_reconciler::{Listener, PassReport, Started, StepInfo, Triggers, WatchTiming};
+use faaso_proxy::{FunkoSettings, HealthChecker, InstanceId};
+use faaso_reconciler::{Demand, Listener, PassReport, Started, StepInfo, Triggers, WatchTiming};
 use tokio_util::sync::CancellationToken;
 
 use super::proxy::ProxyArgs;
 use super::proxy::container::{self, Launch};
 use super::{FunkosDir, Global};
 use crate::discovery::{candidates, settings};
+use crate::scaler::{Scaler, Scaling};
 
 /// Arguments of `faaso server`.
 #[derive(Debug, Args)]
@@ -146,6 +147,22 @@ pub async fn run(global: &Global, args: ServerArgs) -> anyhow::Result<ExitCode> 
         limits: UploadLimits::default(),
         base_policy: global.base_policy(),
     });
+    // Autoscaled funkos: the proxy's first held request wakes one; the scaler decides counts.
+    let demand = Demand::default();
+    reconciler.follow_demand(demand.clone());
+    let scaling = Scaling::default();
+    let (wakes, woken) = tokio::sync::mpsc::unbounded_channel();
+    routes.on_demand(move |funko| {
+        let _ = wakes.send(funko.to_owned());
+    });
+    let scaler = Scaler {
+        backend: reconciler.backend().clone(),
+        routes: routes.clone(),
+        health: health.clone(),
+        demand,
+        passes: triggers.sender(),
+        scaling: scaling.clone(),
+    };
     let proxy = super::proxy::bind(args.proxy.proxy_config(&global.state_dir)?, routes)
         .await?
         .with_local("/admin", faaso_admin::router(admin));
@@ -153,8 +170,10 @@ pub async fn run(global: &Global, args: ServerArgs) -> anyhow::Result<ExitCode> 
         health,
         board,
         default_timeout: args.proxy.request_timeout,
+        scaling,
     };
     let stop = CancellationToken::new();
+    let scaling = scaler.run(woken, stop.clone());
     let serving = {
         let stop = stop.clone();
         async move { proxy.serve(stop.cancelled_owned()).await }
@@ -171,7 +190,7 @@ pub async fn run(global: &Global, args: ServerArgs) -> anyhow::Result<ExitCode> 
         tracing::info!("stopping; the funko containers keep running");
         stop.cancel();
     };
-    let (served, reconciled, ()) = tokio::join!(serving, reconciling, signalled);
+    let (served, reconciled, (), ()) = tokio::join!(serving, reconciling, signalled, scaling);
     served.context("serving")?;
     reconciled.context("watching the funkos folder")?;
     Ok(ExitCode::SUCCESS)
@@ -221,11 +240,30 @@ fn sweep_staging(funkos_dir: &std::path::Path) {
     }
 }
 
-/// Keeps the proxy's route table and the admin board in step with the reconciler.
+/// Keeps the proxy's route table, the scaler and the admin board in step with the reconciler.
 struct ServerListener {
     health: HealthChecker,
     board: StatusBoard,
     default_timeout: Duration,
+    scaling: Scaling,
+}
+
+impl ServerListener {
+    /// A funko's proxy settings: its timeout and CORS, and for an autoscaled funko how many
+    /// requests are held while it wakes and how many one instance serves at once.
+    fn settings(
+        &self,
+        funko: &str,
+        timeout: Duration,
+        cors: Option<&faaso_schema::Cors>,
+    ) -> FunkoSettings {
+        let mut settings = settings(timeout, cors);
+        if let Some((queue, limit)) = self.scaling.holding(funko) {
+            settings.queue = queue;
+            settings.limit = limit;
+        }
+        settings
+    }
 }
 
 impl<S: StepInfo> Listener<S> for ServerListener {
@@ -240,10 +278,11 @@ impl<S: StepInfo> Listener<S> for ServerListener {
     fn instance_ready(&self, funko: &str, instance: &Started) {
         let routes = self.health.routes();
         if routes.load().get(funko).is_none() {
-            let settings = settings(instance.request_timeout, instance.cors.as_ref());
+            let settings = self.settings(funko, instance.request_timeout, instance.cors.as_ref());
             routes.set_funko(funko, settings);
         }
         routes.insert_ready(funko, InstanceId::new(instance.id.as_str()), instance.addr);
+        self.scaling.instance_ready(funko, routes);
         tracing::info!(%funko, instance = %instance.name, "routed");
         self.board.publish(AdminEvent::InstanceReady {
             funko: funko.to_owned(),
@@ -260,15 +299,44 @@ impl<S: StepInfo> Listener<S> for ServerListener {
     }
 
     fn pass_finished(&self, report: &PassReport<S>) {
+        self.scaling.pass_finished(report);
         let mut funkos = candidates(&report.observed.instances, self.default_timeout);
-        // A funko with no instance is still known: its requests get 503, not 404.
+        for (name, (settings, candidates)) in &mut funkos {
+            // An instance the scaler is parking may still be listed running.
+            candidates.retain(|c| !self.scaling.is_idle(name, c.id.as_str()));
+            if let Some((queue, limit)) = self.scaling.holding(name) {
+                settings.queue = queue;
+                settings.limit = limit;
+            }
+        }
+        // A funko with no instance is still known: its requests get 503 (or are held while
+        // it wakes), not 404.
         for funko in report.funkos.iter().filter(|f| f.desired.is_some()) {
+            let timeout = report
+                .desired
+                .funkos
+                .get(&funko.name)
+                .and_then(|d| d.autoscaled.as_ref())
+                .map_or(self.default_timeout, |a| a.timeout);
             funkos
                 .entry(funko.name.clone())
-                .or_insert_with(|| (settings(self.default_timeout, None), Vec::new()));
+                .or_insert_with(|| (self.settings(&funko.name, timeout, None), Vec::new()));
         }
         self.health.sync(funkos);
-        self.board
-            .pass_finished(report.funkos.clone(), report.plan.len());
+        let routes = self.health.routes();
+        routes.retain_scaled(|name| self.scaling.holding(name).is_some());
+        // A funko that cannot start answers its held requests now, with the reason.
+        for funko in &report.funkos {
+            if let Some(error) = &funko.error
+                && routes.load().get(&funko.name).is_some_and(|r| r.held() > 0)
+            {
+                routes.wake_failed(&funko.name, error);
+            }
+        }
+        let mut statuses = report.funkos.clone();
+        for status in &mut statuses {
+            status.last_decision = self.scaling.last_decision(&status.name);
+        }
+        self.board.pass_finished(statuses, report.plan.len());
     }
 }

@@ -86,12 +86,28 @@ pub async fn run(global: &Global, args: StatusArgs) -> anyhow::Result<ExitCode> 
         println!("{}", serde_json::to_string_pretty(&statuses)?);
     } else {
         print!("{}", table(&statuses, now()));
+        for line in statuses.iter().filter_map(autoscaling) {
+            println!("{line}");
+        }
     }
     Ok(if unknown {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// An autoscaled funko's line under the table: bounds, idle instances, last decision.
+fn autoscaling(s: &FunkoStatus) -> Option<String> {
+    let bounds = s.autoscaled?;
+    let decision = s.last_decision.as_ref().map_or_else(
+        || "no decision yet".to_owned(),
+        |d| format!("last decision: {} ready wanted, {}", d.want, d.reason),
+    );
+    Some(format!(
+        "{}: autoscaled {}-{} (target {} per instance); {} ready, {} paused, {} stopped; {decision}",
+        s.name, bounds.min, bounds.max, bounds.target, s.ready, s.paused, s.stopped
+    ))
 }
 
 fn now() -> u64 {
@@ -167,6 +183,10 @@ mod tests {
             desired: Some(1),
             ready: 1,
             outdated: 0,
+            paused: 0,
+            stopped: 0,
+            autoscaled: None,
+            last_decision: None,
             image: image.map(str::to_owned),
             image_created: Some(100),
             error: None,

@@ -87,6 +87,14 @@ struct StatusView {
     desired: Option<u32>,
     ready: u32,
     outdated: u32,
+    #[serde(default)]
+    paused: u32,
+    #[serde(default)]
+    stopped: u32,
+    #[serde(default)]
+    autoscaled: Option<faaso_reconciler::Bounds>,
+    #[serde(default)]
+    last_decision: Option<faaso_reconciler::ScaleDecision>,
     image: Option<String>,
     #[serde(default)]
     image_created: Option<u64>,
@@ -100,6 +108,10 @@ impl From<StatusView> for FunkoStatus {
             desired: v.desired,
             ready: v.ready,
             outdated: v.outdated,
+            paused: v.paused,
+            stopped: v.stopped,
+            autoscaled: v.autoscaled,
+            last_decision: v.last_decision,
             image: v.image,
             image_created: v.image_created,
             error: v.error,

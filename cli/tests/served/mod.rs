@@ -81,26 +81,7 @@ impl Served {
         }
         let token = format!("token-{id}-0123456789abcdef");
         let port = free_port();
-        let log = std::fs::File::create(tmp.path().join("server.log")).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_faaso"));
-        clear_faaso_env(&mut command);
-        let child = command
-            .args(["server", "--listen", &format!("127.0.0.1:{port}")])
-            .arg(&funkos)
-            .env("FAASO_PREFIX", &id)
-            .env("FAASO_LABELS", &id)
-            .env("FAASO_NETWORK", format!("{id}-net"))
-            .env("FAASO_STATE_DIR", tmp.path().join("state"))
-            .env("FAASO_BASE_IMAGES", "local")
-            .env("FAASO_TOKEN", &token)
-            .env("XDG_CONFIG_HOME", tmp.path().join("config"))
-            .envs(env.iter().copied())
-            .current_dir(tmp.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("faaso server should start");
+        let child = spawn(&id, &token, port, tmp.path(), env);
         let mut served = Self {
             id,
             token,
@@ -111,6 +92,15 @@ impl Served {
         };
         served.wait_until_listening().await;
         served
+    }
+
+    /// SIGKILLs the server (no chance to clean up) and starts a new one on the same funkos,
+    /// state, port and namespace, then waits until it answers.
+    pub async fn kill_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn(&self.id, &self.token, self.port, self.tmp.path(), &[]);
+        self.wait_until_listening().await;
     }
 
     async fn wait_until_listening(&mut self) {
@@ -290,6 +280,34 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// Starts `faaso server` on `<tmp>/funkos` in namespace `id`, logging to `<tmp>/server.log`.
+fn spawn(id: &str, token: &str, port: u16, tmp: &Path, env: &[(&str, &str)]) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(tmp.join("server.log"))
+        .unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_faaso"));
+    clear_faaso_env(&mut command);
+    command
+        .args(["server", "--listen", &format!("127.0.0.1:{port}")])
+        .arg(tmp.join("funkos"))
+        .env("FAASO_PREFIX", id)
+        .env("FAASO_LABELS", id)
+        .env("FAASO_NETWORK", format!("{id}-net"))
+        .env("FAASO_STATE_DIR", tmp.join("state"))
+        .env("FAASO_BASE_IMAGES", "local")
+        .env("FAASO_TOKEN", token)
+        .env("XDG_CONFIG_HOME", tmp.join("config"))
+        .envs(env.iter().copied())
+        .current_dir(tmp)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("faaso server should start")
 }
 
 fn clear_faaso_env(command: &mut Command) {

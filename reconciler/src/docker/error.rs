@@ -71,6 +71,16 @@ pub enum DockerError {
         /// bollard's error.
         source: Cause,
     },
+    /// Pausing, unpausing, stopping or starting again a kept container failed.
+    #[error("cannot {action} container `{id}`: {source}")]
+    Park {
+        /// What was being done (`pause`, `unpause`, `stop`, `start`).
+        action: &'static str,
+        /// The container.
+        id: String,
+        /// bollard's error.
+        source: Cause,
+    },
     /// Starting a container failed.
     #[error("cannot start container `{name}`: {source}")]
     Start {

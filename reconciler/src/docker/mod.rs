@@ -9,6 +9,7 @@ mod failed_build;
 mod image;
 mod inspect;
 mod logs;
+mod park;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -228,6 +229,8 @@ fn instance_state(state: Option<ContainerSummaryStateEnum>) -> InstanceState {
     match state {
         Some(ContainerSummaryStateEnum::RUNNING) => InstanceState::Running,
         Some(ContainerSummaryStateEnum::RESTARTING) => InstanceState::Restarting,
+        Some(ContainerSummaryStateEnum::PAUSED) => InstanceState::Paused,
+        Some(ContainerSummaryStateEnum::EXITED) => InstanceState::Exited,
         _ => InstanceState::Stopped,
     }
 }
@@ -290,6 +293,22 @@ impl Backend for DockerEngine {
 
     async fn restart(&self, id: &str) -> Result<(), EngineError> {
         Ok(inspect::restart(self, id).await?)
+    }
+
+    async fn pause(&self, id: &str) -> Result<(), EngineError> {
+        Containers::pause(self, id).await
+    }
+
+    async fn unpause(&self, id: &str) -> Result<(), EngineError> {
+        Ok(self.unpause_container(id).await?)
+    }
+
+    async fn stop(&self, id: &str) -> Result<(), EngineError> {
+        Containers::stop(self, id).await
+    }
+
+    async fn resume(&self, id: &str, paused: bool) -> Result<SocketAddr, EngineError> {
+        Containers::resume(self, id, paused).await
     }
 
     async fn logs(
@@ -466,6 +485,9 @@ impl DockerEngine {
 
     /// Stops (SIGTERM, grace period, SIGKILL) and removes a container; a missing one is fine.
     async fn remove_container(&self, id: &str) -> Result<(), DockerError> {
+        // A paused container would sit out the whole grace period frozen: thaw it, so it can
+        // end on SIGTERM. Any error (not paused, not there) is the stop's to report.
+        let _ = self.unpause_container(id).await;
         let stop = StopContainerOptionsBuilder::new()
             .t(STOP_GRACE_SECS as i32)
             .build();
@@ -525,6 +547,18 @@ impl Containers for DockerEngine {
         healthcheck: &Healthcheck,
     ) -> Result<(), EngineError> {
         Ok(self.wait_instance_ready(started, healthcheck).await?)
+    }
+
+    async fn pause(&self, id: &str) -> Result<(), EngineError> {
+        Ok(self.pause_container(id).await?)
+    }
+
+    async fn stop(&self, id: &str) -> Result<(), EngineError> {
+        Ok(self.stop_kept(id).await?)
+    }
+
+    async fn resume(&self, id: &str, paused: bool) -> Result<SocketAddr, EngineError> {
+        Ok(self.resume_container(id, paused).await?)
     }
 
     async fn remove(&self, id: &str) -> Result<(), EngineError> {
