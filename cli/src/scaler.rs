@@ -17,8 +17,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use faaso_proxy::{HealthChecker, InstanceId, Routes};
 use faaso_reconciler::{
     Autoscaled, Autoscaler, Backend, Decision, Demand, InstanceState, PassReport, Policy,
-    ScaleDecision, Trigger, probe,
+    ScaleDecision, Started, Trigger,
 };
+use faaso_schema::Healthcheck;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -381,16 +382,23 @@ impl<B: Backend + Clone + 'static> Scaler<B> {
             .resume(id, idle.state == Parked::Paused)
             .await
             .map_err(|e| e.to_string())?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if probe(addr, health_path, Duration::from_secs(2)).await {
-                return Ok(addr);
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        Err(format!(
-            "it did not answer {health_path} within 30s of starting"
-        ))
+        let started = Started {
+            id: id.to_owned(),
+            name: id.to_owned(),
+            addr,
+            request_timeout: Duration::ZERO,
+            cors: None,
+        };
+        let healthcheck = Healthcheck {
+            path: health_path.to_owned(),
+            ..Healthcheck::default()
+        };
+        // Fails early when the instance dies or moves while it starts.
+        self.backend
+            .wait_ready(&started, &healthcheck)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(addr)
     }
 
     /// Takes an instance out of the route table, lets its requests finish, and pauses it (or

@@ -332,3 +332,47 @@ async fn a_funko_removed_while_requests_wait_answers_them() {
         })
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instance_killed_while_it_wakes_does_not_fail_the_held_request() {
+    let served = Served::start().await;
+    write_funko(
+        &served,
+        "killed",
+        "scale:\n  min: 0\n  max: 2\nidle:\n  pause_after: 2s\n  stop_after: 0s\ntimeout: 120s\n",
+        "import time\ntime.sleep(2)\n\ndef handle(request):\n    return 'up'\n",
+    );
+    served
+        .eventually(Duration::from_secs(120), "killed built", || async {
+            built(&served, "killed").await
+        })
+        .await;
+    assert_eq!(
+        get(&served, "/funko/killed/").await.0,
+        200,
+        "{}",
+        served.log()
+    );
+    served
+        .eventually(Duration::from_secs(30), "stopped when idle", || async {
+            states(&served, "killed").await == ["exited"]
+        })
+        .await;
+    let (id, _) = instances(&served, "killed").await.remove(0);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(150))
+        .build()
+        .unwrap();
+    let url = served.url("/funko/killed/");
+    let waiting = tokio::spawn(async move { client.get(&url).send().await.unwrap().status() });
+    // Its start takes two seconds (the handler's import): kill it in the middle.
+    served
+        .eventually(Duration::from_secs(30), "started again", || async {
+            states(&served, "killed")
+                .await
+                .contains(&"running".to_owned())
+        })
+        .await;
+    served.docker.kill_container(&id, None).await.unwrap();
+    assert_eq!(waiting.await.unwrap().as_u16(), 200, "{}", served.log());
+}

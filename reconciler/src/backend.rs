@@ -196,6 +196,17 @@ pub trait Backend: Send + Sync {
         async { Err(EngineError::unsupported("pausing an instance")) }
     }
 
+    /// Waits until a (re)started instance answers its healthcheck, or says why it never did
+    /// (it stopped running, say).
+    fn wait_ready(
+        &self,
+        started: &Started,
+        healthcheck: &faaso_schema::Healthcheck,
+    ) -> impl Future<Output = Result<(), EngineError>> + Send {
+        let _ = (started, healthcheck);
+        async { Err(EngineError::unsupported("waiting for an instance")) }
+    }
+
     /// Thaws a paused instance; its address is the one it had.
     fn unpause(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send {
         let _ = id;

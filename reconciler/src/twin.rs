@@ -405,6 +405,14 @@ impl Backend for Twin {
         Containers::pause(self, id).await
     }
 
+    async fn wait_ready(
+        &self,
+        started: &Started,
+        healthcheck: &Healthcheck,
+    ) -> Result<(), EngineError> {
+        Containers::wait_ready(self, started, healthcheck).await
+    }
+
     async fn unpause(&self, id: &str) -> Result<(), EngineError> {
         Containers::resume(self, id, true).await.map(|_| ())
     }

@@ -299,6 +299,14 @@ impl Backend for DockerEngine {
         Containers::pause(self, id).await
     }
 
+    async fn wait_ready(
+        &self,
+        started: &Started,
+        healthcheck: &Healthcheck,
+    ) -> Result<(), EngineError> {
+        Containers::wait_ready(self, started, healthcheck).await
+    }
+
     async fn unpause(&self, id: &str) -> Result<(), EngineError> {
         Ok(self.unpause_container(id).await?)
     }

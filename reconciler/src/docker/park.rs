@@ -21,10 +21,11 @@ impl DockerEngine {
     /// Thaws a paused container; one that is not paused is left as it is.
     pub(super) async fn unpause_container(&self, id: &str) -> Result<(), DockerError> {
         match self.docker.unpause_container(id).await {
-            // 409: not paused (already woken, or never paused).
+            // Not paused (already woken, or never paused): 409, or 500 from Docker 20.10.
             Err(Error::DockerResponseServerError {
-                status_code: 409, ..
-            }) => Ok(()),
+                status_code,
+                message,
+            }) if status_code == 409 || message.contains("is not paused") => Ok(()),
             result => self.parked("unpause", id, result),
         }
     }
