@@ -146,6 +146,14 @@ impl Scaling {
                 last: None,
                 health_path: faaso_reconciler::DEFAULT_HEALTH_PATH.to_owned(),
             });
+            // A failed pass ends the create it was asked for (its requests were told).
+            if report
+                .funkos
+                .iter()
+                .any(|f| f.name == *name && f.error.is_some())
+            {
+                funko.creating = None;
+            }
             if funko.bounds != *bounds {
                 funko.autoscaler.set_policy(policy(bounds));
                 funko.bounds = bounds.clone();
@@ -262,13 +270,14 @@ impl<B: Backend + Clone + 'static> Scaler<B> {
             let need = want - ready.len();
             tokio::spawn(async move { this.wake(&name, need).await });
         } else if want < ready.len() {
-            // The least busy go first; an instance already leaving is not counted twice.
-            let mut candidates: Vec<_> = ready
+            // The least busy go first; an instance already leaving is not counted again.
+            let mut staying: Vec<_> = ready
                 .iter()
                 .filter(|i| !funko.idle.contains_key(i.id().as_str()))
                 .collect();
-            candidates.sort_by_key(|i| i.in_flight());
-            for instance in candidates.into_iter().take(ready.len() - want) {
+            staying.sort_by_key(|i| i.in_flight());
+            let excess = staying.len().saturating_sub(want);
+            for instance in staying.into_iter().take(excess) {
                 funko.idle.insert(
                     instance.id().as_str().to_owned(),
                     Idle {

@@ -371,6 +371,21 @@ async fn hello_python_answers() {
 }
 
 #[tokio::test]
+async fn hello_idle_answers() {
+    let sandbox = Sandbox::new().await;
+    let dir = sandbox.example("hello-idle");
+    sandbox.faaso(&["build", arg(&dir)]).success();
+    let image = sandbox.image_of("hello-idle").await;
+    let instance = sandbox.run(&image, &dir, &[]).await;
+    let (status, body) = http_get(instance.ip, "/").unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        body.starts_with("Hello from ") && body.ends_with("awake again!\n"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
 async fn hello_node_answers() {
     example_answers("hello-node", "/?name=faaso", "Hello, faaso!\n").await;
 }

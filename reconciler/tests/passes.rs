@@ -312,3 +312,94 @@ async fn watch_mode_replaces_an_instance_the_engine_reports_dead() {
     stop.cancel();
     watching.await.unwrap().unwrap();
 }
+
+/// An autoscaled funko `a` between 0 and 3, its image built.
+fn autoscaled_folder(dir: &Path) {
+    let path = dir.join("a");
+    std::fs::create_dir_all(&path).unwrap();
+    std::fs::write(
+        path.join("funko.yml"),
+        "name: a\nscale:\n  min: 0\n  max: 3\n",
+    )
+    .unwrap();
+    std::fs::write(path.join("Dockerfile"), "FROM scratch\n").unwrap();
+}
+
+fn states(twin: &Twin) -> Vec<(u32, InstanceState)> {
+    let mut states: Vec<_> = twin
+        .instances()
+        .iter()
+        .map(|i| (i.number, i.state))
+        .collect();
+    states.sort();
+    states
+}
+
+#[test]
+fn without_a_server_an_autoscaled_funko_runs_one_instance_and_wakes_it_rather_than_replace_it() {
+    let dir = tempfile::tempdir().unwrap();
+    autoscaled_folder(dir.path());
+    let twin = Twin::default();
+    let mut reconciler = reconciler(&twin, dir.path());
+    block_on(async {
+        reconciler.pass(&Quiet).await.unwrap();
+        assert_eq!(states(&twin), [(1, InstanceState::Running)]);
+        let id = twin.instances()[0].id.clone();
+        faaso_reconciler::Backend::pause(&twin, &id).await.unwrap();
+        let report = reconciler.pass(&Quiet).await.unwrap();
+        assert!(
+            matches!(report.plan.as_slice(), [Step::Resume { paused: true, .. }]),
+            "{:?}",
+            report.plan
+        );
+        assert_eq!(twin.instances()[0].id, id, "the same instance, woken");
+        assert_eq!(states(&twin), [(1, InstanceState::Running)]);
+    });
+}
+
+#[test]
+fn with_a_server_the_count_is_its_demand_and_idle_instances_are_left_to_it() {
+    let dir = tempfile::tempdir().unwrap();
+    autoscaled_folder(dir.path());
+    let twin = Twin::default();
+    let mut reconciler = reconciler(&twin, dir.path());
+    let demand = faaso_reconciler::Demand::default();
+    reconciler.follow_demand(demand.clone());
+    block_on(async {
+        // min 0 and no demand: the image is built, nothing runs.
+        let report = reconciler.pass(&Quiet).await.unwrap();
+        assert!(
+            matches!(report.plan.as_slice(), [Step::Build { .. }]),
+            "{:?}",
+            report.plan
+        );
+        assert!(twin.instances().is_empty());
+        demand.set("a", 2);
+        reconciler.pass(&Quiet).await.unwrap();
+        assert_eq!(
+            states(&twin),
+            [(1, InstanceState::Running), (2, InstanceState::Running)]
+        );
+        // The server parks one and wants fewer: nothing is removed or woken by a pass.
+        let id = twin.instances()[1].id.clone();
+        faaso_reconciler::Backend::stop(&twin, &id).await.unwrap();
+        demand.set("a", 1);
+        let report = reconciler.pass(&Quiet).await.unwrap();
+        assert!(report.plan.is_empty(), "{:?}", report.plan);
+        assert_eq!(
+            states(&twin),
+            [(1, InstanceState::Running), (2, InstanceState::Exited)]
+        );
+        // Above what exists: one more is created, the stopped one is not replaced.
+        demand.set("a", 3);
+        reconciler.pass(&Quiet).await.unwrap();
+        assert_eq!(
+            states(&twin),
+            [
+                (1, InstanceState::Running),
+                (2, InstanceState::Exited),
+                (3, InstanceState::Running)
+            ]
+        );
+    });
+}
