@@ -18,6 +18,7 @@ mod prune;
 mod reconcile;
 mod report;
 mod status;
+pub mod swarm;
 pub mod twin;
 mod watch;
 
