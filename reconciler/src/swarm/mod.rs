@@ -75,12 +75,7 @@ impl SwarmEngine {
         let version = docker.client_version();
         let no_new_privileges = if (version.major_version, version.minor_version) >= (1, 44) {
             NoNewPrivileges::PerService
-        } else if info
-            .security_options
-            .unwrap_or_default()
-            .iter()
-            .any(|o| o == "name=no-new-privileges")
-        {
+        } else if enforcing_nodes(&docker).await? > 0 {
             NoNewPrivileges::ByDaemon
         } else {
             NoNewPrivileges::Unavailable
@@ -174,6 +169,25 @@ impl SwarmEngine {
     }
 }
 
+/// How many nodes say their daemon runs every container with no-new-privileges.
+async fn enforcing_nodes(docker: &Docker) -> Result<usize, SwarmError> {
+    let nodes = docker
+        .list_nodes(None::<bollard::query_parameters::ListNodesOptions>)
+        .await
+        .map_err(SwarmError::engine("list the nodes"))?;
+    let label = service::NO_NEW_PRIVILEGES_LABEL;
+    Ok(nodes
+        .iter()
+        .filter(|node| {
+            let engine = node.description.as_ref().and_then(|d| d.engine.as_ref());
+            let labels = engine.and_then(|e| e.labels.as_ref());
+            labels
+                .and_then(|l| l.get(label))
+                .is_some_and(|v| v == "true")
+        })
+        .count())
+}
+
 impl Backend for SwarmEngine {
     type Step = SwarmStep;
 
@@ -255,6 +269,10 @@ impl Backend for SwarmEngine {
                 })
             })
             .collect())
+    }
+
+    fn vouches_for_health(&self) -> bool {
+        true
     }
 
     async fn restart(&self, _id: &str) -> Result<(), EngineError> {

@@ -11,7 +11,7 @@ use bollard::models::{
     ServiceSpecRollbackConfigOrderEnum, ServiceSpecUpdateConfig,
     ServiceSpecUpdateConfigFailureActionEnum, ServiceSpecUpdateConfigOrderEnum, TaskSpec,
     TaskSpecContainerSpec, TaskSpecContainerSpecFile, TaskSpecContainerSpecPrivileges,
-    TaskSpecContainerSpecSecrets, TaskSpecResources, TaskSpecRestartPolicy,
+    TaskSpecContainerSpecSecrets, TaskSpecPlacement, TaskSpecResources, TaskSpecRestartPolicy,
     TaskSpecRestartPolicyConditionEnum,
 };
 use faaso_schema::Spec;
@@ -30,11 +30,16 @@ const FUNKO_UID: &str = "10001";
 pub enum NoNewPrivileges {
     /// The service API has the setting (API 1.44 and later).
     PerService,
-    /// Every container of the engine has it (`dockerd --no-new-privileges`).
+    /// Every container of some engines has it (`dockerd --no-new-privileges`); they say so
+    /// with the engine label [`NO_NEW_PRIVILEGES_LABEL`], and tasks are placed only there.
     ByDaemon,
     /// Neither: a funko that asks for it is refused.
     Unavailable,
 }
+
+/// The engine label (`dockerd --label`) by which a node says its daemon runs every container
+/// with no-new-privileges: Docker's info does not tell, and the manager sees engine labels.
+pub const NO_NEW_PRIVILEGES_LABEL: &str = "faaso.no-new-privileges";
 
 /// A secret a service mounts: its key (the file `/secrets/<key>`) and the Swarm secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,9 +69,9 @@ pub fn refusal(spec: &Spec, no_new_privileges: NoNewPrivileges) -> Option<String
     if spec.hardening.no_new_privileges && no_new_privileges == NoNewPrivileges::Unavailable {
         return Some(format!(
             "funko `{}` asks for hardening.no_new_privileges, which this Swarm cannot set per \
-             service (its API is older than 1.44) and its daemons do not enforce (start every \
-             node's dockerd with --no-new-privileges, or set `hardening: {{no_new_privileges: \
-             false}}` in its funko.yml)",
+             service (its API is older than 1.44) and no node's daemon enforces (start the \
+             nodes' dockerd with --no-new-privileges and --label {NO_NEW_PRIVILEGES_LABEL}=true, \
+             or set `hardening: {{no_new_privileges: false}}` in its funko.yml)",
             spec.name
         ));
     }
@@ -213,6 +218,14 @@ pub fn service_spec(
                 }),
                 ..Default::default()
             }),
+            placement: (hardening.no_new_privileges
+                && no_new_privileges == NoNewPrivileges::ByDaemon)
+                .then(|| TaskSpecPlacement {
+                    constraints: Some(vec![format!(
+                        "engine.labels.{NO_NEW_PRIVILEGES_LABEL} == true"
+                    )]),
+                    ..Default::default()
+                }),
             restart_policy: Some(TaskSpecRestartPolicy {
                 condition: Some(TaskSpecRestartPolicyConditionEnum::ANY),
                 delay: Some(nanos(Duration::from_secs(1))),
