@@ -182,12 +182,16 @@ pub(super) async fn remove_unused_secrets(
     let name = service_name(ns, funko);
     let mut specs = Vec::new();
     match docker.inspect_service(&name, None).await {
-        Ok(service) => specs.extend(service.spec.and_then(|s| s.task_template)),
+        Ok(service) => {
+            specs.extend(service.spec.and_then(|s| s.task_template));
+            // Listing the tasks of a service that is gone is an error, hence only here.
+            let filters = [("service", name.as_str()), ("desired-state", "running")];
+            let running = tasks(docker, &filters).await?;
+            specs.extend(running.into_iter().filter_map(|t| t.spec));
+        }
         Err(e) if is_not_found(&e) => {}
         Err(e) => return Err(SwarmError::engine("inspect the service")(e)),
     }
-    let running = tasks(docker, &[("service", &name), ("desired-state", "running")]).await?;
-    specs.extend(running.into_iter().filter_map(|t| t.spec));
     let used: BTreeSet<String> = specs
         .into_iter()
         .filter_map(|t| t.container_spec?.secrets)
@@ -312,36 +316,50 @@ pub(super) async fn wait_converged(
 /// Removes the funko's service, waits for its tasks to go, then removes its secrets.
 pub(super) async fn remove(docker: &Docker, ns: &Namespace, funko: &str) -> Result<(), String> {
     let name = service_name(ns, funko);
-    match docker.delete_service(&name).await {
-        Ok(()) => {}
-        Err(e) if is_not_found(&e) => {}
-        Err(e) => return Err(format!("cannot remove service {name}: {e}")),
-    }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let left = tasks(docker, &[("service", &name)])
-            .await
-            .map_err(|e| e.to_string());
-        // Once the service is gone its tasks are no longer listed under its name.
-        if left.map(|t| t.is_empty()).unwrap_or(true) || Instant::now() > deadline {
-            break;
+    let id = match docker.inspect_service(&name, None).await {
+        Ok(service) => service.id,
+        Err(e) if is_not_found(&e) => None,
+        Err(e) => return Err(format!("cannot inspect service {name}: {e}")),
+    };
+    if let Some(id) = id {
+        match docker.delete_service(&id).await {
+            Ok(()) => {}
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(format!("cannot remove service {name}: {e}")),
         }
-        tokio::time::sleep(POLL).await;
+        // Its tasks go (their containers stopped and removed) after the service: by id, as a
+        // name filter fails once the service is gone.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let all = tasks(docker, &[]).await.map_err(|e| e.to_string())?;
+            let left = all
+                .iter()
+                .filter(|t| t.service_id.as_ref() == Some(&id))
+                .count();
+            if left == 0 {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!("{left} tasks of removed service {name} did not go"));
+            }
+            tokio::time::sleep(POLL).await;
+        }
     }
     // A secret is freed only once the containers using it are gone on every node.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let removed = remove_unused_secrets(docker, ns, funko).await;
+        remove_unused_secrets(docker, ns, funko)
+            .await
+            .map_err(|e| e.to_string())?;
         let left = funko_secrets(docker, ns, funko)
             .await
-            .map(|s| s.len())
-            .unwrap_or(0);
-        if left == 0 || Instant::now() > deadline {
-            return match (removed, left) {
-                (Err(e), _) => Err(e.to_string()),
-                (_, 0) => Ok(()),
-                (_, n) => Err(format!("{n} secrets of {funko} are still in use")),
-            };
+            .map_err(|e| e.to_string())?
+            .len();
+        if left == 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{left} secrets of {funko} are still in use"));
         }
         tokio::time::sleep(POLL).await;
     }
