@@ -368,3 +368,61 @@ fn scale_secret_rotation_and_removal_leave_nothing_behind() {
         "no task container is left on the manager: {left:?}"
     );
 }
+
+#[test]
+#[ignore = "needs the three-node lab: scripts/swarm-lab up (scripts/test runs it)"]
+fn a_code_change_rolls_out_under_load_with_no_failed_request() {
+    let corner = std::sync::Arc::new(Corner::new());
+    corner.copy_example("hello-python");
+    let spec = corner.funkos().join("hello-python/funko.yml");
+    write(&spec, "name: hello-python\nruntime: python\nscale: 2\n");
+    let handler = corner.funkos().join("hello-python/handler.py");
+    write(
+        &handler,
+        "def handle(request):\n    return 'version one\\n'\n",
+    );
+    corner.faaso(&["reconcile", "--once"]).success();
+    let image = corner.image("hello-python");
+    // ~20 requests a second, each to a task picked from DNS as a proxy picks an instance; a
+    // refused connection (a task leaving) is tried once on another task, as faaso's proxy does,
+    // while a request that reached a task and failed is a failure. Both versions must answer.
+    let load = format!(
+        "import random, socket, time, urllib.error, urllib.request as r\n\
+         end = time.time() + 45\n\
+         seen, n = set(), 0\n\
+         while time.time() < end:\n\
+         \x20   ips = socket.gethostbyname_ex('tasks.{service}')[2]\n\
+         \x20   random.shuffle(ips)\n\
+         \x20   for i, ip in enumerate(ips[:2]):\n\
+         \x20       try:\n\
+         \x20           seen.add(r.urlopen('http://%s:3000/' % ip, timeout=5).read())\n\
+         \x20           break\n\
+         \x20       except urllib.error.URLError as e:\n\
+         \x20           refused = isinstance(e.reason, ConnectionRefusedError)\n\
+         \x20           if not refused or i == len(ips[:2]) - 1:\n\
+         \x20               raise\n\
+         \x20   n += 1\n\
+         \x20   time.sleep(0.05)\n\
+         print('requests', n, 'versions', seen)\n\
+         assert len(seen) == 2, seen\n",
+        service = corner.service("hello-python")
+    );
+    let loader = {
+        let corner = corner.clone();
+        std::thread::spawn(move || {
+            corner.job("replicated-job", &image, &load, Duration::from_secs(120))
+        })
+    };
+    std::thread::sleep(Duration::from_secs(5));
+    write(
+        &handler,
+        "def handle(request):\n    return 'version two\\n'\n",
+    );
+    let started = Instant::now();
+    corner.faaso(&["reconcile", "--once"]).success();
+    eprintln!("rollout of 2 tasks took {:?}", started.elapsed());
+    assert!(
+        loader.join().unwrap(),
+        "no request failed during the rollout"
+    );
+}
