@@ -95,11 +95,10 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = match cli.command {
-        Command::Proxy(_) | Command::Server(_) if cli.global.backend == cmd::BackendKind::Swarm => {
+        Command::Server(_) if cli.global.backend == cmd::BackendKind::Swarm => {
             Err(anyhow::anyhow!(
-                "`faaso proxy` and `faaso server` do not run on --backend swarm \
-                 (FAASO_BACKEND=swarm) yet: converge with `faaso reconcile`, and route with \
-                 faaso's proxy on one host"
+                "`faaso server` does not run on --backend swarm (FAASO_BACKEND=swarm) yet: converge \
+             with `faaso reconcile --watch`, and route with `faaso proxy up`, a global service"
             ))
         }
         Command::New(args) => cmd::new::run(&cli.global, args),

@@ -38,20 +38,19 @@ pub struct SwarmEngine {
     /// The manager's own engine, where images are built.
     builder: DockerEngine,
     namespace: Namespace,
-    registry: String,
+    registry: Option<String>,
     no_new_privileges: NoNewPrivileges,
 }
 
 impl SwarmEngine {
     /// Connects to the Swarm manager named by `DOCKER_HOST`, to act within `namespace`, pushing
-    /// images to `registry` (`host:port`, which every node must be able to pull from).
+    /// images to `registry` (`host:port`, which every node must be able to pull from; only
+    /// deploying needs it).
     pub async fn connect(
         namespace: Namespace,
         registry: Option<String>,
     ) -> Result<Self, SwarmError> {
-        let registry = registry
-            .filter(|r| !r.is_empty())
-            .ok_or(SwarmError::NoRegistry)?;
+        let registry = registry.filter(|r| !r.is_empty());
         let hint =
             std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
         let connect_error = |source: bollard::errors::Error| SwarmError::Connect {
@@ -102,6 +101,32 @@ impl SwarmEngine {
         &self.namespace
     }
 
+    /// Every running task of a funko service that has an address on the network (what a proxy
+    /// routes).
+    pub async fn running_instances(&self) -> Result<Vec<crate::observe::Instance>, SwarmError> {
+        let instances = observe::instances(&self.docker, &self.namespace).await?;
+        Ok(instances
+            .into_iter()
+            .filter(|i| i.number > 0 && i.ip.is_some())
+            .collect())
+    }
+
+    /// Pushes `image` (on the manager) to the registry; returns it pinned by digest.
+    pub async fn push(&self, image: &str) -> Result<String, SwarmError> {
+        let registry = self.registry.as_deref().ok_or(SwarmError::NoRegistry)?;
+        deploy::push(&self.docker, image, registry).await
+    }
+
+    /// Makes sure the attachable overlay network exists.
+    pub async fn ensure_network(&self) -> Result<(), SwarmError> {
+        deploy::ensure_network(&self.docker, &self.namespace).await
+    }
+
+    /// The manager's API client (for faaso's own services, such as the proxy).
+    pub fn client(&self) -> &Docker {
+        &self.docker
+    }
+
     async fn deploy(
         &self,
         step: &SwarmStep,
@@ -137,9 +162,7 @@ impl SwarmEngine {
                 .map_err(|e| fail(e.to_string()))?;
         }
         let ns = &self.namespace;
-        let pinned = deploy::push(&self.docker, image, &self.registry)
-            .await
-            .map_err(|e| fail(e.to_string()))?;
+        let pinned = self.push(image).await.map_err(|e| fail(e.to_string()))?;
         let secrets = deploy::ensure_secrets(&self.docker, ns, prepared)
             .await
             .map_err(|e| fail(e.to_string()))?;
