@@ -233,6 +233,11 @@ impl Drop for Corner {
         let _ = std::fs::remove_dir_all(self.funkos());
         let _ = std::fs::create_dir_all(self.funkos());
         let _ = self.faaso(&["reconcile", "--once"]);
+        let proxy = format!("{}-proxy", self.prefix);
+        let _ = Command::new("docker")
+            .args(["service", "rm", &proxy])
+            .envs(self.env.iter().filter(|(k, _)| k == "DOCKER_HOST").cloned())
+            .output();
         let network = format!("{}-net", self.prefix);
         let _ = Command::new("docker")
             .args(["network", "rm", &network])
@@ -274,6 +279,60 @@ fn example_funkos_answer_200_from_every_node() {
         Some(0),
         "converged means nothing to do\n{again}"
     );
+
+    // faaso's proxy as a global service: port 8888 of every node routes every funko.
+    let env: Vec<(&str, &str)> = corner
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    faaso_in(corner.dir.path(), &["proxy", "up"], &env).success();
+    for node in lab_nodes() {
+        for funko in ["hello-python", "hello-node"] {
+            let status = http_status(&node, &format!("/funko/{funko}/"));
+            assert_eq!(status, 200, "{funko} through {node}:8888");
+        }
+        assert_eq!(
+            http_status(&node, "/funko/nobody/"),
+            404,
+            "an unknown funko, as on one host"
+        );
+    }
+}
+
+/// The lab's node addresses (`scripts/swarm-lab nodes`).
+fn lab_nodes() -> Vec<String> {
+    let out = Command::new(repo_root().join("scripts/swarm-lab"))
+        .arg("nodes")
+        .output()
+        .expect("scripts/swarm-lab runs");
+    let nodes: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(nodes.len(), 3);
+    nodes
+}
+
+/// The status of `GET <path>` on port 8888 of `host`.
+fn http_status(host: &str, path: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect((host, 8888)).expect("the node's 8888 answers");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP answer from {host}: {answer:?}"))
 }
 
 #[test]

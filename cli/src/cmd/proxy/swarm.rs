@@ -136,6 +136,38 @@ pub async fn up(global: &Global, args: &ProxyArgs, port: u16) -> anyhow::Result<
         .filter_map(|n| n.status.as_ref()?.addr.as_deref()?.parse().ok())
         .collect();
     let deadline = Instant::now() + Duration::from_secs(180);
+    // Its own tasks first: another service may hold the port and answer in its place.
+    loop {
+        let filters = HashMap::from([
+            ("service".to_owned(), vec![name.clone()]),
+            ("desired-state".to_owned(), vec!["running".to_owned()]),
+        ]);
+        let options = bollard::query_parameters::ListTasksOptions {
+            filters: Some(filters),
+        };
+        let tasks = docker
+            .list_tasks(Some(options))
+            .await
+            .context("listing the proxy's tasks")?;
+        let running = tasks
+            .iter()
+            .filter(|t| {
+                let state = t.status.as_ref().and_then(|s| s.state);
+                state == Some(bollard::models::TaskState::RUNNING)
+            })
+            .count();
+        if running == addresses.len() && tasks.len() == running {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{running} of {} proxy tasks run (is port {port} free on every node?); see \
+                 `docker service ps {name}`",
+                addresses.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     for addr in &addresses {
         while !healthy(*addr, port, false).await {
             if Instant::now() > deadline {
