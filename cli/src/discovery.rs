@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use faaso_proxy::{Candidate, Cors, FunkoSettings, HealthChecker, InstanceId};
+use faaso_reconciler::swarm::SwarmEngine;
 use faaso_reconciler::{Backend, DockerEngine, Instance, InstanceState, Namespace};
 use faaso_schema::FunkoName;
 use futures_util::StreamExt;
@@ -34,12 +35,42 @@ pub type FunkoCandidates = HashMap<String, (FunkoSettings, Vec<Candidate>)>;
 pub struct DockerDiscovery {
     config: DiscoveryConfig,
     health: HealthChecker,
+    swarm: bool,
+}
+
+/// An engine that says which funko instances run (one engine's containers, or a Swarm's tasks
+/// as its manager knows them).
+trait RouteSource: Backend {
+    /// The running instances.
+    fn running(&self) -> impl std::future::Future<Output = anyhow::Result<Vec<Instance>>> + Send;
+}
+
+impl RouteSource for DockerEngine {
+    async fn running(&self) -> anyhow::Result<Vec<Instance>> {
+        Ok(self.running_instances().await?)
+    }
+}
+
+impl RouteSource for SwarmEngine {
+    async fn running(&self) -> anyhow::Result<Vec<Instance>> {
+        Ok(self.running_instances().await?)
+    }
 }
 
 impl DockerDiscovery {
     /// Discovery that feeds `health`.
     pub fn new(config: DiscoveryConfig, health: HealthChecker) -> Self {
-        Self { config, health }
+        Self {
+            config,
+            health,
+            swarm: false,
+        }
+    }
+
+    /// Routes a Swarm's tasks instead, from its manager (`DOCKER_HOST`).
+    pub fn on_swarm(mut self) -> Self {
+        self.swarm = true;
+        self
     }
 
     /// Runs until the task is dropped: connect, list, follow events, resync; on any engine
@@ -48,10 +79,17 @@ impl DockerDiscovery {
         let mut failures = 0u32;
         loop {
             let started = Instant::now();
-            let engine = DockerEngine::connect(self.config.namespace.clone()).await;
-            let error = match engine {
-                Ok(engine) => self.follow(&engine).await,
-                Err(err) => anyhow::Error::new(err),
+            let ns = self.config.namespace.clone();
+            let error = if self.swarm {
+                match SwarmEngine::connect(ns, None).await {
+                    Ok(engine) => self.follow(&engine).await,
+                    Err(err) => anyhow::Error::new(err),
+                }
+            } else {
+                match DockerEngine::connect(ns).await {
+                    Ok(engine) => self.follow(&engine).await,
+                    Err(err) => anyhow::Error::new(err),
+                }
             };
             // A connection that held for a while was a success: start the backoff afresh.
             if started.elapsed() > Duration::from_secs(30) {
@@ -65,7 +103,7 @@ impl DockerDiscovery {
     }
 
     /// Lists and follows changes until the engine fails; returns why it stopped.
-    async fn follow(&self, engine: &DockerEngine) -> anyhow::Error {
+    async fn follow(&self, engine: &impl RouteSource) -> anyhow::Error {
         // Subscribe before listing, so nothing that happens in between is missed.
         let mut changes = engine.changes();
         if let Err(err) = self.sync(engine).await {
@@ -93,11 +131,11 @@ impl DockerDiscovery {
     }
 
     /// Lists running instances once and declares every funko found.
-    pub async fn sync(&self, engine: &DockerEngine) -> anyhow::Result<()> {
+    async fn sync(&self, engine: &impl RouteSource) -> anyhow::Result<()> {
         let instances = engine
-            .running_instances()
+            .running()
             .await
-            .map_err(|err| anyhow::Error::new(err).context("listing containers"))?;
+            .map_err(|err| err.context("listing the instances"))?;
         let funkos = candidates(&instances, self.config.default_timeout);
         debug!(funkos = funkos.len(), "Listed the funko containers.");
         self.health.sync(funkos);

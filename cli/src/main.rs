@@ -1,6 +1,7 @@
 //! `faaso`: the command line of faaso, wiring the schema, reconciler and proxy crates together.
 #![forbid(unsafe_code)]
 
+mod backend;
 mod cmd;
 mod discovery;
 mod remote;
@@ -95,6 +96,12 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = match cli.command {
+        Command::Server(_) if cli.global.backend == cmd::BackendKind::Swarm => {
+            Err(anyhow::anyhow!(
+                "`faaso server` does not run on --backend swarm (FAASO_BACKEND=swarm) yet: converge \
+             with `faaso reconcile --watch`, and route with `faaso proxy up`, a global service"
+            ))
+        }
         Command::New(args) => cmd::new::run(&cli.global, args),
         Command::Runtimes => cmd::runtimes::run(),
         Command::Validate(args) => cmd::validate::run(&cli.global, args),

@@ -233,6 +233,13 @@ pub trait Backend: Send + Sync {
         async { Err(EngineError::unsupported("resuming an instance")) }
     }
 
+    /// Whether a running instance has passed the engine's own healthcheck already (Swarm keeps
+    /// a task `starting` until it does), so status need not probe it; its address may not be
+    /// reachable from where faaso runs.
+    fn vouches_for_health(&self) -> bool {
+        false
+    }
+
     /// The output of every instance of `funko`, running or not (empty when it has none).
     fn logs(
         &self,

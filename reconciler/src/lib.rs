@@ -19,6 +19,7 @@ mod prune;
 mod reconcile;
 mod report;
 mod status;
+pub mod swarm;
 pub mod twin;
 mod watch;
 

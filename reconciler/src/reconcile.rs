@@ -240,7 +240,11 @@ impl<B: Backend> Reconciler<B> {
     }
 
     async fn status_from(&self, state: &DesiredState, observed: &Observed) -> Vec<FunkoStatus> {
-        statuses(state, observed, &self.failures, |name| self.in_scope(name)).await
+        let vouched = self.backend.vouches_for_health();
+        statuses(state, observed, &self.failures, vouched, |name| {
+            self.in_scope(name)
+        })
+        .await
     }
 }
 

@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Args;
+use faaso_reconciler::swarm::SwarmEngine;
 use faaso_reconciler::{Backend, DockerEngine, LogOptions};
 use futures_util::StreamExt;
 
@@ -29,7 +30,6 @@ pub async fn run(global: &Global, args: LogsArgs) -> anyhow::Result<ExitCode> {
             .await?;
         return Ok(ExitCode::SUCCESS);
     }
-    let engine = DockerEngine::connect(global.namespace()).await?;
     let tail =
         match args.tail.as_str() {
             "all" => None,
@@ -41,7 +41,16 @@ pub async fn run(global: &Global, args: LogsArgs) -> anyhow::Result<ExitCode> {
         tail,
         follow: args.follow,
     };
-    let logs = engine.logs(&args.name, options).await?;
+    let logs = match global.backend {
+        super::BackendKind::Docker => {
+            let engine = DockerEngine::connect(global.namespace()).await?;
+            engine.logs(&args.name, options).await?
+        }
+        super::BackendKind::Swarm => {
+            let engine = SwarmEngine::connect(global.namespace(), global.registry.clone()).await?;
+            engine.logs(&args.name, options).await?
+        }
+    };
     if logs.is_empty() {
         anyhow::bail!("funko `{}` has no instances", args.name);
     }

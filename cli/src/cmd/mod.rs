@@ -21,8 +21,10 @@ pub mod version;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
-use faaso_reconciler::{BasePolicy, DockerEngine, Namespace, Reconciler, Settings};
+use faaso_reconciler::{BasePolicy, DockerEngine, Namespace, Reconciler};
 use faaso_schema::{Funko, Problem};
+
+pub use crate::backend::BackendKind;
 
 /// Flags every command takes; each is also an environment variable.
 #[derive(Debug, Args)]
@@ -58,6 +60,13 @@ pub struct Global {
     /// Act on the local Docker engine even when a server is configured.
     #[arg(long, short = 'l', global = true)]
     pub local: bool,
+    /// The engine local commands act on: one Docker engine, or a Swarm through its manager
+    /// (`DOCKER_HOST`).
+    #[arg(long, global = true, env = "FAASO_BACKEND", value_enum, default_value_t = BackendKind::Docker)]
+    pub backend: BackendKind,
+    /// The registry (`host:port`) that Swarm nodes pull funko images from.
+    #[arg(long, global = true, env = "FAASO_REGISTRY")]
+    pub registry: Option<String>,
 }
 
 impl Global {
@@ -91,16 +100,9 @@ impl Global {
 
     /// A reconciler for `dir` on the Docker engine.
     pub async fn reconciler(&self, dir: &Path) -> anyhow::Result<Reconciler<DockerEngine>> {
+        crate::backend::refuse_on_swarm(self)?;
         let engine = DockerEngine::connect(self.namespace()).await?;
-        let settings = Settings {
-            funkos_dir: dir.to_owned(),
-            namespace: self.namespace(),
-            base_policy: self.base_policy(),
-            secrets_dir: self.state_dir.join("secrets"),
-            state_dir: Some(self.state_dir.clone()),
-            concurrency: self.concurrency,
-        };
-        Ok(Reconciler::new(engine, settings))
+        Ok(Reconciler::new(engine, crate::backend::settings(self, dir)))
     }
 }
 

@@ -3,9 +3,9 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use faaso_reconciler::{Step, StepInfo};
+use faaso_reconciler::{Backend, Reconciler, StepInfo};
 
-use super::{FunkosDir, Global};
+use super::{BackendKind, FunkosDir, Global};
 use crate::report;
 
 /// Arguments of `faaso plan`.
@@ -23,11 +23,32 @@ pub struct PlanArgs {
 
 /// Prints the plan.
 pub async fn run(global: &Global, args: PlanArgs) -> anyhow::Result<ExitCode> {
-    let mut reconciler = global.reconciler(&args.funkos.dir).await?;
+    let dir = &args.funkos.dir;
+    match global.backend {
+        BackendKind::Docker => plan_on(global.reconciler(dir).await?, args, |_| None).await,
+        BackendKind::Swarm => {
+            let reconciler = crate::backend::swarm_reconciler(global, dir).await?;
+            let engine = reconciler.backend().clone();
+            plan_on(reconciler, args, move |p| engine.refusal(p)).await
+        }
+    }
+}
+
+/// Plans on any backend; `refusal` says why a funko cannot run there as its spec says.
+async fn plan_on<B: Backend>(
+    mut reconciler: Reconciler<B>,
+    args: PlanArgs,
+    refusal: impl Fn(&faaso_reconciler::Prepared) -> Option<String>,
+) -> anyhow::Result<ExitCode> {
     // An autoscaled funko's count inside its bounds is the autoscaler's (runtime state), not
     // drift: the plan holds it to its bounds only.
     reconciler.follow_demand(faaso_reconciler::Demand::default());
-    let (state, _, steps) = reconciler.plan().await?;
+    let (mut state, _, steps) = reconciler.plan().await?;
+    // Refused when planning, never dropped silently: deploying it would fail the same way.
+    let refused: Vec<String> = state.prepared.values().filter_map(&refusal).collect();
+    state
+        .warnings
+        .extend(refused.iter().map(|r| format!("refused: {r}")));
     if args.json {
         let problems: Vec<_> = state.problems.values().collect();
         let out =
@@ -40,16 +61,18 @@ pub async fn run(global: &Global, args: PlanArgs) -> anyhow::Result<ExitCode> {
             eprintln!("warning: {warning}");
         }
     }
-    Ok(if args.exit_code && !steps.is_empty() {
-        ExitCode::from(2)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(
+        if args.exit_code && (!steps.is_empty() || !refused.is_empty()) {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
+        },
+    )
 }
 
-fn print_table(steps: &[Step]) {
+fn print_table(steps: &[impl StepInfo]) {
     if steps.is_empty() {
-        println!("nothing to do: Docker matches the funkos folder");
+        println!("nothing to do: the engine matches the funkos folder");
         return;
     }
     let rows: Vec<(String, &str, String)> = steps.iter().map(describe).collect();

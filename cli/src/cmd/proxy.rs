@@ -17,6 +17,7 @@ use crate::cmd::Global;
 use crate::discovery::{DiscoveryConfig, DockerDiscovery};
 
 pub(crate) mod container;
+mod swarm;
 
 /// `faaso proxy`: the proxy in the foreground, or `up`/`down` as a container.
 #[derive(Debug, Args)]
@@ -54,6 +55,12 @@ pub struct UpArgs {
 pub async fn run_command(global: &Global, command: ProxyCommand) -> anyhow::Result<ExitCode> {
     match command.action {
         None => run(global, command.args).await,
+        Some(ProxyAction::Up(up)) if global.backend == super::BackendKind::Swarm => {
+            swarm::up(global, &command.args, up.port).await
+        }
+        Some(ProxyAction::Down) if global.backend == super::BackendKind::Swarm => {
+            swarm::down(global).await
+        }
         Some(ProxyAction::Up(up)) => container::up(global, &command.args, up.bind, up.port).await,
         Some(ProxyAction::Down) => container::down(&global.namespace()).await,
     }
@@ -333,6 +340,10 @@ pub async fn run(global: &Global, args: ProxyArgs) -> anyhow::Result<ExitCode> {
         },
         health,
     );
+    let discovery = match global.backend {
+        super::BackendKind::Docker => discovery,
+        super::BackendKind::Swarm => discovery.on_swarm(),
+    };
     let proxy = bind(args.proxy_config(&global.state_dir)?, routes).await?;
 
     info!(network = %global.network, "Discovering funko containers.");

@@ -4,11 +4,13 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 
 use clap::Args;
-use faaso_reconciler::{Listener, PassReport, Started, StepInfo, Triggers, WatchTiming};
+use faaso_reconciler::{
+    Backend, Listener, PassReport, Reconciler, Started, StepInfo, Triggers, WatchTiming,
+};
 use tokio_util::sync::CancellationToken;
 
 use super::plan::describe;
-use super::{FunkosDir, Global};
+use super::{BackendKind, FunkosDir, Global};
 use crate::report::Progress;
 
 /// Arguments of `faaso reconcile`.
@@ -33,7 +35,19 @@ pub struct ReconcileArgs {
 
 /// Runs one pass, or watches.
 pub async fn run(global: &Global, args: ReconcileArgs) -> anyhow::Result<ExitCode> {
-    let mut reconciler = global.reconciler(&args.funkos.dir).await?;
+    let dir = &args.funkos.dir;
+    match global.backend {
+        BackendKind::Docker => reconcile_on(global.reconciler(dir).await?, args).await,
+        BackendKind::Swarm => {
+            reconcile_on(crate::backend::swarm_reconciler(global, dir).await?, args).await
+        }
+    }
+}
+
+async fn reconcile_on<B: Backend + Clone + 'static>(
+    mut reconciler: Reconciler<B>,
+    args: ReconcileArgs,
+) -> anyhow::Result<ExitCode> {
     if args.retry {
         reconciler.retry_failed();
     }

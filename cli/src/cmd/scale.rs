@@ -98,17 +98,30 @@ pub async fn run(
     println!("{name}: scale {current} → {target}");
     // Only this funko: other funkos that changed in the folder wait for their own command (or
     // `faaso reconcile`), as the user asked about this one.
-    let mut reconciler = global.reconciler(dir).await?;
+    let converged = match global.backend {
+        super::BackendKind::Docker => converge(global.reconciler(dir).await?, name).await?,
+        super::BackendKind::Swarm => {
+            converge(crate::backend::swarm_reconciler(global, dir).await?, name).await?
+        }
+    };
+    Ok(if converged {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Converges only `name`: other funkos that changed in the folder wait for their own command.
+async fn converge<B: faaso_reconciler::Backend>(
+    mut reconciler: faaso_reconciler::Reconciler<B>,
+    name: &str,
+) -> anyhow::Result<bool> {
     reconciler.limit_to([name.to_owned()]);
     let report = reconciler
         .pass(&super::reconcile::TerminalListener::default())
         .await?;
     super::reconcile::print_summary(&report);
-    Ok(if report.converged() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(report.converged())
 }
 
 /// Sets the scale on the server and follows it until the funko has converged.

@@ -70,6 +70,13 @@ pub async fn run(global: &Global, args: StatusArgs) -> anyhow::Result<ExitCode> 
     let selection = select(&args.targets, default_dir)?;
     let mut statuses = match crate::remote::select(global)? {
         Some(remote) => remote.board().await?.funkos,
+        None if global.backend == super::BackendKind::Swarm => {
+            let dir = &selection.dir;
+            crate::backend::swarm_reconciler(global, dir)
+                .await?
+                .status()
+                .await?
+        }
         None => global.reconciler(&selection.dir).await?.status().await?,
     };
     let mut unknown = false;

@@ -358,7 +358,7 @@ async fn remove_existing(
 }
 
 /// The image `<prefix>-proxy:<hash of the executable>`, built when missing.
-async fn ensure_image(docker: &Docker, ns: &Namespace) -> anyhow::Result<String> {
+pub(super) async fn ensure_image(docker: &Docker, ns: &Namespace) -> anyhow::Result<String> {
     let exe = std::env::current_exe().context("finding the faaso executable")?;
     let files = rootfs_files(&exe)?;
     let tag = format!("{}-proxy:{}", ns.prefix, content_hash(&files)?);
@@ -465,7 +465,7 @@ fn append(
 }
 
 /// Whether `GET /healthz` answers within a few seconds.
-async fn healthy(host: IpAddr, port: u16, tls: bool) -> bool {
+pub(super) async fn healthy(host: IpAddr, port: u16, tls: bool) -> bool {
     if tls {
         return healthy_over_tls(host, port).await;
     }
