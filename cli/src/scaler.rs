@@ -27,6 +27,10 @@ use tokio_util::sync::CancellationToken;
 const TICK: Duration = Duration::from_secs(1);
 /// How often a drained instance's in-flight count is looked at.
 const DRAIN_POLL: Duration = Duration::from_millis(5);
+/// How long what this loop just did to an instance is trusted over a listing, which may have
+/// been taken before it (a pass that listed a woken instance still paused must not put it
+/// back in the books as paused).
+const SETTLE: Duration = Duration::from_secs(5);
 
 /// How a funko was woken, for the wake latency histogram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +76,8 @@ struct Funko {
     creating: Option<Instant>,
     last: Option<ScaleDecision>,
     health_path: String,
+    /// Instances this loop woke or parked, and when.
+    moved: BTreeMap<String, Instant>,
 }
 
 #[derive(Debug, Clone)]
@@ -145,6 +151,7 @@ impl Scaling {
                 creating: None,
                 last: None,
                 health_path: faaso_reconciler::DEFAULT_HEALTH_PATH.to_owned(),
+                moved: BTreeMap::new(),
             });
             // A failed pass ends the create it was asked for (its requests were told).
             if report
@@ -167,12 +174,16 @@ impl Scaling {
             if let Some(first) = instances.first() {
                 funko.health_path = first.health_path.clone();
             }
-            // Entries this loop is moving are its own; settled ones follow the engine.
+            // Entries this loop is moving, or just moved, are its own; settled ones follow the
+            // engine.
+            funko.moved.retain(|_, at| now.duration_since(*at) < SETTLE);
+            let moved = &funko.moved;
             funko.idle.retain(|id, idle| {
                 !matches!(idle.state, Parked::Paused | Parked::Stopped)
+                    || moved.contains_key(id)
                     || instances.iter().any(|i| &i.id == id && i.state.is_parked())
             });
-            for instance in instances {
+            for instance in instances.into_iter().filter(|i| !moved.contains_key(&i.id)) {
                 let parked = match instance.state {
                     InstanceState::Paused => Parked::Paused,
                     InstanceState::Exited => Parked::Stopped,
@@ -438,6 +449,7 @@ impl<B: Backend + Clone + 'static> Scaler<B> {
                     };
                     idle.since = Instant::now();
                 }
+                funko.moved.insert(id.as_str().to_owned(), Instant::now());
                 tracing::info!(funko = %name, instance = %id, action = if stop { "stopped" } else { "paused" }, "parked");
             }
             Err(error) => {
@@ -473,9 +485,11 @@ impl<B: Backend + Clone + 'static> Scaler<B> {
 }
 
 impl Scaling {
+    /// The instance is no longer idle (woken, or gone).
     fn forget_idle(&self, funko: &str, id: &str) {
         if let Some(f) = self.lock().funkos.get_mut(funko) {
             f.idle.remove(id);
+            f.moved.insert(id.to_owned(), Instant::now());
         }
     }
 }

@@ -42,8 +42,12 @@ pub use error::DockerError;
 use error::is_not_found;
 pub use image::BuildOutcome;
 
-/// Probes this often while waiting for a new instance: readiness is seen within ~50 ms.
+/// Probes this often while waiting for a new instance: every 10 ms for its first two seconds
+/// (most funkos, and every instance started again to serve held requests, are ready by then),
+/// every 50 ms after.
 const PROBE_EVERY: Duration = Duration::from_millis(50);
+const PROBE_EARLY: Duration = Duration::from_millis(10);
+const EARLY: Duration = Duration::from_secs(2);
 /// The container's state is checked this often while waiting, to fail fast when it exits.
 const STATE_EVERY: Duration = Duration::from_millis(500);
 
@@ -452,7 +456,8 @@ impl DockerEngine {
                     healthcheck.path, limit
                 )));
             }
-            tokio::time::sleep(PROBE_EVERY).await;
+            let early = begun.elapsed() < EARLY;
+            tokio::time::sleep(if early { PROBE_EARLY } else { PROBE_EVERY }).await;
         }
     }
 
