@@ -104,6 +104,14 @@ impl Scaling {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The instance is no longer idle (woken, or gone).
+    fn forget_idle(&self, funko: &str, id: &str) {
+        if let Some(f) = self.lock().funkos.get_mut(funko) {
+            f.idle.remove(id);
+            f.moved.insert(id.to_owned(), Instant::now());
+        }
+    }
+
     /// Whether the instance is kept idle (or on its way in or out): not to be routed by a
     /// resync, which may have listed it before it was paused.
     pub fn is_idle(&self, funko: &str, id: &str) -> bool {
@@ -480,16 +488,6 @@ impl<B: Backend + Clone + 'static> Scaler<B> {
                 idle.since = Instant::now();
                 tracing::warn!(funko = %name, instance = %id, %error, "cannot stop a paused instance");
             }
-        }
-    }
-}
-
-impl Scaling {
-    /// The instance is no longer idle (woken, or gone).
-    fn forget_idle(&self, funko: &str, id: &str) {
-        if let Some(f) = self.lock().funkos.get_mut(funko) {
-            f.idle.remove(id);
-            f.moved.insert(id.to_owned(), Instant::now());
         }
     }
 }

@@ -246,6 +246,18 @@ async fn connect() -> anyhow::Result<Docker> {
 }
 
 /// The label that marks the proxy container, so it is found again by label, never by name.
+/// The global flags that put a faaso in a container into the same namespace as this one.
+pub(super) fn namespace_args(ns: &Namespace) -> Vec<String> {
+    vec![
+        "--network".to_owned(),
+        ns.network.clone(),
+        "--prefix".to_owned(),
+        ns.prefix.clone(),
+        "--labels".to_owned(),
+        ns.labels.clone(),
+    ]
+}
+
 fn role_label(ns: &Namespace) -> (String, String) {
     (ns.label("role"), "proxy".to_owned())
 }
@@ -258,14 +270,7 @@ fn container_config(
     bind: IpAddr,
     port: u16,
 ) -> ContainerCreateBody {
-    let mut cmd = vec![
-        "--network".to_owned(),
-        ns.network.clone(),
-        "--prefix".to_owned(),
-        ns.prefix.clone(),
-        "--labels".to_owned(),
-        ns.labels.clone(),
-    ];
+    let mut cmd = namespace_args(ns);
     cmd.extend(launch.args.iter().cloned());
     let mut binds = vec![format!("{DOCKER_SOCKET}:{DOCKER_SOCKET}")];
     binds.extend(launch.binds.iter().cloned());

@@ -18,7 +18,7 @@ use bollard::query_parameters::UpdateServiceOptions;
 use faaso_reconciler::swarm::SwarmEngine;
 
 use super::ProxyArgs;
-use super::container::{INNER_PORT, Launch, ensure_image, healthy};
+use super::container::{INNER_PORT, Launch, ensure_image, healthy, namespace_args};
 use crate::cmd::Global;
 
 /// Where the proxies on every node read the manager's tasks.
@@ -50,16 +50,8 @@ pub async fn up(global: &Global, args: &ProxyArgs, port: u16) -> anyhow::Result<
     let image = ensure_image(docker, &ns).await?;
     let pinned = engine.push(&image).await?;
     let launch = Launch::proxy(args, &global.state_dir)?;
-    let mut cmd = vec![
-        "--network".to_owned(),
-        ns.network.clone(),
-        "--prefix".to_owned(),
-        ns.prefix.clone(),
-        "--labels".to_owned(),
-        ns.labels.clone(),
-        "--backend".to_owned(),
-        "swarm".to_owned(),
-    ];
+    let mut cmd = namespace_args(&ns);
+    cmd.extend(["--backend".to_owned(), "swarm".to_owned()]);
     cmd.extend(launch.args.iter().cloned());
     let mut env = launch.env.clone();
     env.push(format!("DOCKER_HOST={manager_api}"));
