@@ -3,8 +3,10 @@
 //! the lab up, runs them with `--ignored`, and takes it down. Every test works in a namespace of
 //! its own (prefix, labels, overlay network), so they run in parallel, and removes what it made.
 //!
-//! Requests come from inside the cluster: a global job (one task on every node) on the funkos'
-//! attachable overlay network, so "from every node" is checked where the tasks are scheduled.
+//! Requests come from inside the cluster, a global job (one task on every node) on the funkos'
+//! attachable overlay network, so "from every node" is checked where the tasks are scheduled;
+//! and from the host through port 8888 of the nodes, where faaso's proxy runs as a global
+//! service.
 
 mod common;
 
@@ -64,15 +66,20 @@ impl Corner {
     }
 
     fn faaso(&self, args: &[&str]) -> Run {
+        let mut args = args.to_vec();
+        let funkos = self.funkos();
+        args.push(arg(&funkos));
+        self.faaso_here(&args)
+    }
+
+    /// faaso with the corner's settings, with no funkos folder argument.
+    fn faaso_here(&self, args: &[&str]) -> Run {
         let env: Vec<(&str, &str)> = self
             .env
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let mut args = args.to_vec();
-        let funkos = self.funkos();
-        args.push(arg(&funkos));
-        faaso_in(self.dir.path(), &args, &env)
+        faaso_in(self.dir.path(), args, &env)
     }
 
     /// The docker CLI against the lab's manager.
@@ -120,6 +127,26 @@ impl Corner {
     fn secrets(&self) -> Vec<String> {
         let filter = format!("label={}.managed=true", self.prefix);
         self.lines(&["secret", "ls", "--format", "{{.Name}}", "--filter", &filter])
+    }
+
+    /// The tags the lab's registry holds for `funko`'s image.
+    fn registry_tags(&self, funko: &str) -> Vec<String> {
+        let registry = self
+            .env
+            .iter()
+            .find(|(k, _)| k == "FAASO_REGISTRY")
+            .map(|(_, v)| v.clone())
+            .expect("the lab names its registry");
+        let url = format!("http://{registry}/v2/{}/tags/list", self.service(funko));
+        let out = Command::new("curl")
+            .args(["-s", &url])
+            .output()
+            .expect("curl runs");
+        let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        list["tags"]
+            .as_array()
+            .map(|tags| tags.iter().filter_map(|t| Some(t.as_str()?.to_owned())).collect())
+            .unwrap_or_default()
     }
 
     /// The image a service runs (pinned by digest).
@@ -281,12 +308,7 @@ fn example_funkos_answer_200_from_every_node() {
     );
 
     // faaso's proxy as a global service: port 8888 of every node routes every funko.
-    let env: Vec<(&str, &str)> = corner
-        .env
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    faaso_in(corner.dir.path(), &["proxy", "up"], &env).success();
+    corner.faaso_here(&["proxy", "up"]).success();
     for node in lab_nodes() {
         for funko in ["hello-python", "hello-node"] {
             let status = http_status(&node, &format!("/funko/{funko}/"));
@@ -316,23 +338,24 @@ fn lab_nodes() -> Vec<String> {
 
 /// The status of `GET <path>` on port 8888 of `host`.
 fn http_status(host: &str, path: &str) -> u16 {
+    try_status(host, path, Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("no HTTP answer from {host}:8888{path}"))
+}
+
+/// The status of `GET <path>` on port 8888 of `host`, if it answers within `patience`.
+fn try_status(host: &str, path: &str, patience: Duration) -> Option<u16> {
     use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect((host, 8888)).expect("the node's 8888 answers");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    let addr = std::net::SocketAddr::new(host.parse().ok()?, 8888);
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, patience).ok()?;
+    stream.set_read_timeout(Some(patience)).ok()?;
     write!(
         stream,
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
     )
-    .unwrap();
+    .ok()?;
     let mut answer = String::new();
     let _ = stream.read_to_string(&mut answer);
-    answer
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("no HTTP answer from {host}: {answer:?}"))
+    answer.split(' ').nth(1)?.parse().ok()
 }
 
 #[test]
@@ -427,10 +450,29 @@ fn scale_secret_rotation_and_removal_leave_nothing_behind() {
     let image = corner.image("hello-python");
     assert!(corner.answers_everywhere(&image, &["hello-python"]));
 
+    // Two code changes make three versions: the registry keeps the current and the previous.
+    let handler = corner.funkos().join("hello-python/handler.py");
+    for version in ["two", "three"] {
+        write(
+            &handler,
+            &format!("def handle(request):\n    return 'version {version}\\n'\n"),
+        );
+        corner.faaso(&["reconcile", "--once"]).success();
+    }
+    let tags = corner.registry_tags("hello-python");
+    assert_eq!(tags.len(), 2, "current and previous only: {tags:?}");
+    let current = corner.image("hello-python");
+    assert!(
+        tags.iter().any(|t| current.contains(&format!(":{t}@"))),
+        "the running version is kept: {current} in {tags:?}"
+    );
+
     std::fs::remove_dir_all(corner.funkos().join("hello-python")).unwrap();
     corner.faaso(&["reconcile", "--once"]).success();
     assert!(corner.services().is_empty(), "the service went");
     assert!(corner.secrets().is_empty(), "its secrets went");
+    let tags = corner.registry_tags("hello-python");
+    assert!(tags.is_empty(), "its versions left the registry: {tags:?}");
     // Task containers by name: job containers from the funko's image inherit its labels.
     let name = format!("name={}.", corner.service("hello-python"));
     let left = corner.lines(&["ps", "-aq", "--filter", &name]);
@@ -525,14 +567,15 @@ fn lab(args: &[&str]) {
 #[test]
 #[ignore = "needs the three-node lab: scripts/swarm-lab up (scripts/test runs it)"]
 fn a_node_cut_off_has_its_tasks_run_elsewhere_and_requests_go_on() {
-    let corner = std::sync::Arc::new(Corner::new());
+    let corner = Corner::new();
     corner.copy_example("hello-python");
     let spec = corner.funkos().join("hello-python/funko.yml");
     write(&spec, "name: hello-python\nruntime: python\nscale: 3\n");
     corner.faaso(&["reconcile", "--once"]).success();
+    corner.faaso_here(&["proxy", "up"]).success();
     let service = corner.service("hello-python");
-    let on_node = |node: &str| -> usize {
-        let args = [
+    let running = || {
+        corner.lines(&[
             "service",
             "ps",
             "--filter",
@@ -540,76 +583,105 @@ fn a_node_cut_off_has_its_tasks_run_elsewhere_and_requests_go_on() {
             "--format",
             "{{.Node}} {{.CurrentState}}",
             &service,
-        ];
-        let lines = corner.lines(&args);
-        lines.iter().filter(|l| l.starts_with(node)).count()
+        ])
     };
     let victim = (2..=3)
-        .find(|n| on_node(&format!("faaso-lab-{n} Running")) > 0)
-        .expect("a worker holds a task");
-    let image = corner.image("hello-python");
-    // From the manager's node, which stays: a request whose connection fails (refused or not
-    // answered within 1 s) goes to another task, as faaso's proxy does; one that reached a
-    // task and failed counts. Only a request in flight on the lost node may fail.
-    let load = format!(
-        "import random, socket, time, urllib.error, urllib.request as r\n\
-         end = time.time() + 50\n\
-         ok = failed = 0\n\
-         while time.time() < end:\n\
-         \x20   ips = socket.gethostbyname_ex('tasks.{service}')[2]\n\
-         \x20   random.shuffle(ips)\n\
-         \x20   for i, ip in enumerate(ips):\n\
-         \x20       try:\n\
-         \x20           r.urlopen('http://%s:3000/' % ip, timeout=1).read()\n\
-         \x20           ok += 1\n\
-         \x20           break\n\
-         \x20       except (urllib.error.URLError, OSError) as e:\n\
-         \x20           if i == len(ips) - 1:\n\
-         \x20               failed += 1\n\
-         \x20   time.sleep(0.05)\n\
-         print('ok', ok, 'failed', failed)\n\
-         assert failed <= 1 and ok > 0, (ok, failed)\n"
-    );
-    let loader = {
-        let corner = corner.clone();
-        std::thread::spawn(move || {
-            let args = ["--constraint", "node.hostname==faaso-lab-1"];
-            corner.job_with(
-                "replicated-job",
-                &image,
-                &load,
-                &args,
-                Duration::from_secs(120),
-            )
+        .find(|n| {
+            let prefix = format!("faaso-lab-{n} Running");
+            running().iter().any(|l| l.starts_with(&prefix))
         })
-    };
-    std::thread::sleep(Duration::from_secs(8));
+        .expect("a worker holds a task");
+    // Through the proxy of the manager's node, which stays: ~20 requests a second, each on a
+    // connection of its own, as clients send them.
+    let manager = lab_nodes()[0].clone();
+    let load = Load::start(manager, "/funko/hello-python/");
+    std::thread::sleep(Duration::from_secs(5));
     let cut = Cut::new(victim);
-    let started = Instant::now();
+    let cut_at = Instant::now();
     let elsewhere = loop {
-        let running = corner.lines(&[
-            "service",
-            "ps",
-            "--filter",
-            "desired-state=running",
-            "--format",
-            "{{.Node}} {{.CurrentState}}",
-            &service,
-        ]);
-        let moved = running.iter().filter(|l| l.contains("Running")).count() == 3
-            && !running
+        let now = running();
+        let moved = now.iter().filter(|l| l.contains("Running")).count() == 3
+            && !now
                 .iter()
                 .any(|l| l.starts_with(&format!("faaso-lab-{victim}")));
-        if moved || started.elapsed() > Duration::from_secs(60) {
-            break started.elapsed();
+        if moved || cut_at.elapsed() > Duration::from_secs(60) {
+            break cut_at.elapsed();
         }
         std::thread::sleep(Duration::from_millis(250));
     };
     eprintln!("the cut node's task ran elsewhere after {elsewhere:?}");
+    std::thread::sleep(Duration::from_secs(3));
+    let requests = load.stop();
+    drop(cut);
     assert!(
         elsewhere < Duration::from_secs(30),
         "rescheduled within 30 s"
     );
-    assert!(loader.join().unwrap(), "requests went on through the cut");
-    drop(cut);
+    let failed: Vec<_> = requests.iter().filter(|r| r.status != Some(200)).collect();
+    eprintln!(
+        "{} requests through {}:8888, failed: {failed:?} (the cut at {:?})",
+        requests.len(),
+        lab_nodes()[0],
+        cut_at.duration_since(requests[0].sent)
+    );
+    let grace = cut_at + Duration::from_secs(2);
+    let late: Vec<_> = failed.iter().filter(|r| r.sent >= grace).collect();
+    assert!(late.is_empty(), "requests sent 2 s after the cut succeed: {late:?}");
+    let early: Vec<_> = failed.iter().filter(|r| r.sent < cut_at).collect();
+    assert!(
+        early.iter().all(|r| r.answered >= cut_at),
+        "before the cut only requests still in flight failed: {early:?}"
+    );
+    assert!(
+        failed.len() <= 3,
+        "only requests in flight on the lost node (and the moment it takes to see it) fail"
+    );
+    assert!(requests.iter().any(|r| r.sent > grace && r.status == Some(200)));
+}
+
+/// One request of [`Load`]: when it was sent and answered, and its status (`None`: no answer).
+#[derive(Debug)]
+struct Sent {
+    sent: Instant,
+    answered: Instant,
+    status: Option<u16>,
+}
+
+/// Requests at ~20 a second to port 8888 of a node, each on its own connection and thread,
+/// so a hanging one does not hold the others back.
+struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    sender: std::thread::JoinHandle<Vec<std::thread::JoinHandle<Sent>>>,
+}
+
+impl Load {
+    fn start(host: String, path: &'static str) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = stop.clone();
+        let sender = std::thread::spawn(move || {
+            let mut requests = Vec::new();
+            while !stopping.load(Ordering::SeqCst) {
+                let host = host.clone();
+                requests.push(std::thread::spawn(move || {
+                    let sent = Instant::now();
+                    let status = try_status(&host, path, Duration::from_secs(10));
+                    Sent {
+                        sent,
+                        answered: Instant::now(),
+                        status,
+                    }
+                }));
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            requests
+        });
+        Self { stop, sender }
+    }
+
+    /// Stops sending and waits for every answer.
+    fn stop(self) -> Vec<Sent> {
+        self.stop.store(true, Ordering::SeqCst);
+        let requests = self.sender.join().unwrap();
+        requests.into_iter().map(|r| r.join().unwrap()).collect()
+    }
 }

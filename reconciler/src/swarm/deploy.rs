@@ -207,6 +207,21 @@ pub(super) async fn remove_unused_secrets(
     Ok(removed)
 }
 
+/// The image (pinned by digest) `funko`'s service runs now, if it has a service.
+pub(super) async fn running_image(
+    docker: &Docker,
+    ns: &Namespace,
+    funko: &str,
+) -> Result<Option<String>, SwarmError> {
+    match docker.inspect_service(&service_name(ns, funko), None).await {
+        Ok(service) => Ok(service
+            .spec
+            .and_then(|s| s.task_template?.container_spec?.image)),
+        Err(e) if is_not_found(&e) => Ok(None),
+        Err(e) => Err(SwarmError::engine("inspect the service")(e)),
+    }
+}
+
 /// Creates the service, or updates it when its spec differs.
 pub(super) async fn apply(docker: &Docker, spec: ServiceSpec) -> Result<(), SwarmError> {
     let name = spec.name.clone().unwrap_or_default();

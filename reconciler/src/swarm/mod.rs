@@ -8,6 +8,7 @@ mod deploy;
 mod error;
 mod observe;
 mod plan;
+mod registry;
 mod service;
 
 use std::collections::BTreeSet;
@@ -162,6 +163,9 @@ impl SwarmEngine {
                 .map_err(|e| fail(e.to_string()))?;
         }
         let ns = &self.namespace;
+        let before = deploy::running_image(&self.docker, ns, funko)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
         let pinned = self.push(image).await.map_err(|e| fail(e.to_string()))?;
         let secrets = deploy::ensure_secrets(&self.docker, ns, prepared)
             .await
@@ -188,7 +192,36 @@ impl SwarmEngine {
         if let Err(error) = deploy::remove_unused_secrets(&self.docker, ns, funko).await {
             tracing::warn!(%funko, %error, "Old secrets of the funko could not be removed.");
         }
+        // The version it ran before stays in the registry too, for a rollback.
+        if before.as_deref() != Some(pinned.as_str()) {
+            let keep = [Some(pinned.as_str()), before.as_deref()];
+            self.prune_registry(funko, keep.into_iter().flatten()).await;
+        }
         Ok(())
+    }
+
+    /// Deletes the registry's versions of `funko` other than the images in `keep`; a registry
+    /// that cannot be pruned is only warned about (deploys go on).
+    async fn prune_registry<'a>(&self, funko: &str, keep: impl Iterator<Item = &'a str>) {
+        let Some(host) = self.registry.as_deref() else {
+            return;
+        };
+        let keep = keep
+            .filter_map(registry::pinned_digest)
+            .map(str::to_owned)
+            .collect();
+        let repo = format!("{}-{funko}", self.namespace.prefix);
+        let pruned = match registry::Registry::new(host) {
+            Ok(registry) => registry.prune(&repo, &keep).await,
+            Err(error) => Err(error),
+        };
+        match pruned {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(%funko, versions = n, "Deleted old versions from the registry."),
+            Err(error) => {
+                tracing::warn!(%funko, %error, "Old versions of the funko stay in the registry.");
+            }
+        }
     }
 }
 
@@ -244,12 +277,16 @@ impl Backend for SwarmEngine {
     ) -> Result<(), StepFailure> {
         match step {
             SwarmStep::Deploy { .. } => self.deploy(step, prepared, listener).await,
-            SwarmStep::Remove { funko } => deploy::remove(&self.docker, &self.namespace, funko)
-                .await
-                .map_err(|error| StepFailure {
-                    key: String::new(),
-                    error,
-                }),
+            SwarmStep::Remove { funko } => {
+                deploy::remove(&self.docker, &self.namespace, funko)
+                    .await
+                    .map_err(|error| StepFailure {
+                        key: String::new(),
+                        error,
+                    })?;
+                self.prune_registry(funko, std::iter::empty()).await;
+                Ok(())
+            }
         }
     }
 
