@@ -450,3 +450,76 @@ async fn a_crash_looping_funko_fails_fast_and_holds_no_other_back() {
         Some((200, "fine".into()))
     );
 }
+
+/// The exit code of `faaso-probe <url>` run inside `container`, as Swarm's healthcheck runs it.
+async fn probe_inside(env: &Env, container: &str, url: &str) -> i64 {
+    use futures_util::StreamExt;
+    let exec = env
+        .docker
+        .create_exec(
+            container,
+            bollard::models::ExecConfig {
+                cmd: Some(vec![
+                    faaso_schema::PROBE_PATH.to_owned(),
+                    url.to_owned(),
+                    "2000".to_owned(),
+                ]),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    if let bollard::exec::StartExecResults::Attached { mut output, .. } =
+        env.docker.start_exec(&exec.id, None).await.unwrap()
+    {
+        while output.next().await.is_some() {}
+    }
+    let inspect = env.docker.inspect_exec(&exec.id).await.unwrap();
+    inspect.exit_code.expect("the probe has exited")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_image_carries_a_probe_that_passes_only_on_2xx() {
+    let env = Env::new().await;
+    // A static executable in a FROM scratch image: no shell, no interpreter, only the probe.
+    let binary = env.funkos().join("hello-binary");
+    std::fs::create_dir_all(&binary).unwrap();
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../funkos/hello-binary");
+    for file in ["funko.yml", "main.rs", "build.sh"] {
+        std::fs::copy(example.join(file), binary.join(file)).unwrap();
+    }
+    let built = std::process::Command::new("bash")
+        .arg(binary.join("build.sh"))
+        .status()
+        .unwrap();
+    assert!(built.success(), "hello-binary's build.sh failed");
+    let python = env.python_funko("py", "ok", "");
+    common::write(
+        &python.join("handler.py"),
+        "def handle(request):\n    return (404, 'no') if request.path == '/missing' else 'ok'\n",
+    );
+    let mut reconciler = env.reconciler().await;
+    let report = reconciler.pass(&Quiet).await.unwrap();
+    assert!(report.converged(), "{report:#?}");
+    for funko in ["hello-binary", "py"] {
+        let instance = env.running(funko).await.remove(0);
+        let name = &instance.name;
+        assert_eq!(
+            probe_inside(&env, name, "http://127.0.0.1:3000/ping").await,
+            0,
+            "{funko}"
+        );
+        assert_eq!(
+            probe_inside(&env, name, "http://127.0.0.1:3001/ping").await,
+            1,
+            "{funko}"
+        );
+    }
+    let py = env.running("py").await.remove(0);
+    assert_eq!(
+        probe_inside(&env, &py.name, "http://127.0.0.1:3000/missing").await,
+        1
+    );
+}

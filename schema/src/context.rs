@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::load::{Funko, SPEC_FILE};
 use crate::name::FunkoName;
+use crate::probe::{PROBE, PROBE_FILE};
 use crate::problem::Problem;
 use crate::runtime::{self, BaseChoice, DOCKERFILE_TEMPLATE, Runtime};
 
@@ -95,6 +96,14 @@ impl BuildContext {
         }
         // Funko files win over runtime files of the same path, as documented.
         files.extend(funko_files);
+        // Every image can carry the probe, a funko's own Dockerfile included (it is told how).
+        files.insert(
+            PROBE_FILE.to_owned(),
+            ContextFile {
+                mode: 0o755,
+                bytes: PROBE.to_vec(),
+            },
+        );
         Ok(Self {
             name: funko.spec.name.clone(),
             files,
@@ -448,5 +457,39 @@ mod tests {
         let mut archive = tar::Archive::new(std::io::Cursor::new(ctx.to_tar().unwrap()));
         assert_eq!(archive.entries().unwrap().count(), ctx.files.len());
         assert_eq!(ctx.to_tar().unwrap(), ctx.to_tar().unwrap());
+    }
+
+    #[test]
+    fn every_runtime_carries_the_probe_and_an_own_dockerfile_gets_it_too() {
+        let tmp = tempfile::tempdir().unwrap();
+        for runtime in Runtime::builtin_names() {
+            let yml = format!("name: f-{runtime}\nruntime: {runtime}\n");
+            let f = funko_in(tmp.path(), &format!("f-{runtime}"), &yml, &[]);
+            let ctx = BuildContext::assemble(&f, BaseChoice::Local).unwrap();
+            assert_eq!(ctx.files[PROBE_FILE].mode, 0o755, "{runtime}");
+            assert_eq!(ctx.files[PROBE_FILE].bytes, PROBE, "{runtime}");
+            assert_eq!(
+                crate::probed(ctx.dockerfile()),
+                crate::Probed::ByProbe,
+                "{runtime}: {}",
+                ctx.dockerfile()
+            );
+        }
+        let own = funko_in(
+            tmp.path(),
+            "own",
+            "name: own\n",
+            &[("Dockerfile", "FROM x\n")],
+        );
+        let ctx = BuildContext::assemble(&own, BaseChoice::Local).unwrap();
+        assert_eq!(ctx.files[PROBE_FILE].mode, 0o755);
+        let mut archive = tar::Archive::new(std::io::Cursor::new(ctx.to_tar().unwrap()));
+        let probe = archive
+            .entries()
+            .unwrap()
+            .map(Result::unwrap)
+            .find(|e| e.path().unwrap().to_str() == Some(PROBE_FILE))
+            .unwrap();
+        assert_eq!(probe.header().mode().unwrap(), 0o755);
     }
 }

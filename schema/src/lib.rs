@@ -5,6 +5,7 @@ mod context;
 mod cors;
 mod load;
 mod name;
+mod probe;
 mod problem;
 mod runtime;
 mod scale;
@@ -15,6 +16,7 @@ pub use context::{BuildContext, ContextFile};
 pub use cors::Cors;
 pub use load::{Funko, SPEC_FILE, load_funko, load_funkos_dir, parse_spec, set_scale, write_scale};
 pub use name::{FunkoName, MAX_NAME_LEN, NameError};
+pub use probe::{PROBE, PROBE_FILE, PROBE_PATH, Probed, probe_copy_line, probed};
 pub use problem::Problem;
 pub use runtime::{
     BaseChoice, BaseImages, Runtime, RuntimeMeta, resolve as resolve_runtime, scaffold,

@@ -94,7 +94,7 @@ impl SwarmEngine {
 
     /// Why `prepared` cannot run on this Swarm as its spec says (shown by `faaso plan`).
     pub fn refusal(&self, prepared: &Prepared) -> Option<String> {
-        refusal(&prepared.funko.spec, self.no_new_privileges)
+        refusal(prepared, self.no_new_privileges)
     }
 
     /// The namespace it acts in.

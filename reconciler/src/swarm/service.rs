@@ -14,7 +14,7 @@ use bollard::models::{
     TaskSpecContainerSpecSecrets, TaskSpecPlacement, TaskSpecResources, TaskSpecRestartPolicy,
     TaskSpecRestartPolicyConditionEnum,
 };
-use faaso_schema::Spec;
+use faaso_schema::{PROBE_PATH, Probed, Spec, probe_copy_line, probed};
 
 use crate::desired::Prepared;
 use crate::namespace::Namespace;
@@ -65,10 +65,13 @@ pub fn secret_name(ns: &Namespace, funko: &str, key: &str, version: &str) -> Str
 }
 
 /// Why a funko cannot run on this Swarm as its spec says; `None` when it can.
-pub fn refusal(spec: &Spec, no_new_privileges: NoNewPrivileges) -> Option<String> {
+pub fn refusal(prepared: &Prepared, no_new_privileges: NoNewPrivileges) -> Option<String> {
+    let spec = &prepared.funko.spec;
     if let Some(auto) = spec.scale.auto() {
         return Some(format!(
-            "funko `{}` is autoscaled (scale: {{min: {}, max: {}}}), which needs `faaso server`              on one Docker engine (it pauses, wakes and counts instances itself); on Swarm write              a fixed `scale: <n>` in its funko.yml",
+            "funko `{}` is autoscaled (scale: {{min: {}, max: {}}}), which needs `faaso server` \
+             on one Docker engine (it pauses, wakes and counts instances itself); on Swarm write \
+             a fixed `scale: <n>` in its funko.yml",
             spec.name, auto.min, auto.max
         ));
     }
@@ -81,37 +84,45 @@ pub fn refusal(spec: &Spec, no_new_privileges: NoNewPrivileges) -> Option<String
             spec.name
         ));
     }
+    if probed(prepared.context.dockerfile()) == Probed::Not {
+        // Without a healthcheck a start-first rollout cannot wait for the new task to be ready.
+        let dockerfile = match &spec.runtime {
+            None => prepared.funko.dir.join("Dockerfile").display().to_string(),
+            Some(runtime) => format!("the Dockerfile.hbs of runtime `{runtime}`"),
+        };
+        return Some(format!(
+            "funko `{}` cannot be probed for readiness on Swarm: {dockerfile} neither copies \
+             faaso's probe nor has a HEALTHCHECK; add the line `{}` (faaso puts the probe in \
+             every build context), or a HEALTHCHECK of its own",
+            spec.name,
+            probe_copy_line()
+        ));
+    }
     None
 }
 
-/// The command that probes a funko's readiness inside its task, when its runtime's image has an
-/// interpreter to run it (Swarm's start-first rollout waits only for the container's own
-/// healthcheck). `None`: the image must bring its own HEALTHCHECK.
-pub fn probe_command(runtime: Option<&str>, path: &str) -> Option<Vec<String>> {
-    let url = format!("http://127.0.0.1:{FUNKO_PORT}{path}");
-    let (program, flag, script) = match runtime? {
-        "python" | "flask" => (
-            "python3",
-            "-c",
-            "import sys, urllib.request as r\n\
-             try:\n    sys.exit(0 if r.urlopen(sys.argv[1], timeout=2).status < 300 else 1)\n\
-             except Exception:\n    sys.exit(1)",
-        ),
-        "node" | "express" => (
-            "node",
-            "-e",
-            "require('http').get(process.argv[1], {timeout: 2000}, r => \
-             process.exit(r.statusCode < 300 ? 0 : 1)).on('error', () => process.exit(1))",
-        ),
-        _ => return None,
-    };
-    Some(vec![
-        "CMD".to_owned(),
-        program.to_owned(),
-        flag.to_owned(),
-        script.to_owned(),
-        url,
-    ])
+/// The healthcheck Swarm's start-first rollout waits for: faaso's probe on the funko's
+/// `healthcheck:` path, with its timing. `None` when the image has its own HEALTHCHECK instead.
+fn health_config(prepared: &Prepared) -> Option<HealthConfig> {
+    if probed(prepared.context.dockerfile()) != Probed::ByProbe {
+        return None;
+    }
+    let health = &prepared.funko.spec.healthcheck;
+    let url = format!("http://127.0.0.1:{FUNKO_PORT}{}", health.path);
+    let timeout_ms = health.timeout.0.as_millis().to_string();
+    Some(HealthConfig {
+        test: Some(vec![
+            "CMD".to_owned(),
+            PROBE_PATH.to_owned(),
+            url,
+            timeout_ms,
+        ]),
+        interval: Some(nanos(health.interval.0)),
+        timeout: Some(nanos(health.timeout.0)),
+        retries: Some(i64::from(health.retries)),
+        start_period: Some(nanos(health.start_period.0)),
+        ..Default::default()
+    })
 }
 
 /// The labels of a funko's service (what the planner reads back).
@@ -151,23 +162,13 @@ pub fn service_spec(
     no_new_privileges: NoNewPrivileges,
 ) -> Result<ServiceSpec, String> {
     let spec = &prepared.funko.spec;
-    if let Some(reason) = refusal(spec, no_new_privileges) {
+    if let Some(reason) = refusal(prepared, no_new_privileges) {
         return Err(reason);
     }
     let name = spec.name.as_str();
     let hardening = &spec.hardening;
     let mut env = vec![format!("PORT={FUNKO_PORT}")];
     env.extend(spec.env.iter().map(|(k, v)| format!("{}={}", k.0, v.0)));
-    let health = &spec.healthcheck;
-    let health_check =
-        probe_command(spec.runtime.as_deref(), &health.path).map(|test| HealthConfig {
-            test: Some(test),
-            interval: Some(nanos(health.interval.0)),
-            timeout: Some(nanos(health.timeout.0)),
-            retries: Some(i64::from(health.retries)),
-            start_period: Some(nanos(health.start_period.0)),
-            ..Default::default()
-        });
     let mounts = hardening.read_only.then(|| {
         vec![Mount {
             target: Some("/tmp".to_owned()),
@@ -200,7 +201,7 @@ pub fn service_spec(
         mounts,
         secrets: Some(secrets),
         stop_grace_period: Some(nanos(STOP_GRACE)),
-        health_check,
+        health_check: health_config(prepared),
         init: Some(true),
         capability_drop: hardening.drop_capabilities.then(|| vec!["ALL".to_owned()]),
         privileges: (hardening.no_new_privileges
@@ -279,10 +280,18 @@ mod tests {
     use super::*;
 
     fn prepared(yaml: &str) -> Prepared {
+        prepared_with(yaml, None)
+    }
+
+    /// A funko with its own Dockerfile when `dockerfile` is given.
+    fn prepared_with(yaml: &str, dockerfile: Option<&str>) -> Prepared {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("a");
         std::fs::create_dir(&dir).unwrap();
         std::fs::write(dir.join("funko.yml"), yaml).unwrap();
+        if let Some(text) = dockerfile {
+            std::fs::write(dir.join("Dockerfile"), text).unwrap();
+        }
         let funko = faaso_schema::load_funko(&dir).unwrap();
         let context =
             faaso_schema::BuildContext::assemble(&funko, faaso_schema::BaseChoice::Local).unwrap();
@@ -327,9 +336,15 @@ mod tests {
         assert_eq!(c.read_only, Some(true));
         assert_eq!(c.capability_drop, Some(vec!["ALL".to_owned()]));
         assert!(c.env.as_ref().unwrap().contains(&"A=b".to_owned()));
-        let test = c.health_check.as_ref().unwrap().test.as_ref().unwrap();
-        assert_eq!(test[1], "python3");
-        assert_eq!(test.last().unwrap(), "http://127.0.0.1:3000/ping");
+        let health = c.health_check.as_ref().unwrap();
+        assert_eq!(
+            health.test.as_deref().unwrap(),
+            ["CMD", "/faaso/probe", "http://127.0.0.1:3000/ping", "2000"]
+        );
+        assert_eq!(
+            health.interval,
+            Some(nanos(p.funko.spec.healthcheck.interval.0))
+        );
         let file = c.secrets.as_ref().unwrap()[0].file.as_ref().unwrap();
         assert_eq!(file.name.as_deref(), Some("/secrets/k"));
         assert_eq!(
@@ -378,5 +393,67 @@ mod tests {
             secret_name(&ns, "a", "k", "v2")
         );
         assert!(secret_name(&ns, &"x".repeat(40), "k", "v").len() <= 64);
+    }
+
+    #[test]
+    fn every_runtime_is_probed_on_its_healthcheck_path_and_timing() {
+        for runtime in faaso_schema::Runtime::builtin_names() {
+            let p = prepared(&format!(
+                "name: a\nruntime: {runtime}\nhealthcheck: {{path: /healthz, timeout: 750ms, retries: 7}}\n"
+            ));
+            let spec = service_spec(
+                &Namespace::default(),
+                &p,
+                "i",
+                &[],
+                1,
+                NoNewPrivileges::PerService,
+            )
+            .unwrap();
+            let health = container(&spec).health_check.clone().unwrap();
+            assert_eq!(
+                health.test.unwrap(),
+                [
+                    "CMD",
+                    "/faaso/probe",
+                    "http://127.0.0.1:3000/healthz",
+                    "750"
+                ],
+                "{runtime}"
+            );
+            assert_eq!(health.timeout, Some(nanos(Duration::from_millis(750))));
+            assert_eq!(health.retries, Some(7));
+        }
+    }
+
+    #[test]
+    fn an_own_dockerfile_is_told_how_to_carry_the_probe() {
+        let ns = Namespace::default();
+        let bare = prepared_with("name: a\n", Some("FROM faaso-base/python:bookworm\n"));
+        let err = service_spec(&ns, &bare, "i", &[], 1, NoNewPrivileges::PerService).unwrap_err();
+        assert!(err.contains("`COPY faaso-probe /faaso/probe`"), "{err}");
+        assert!(err.contains("Dockerfile"), "{err}");
+        let copying = prepared_with(
+            "name: a\n",
+            Some("FROM faaso-base/python:bookworm\nCOPY faaso-probe /faaso/probe\n"),
+        );
+        let spec = service_spec(&ns, &copying, "i", &[], 1, NoNewPrivileges::PerService).unwrap();
+        assert_eq!(
+            container(&spec)
+                .health_check
+                .as_ref()
+                .unwrap()
+                .test
+                .as_ref()
+                .unwrap()[1],
+            "/faaso/probe"
+        );
+        // Its own HEALTHCHECK is kept: a service healthcheck would replace it.
+        let own = prepared_with(
+            "name: a\n",
+            Some("FROM x\nHEALTHCHECK CMD [\"/app/check\"]\n"),
+        );
+        let spec = service_spec(&ns, &own, "i", &[], 1, NoNewPrivileges::PerService).unwrap();
+        assert_eq!(container(&spec).health_check, None);
     }
 }
