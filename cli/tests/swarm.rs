@@ -145,7 +145,11 @@ impl Corner {
         let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
         list["tags"]
             .as_array()
-            .map(|tags| tags.iter().filter_map(|t| Some(t.as_str()?.to_owned())).collect())
+            .map(|tags| {
+                tags.iter()
+                    .filter_map(|t| Some(t.as_str()?.to_owned()))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -626,7 +630,10 @@ fn a_node_cut_off_has_its_tasks_run_elsewhere_and_requests_go_on() {
     );
     let grace = cut_at + Duration::from_secs(2);
     let late: Vec<_> = failed.iter().filter(|r| r.sent >= grace).collect();
-    assert!(late.is_empty(), "requests sent 2 s after the cut succeed: {late:?}");
+    assert!(
+        late.is_empty(),
+        "requests sent 2 s after the cut succeed: {late:?}"
+    );
     let early: Vec<_> = failed.iter().filter(|r| r.sent < cut_at).collect();
     assert!(
         early.iter().all(|r| r.answered >= cut_at),
@@ -636,7 +643,11 @@ fn a_node_cut_off_has_its_tasks_run_elsewhere_and_requests_go_on() {
         failed.len() <= 3,
         "only requests in flight on the lost node (and the moment it takes to see it) fail"
     );
-    assert!(requests.iter().any(|r| r.sent > grace && r.status == Some(200)));
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.sent > grace && r.status == Some(200))
+    );
 }
 
 /// One request of [`Load`]: when it was sent and answered, and its status (`None`: no answer).

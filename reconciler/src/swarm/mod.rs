@@ -217,7 +217,9 @@ impl SwarmEngine {
         };
         match pruned {
             Ok(0) => {}
-            Ok(n) => tracing::info!(%funko, versions = n, "Deleted old versions from the registry."),
+            Ok(n) => {
+                tracing::info!(%funko, versions = n, "Deleted old versions from the registry.")
+            }
             Err(error) => {
                 tracing::warn!(%funko, %error, "Old versions of the funko stay in the registry.");
             }

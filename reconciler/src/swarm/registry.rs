@@ -58,7 +58,11 @@ impl Registry {
                         self.host
                     ));
                 }
-                s => return Err(format!("deleting {repo}@{digest}: the registry answered {s}")),
+                s => {
+                    return Err(format!(
+                        "deleting {repo}@{digest}: the registry answered {s}"
+                    ));
+                }
             }
         }
         Ok(doomed.len())
@@ -136,7 +140,6 @@ fn checked(response: reqwest::Response, what: &str) -> Result<reqwest::Response,
 pub(super) fn pinned_digest(image: &str) -> Option<&str> {
     image.rsplit_once('@').map(|(_, digest)| digest)
 }
-
 
 #[cfg(test)]
 mod tests {
