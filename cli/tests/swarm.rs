@@ -64,15 +64,21 @@ impl Corner {
     }
 
     fn faaso(&self, args: &[&str]) -> Run {
-        let env: Vec<(&str, &str)> = self
+        let mut args = args.to_vec();
+        let funkos = self.funkos();
+        args.push(arg(&funkos));
+        self.faaso_with(&args, &[])
+    }
+
+    /// `faaso args` in this corner, with `more` environment and no funkos folder appended.
+    fn faaso_with(&self, args: &[&str], more: &[(&str, &str)]) -> Run {
+        let mut env: Vec<(&str, &str)> = self
             .env
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let mut args = args.to_vec();
-        let funkos = self.funkos();
-        args.push(arg(&funkos));
-        faaso_in(self.dir.path(), &args, &env)
+        env.extend_from_slice(more);
+        faaso_in(self.dir.path(), args, &env)
     }
 
     /// The docker CLI against the lab's manager.
@@ -316,23 +322,31 @@ fn lab_nodes() -> Vec<String> {
 
 /// The status of `GET <path>` on port 8888 of `host`.
 fn http_status(host: &str, path: &str) -> u16 {
+    http(host, 8888, &format!("GET {path}"), "").0
+}
+
+/// The status and whole answer of `<request line> HTTP/1.1` to `host:port`, with `headers`
+/// (each ending in CRLF) added.
+fn http(host: &str, port: u16, request: &str, headers: &str) -> (u16, String) {
     use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect((host, 8888)).expect("the node's 8888 answers");
+    let mut stream =
+        std::net::TcpStream::connect((host, port)).unwrap_or_else(|e| panic!("{host}:{port}: {e}"));
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        "{request} HTTP/1.1\r\nHost: {host}\r\n{headers}Connection: close\r\n\r\n"
     )
     .unwrap();
     let mut answer = String::new();
     let _ = stream.read_to_string(&mut answer);
-    answer
+    let status = answer
         .split(' ')
         .nth(1)
         .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("no HTTP answer from {host}: {answer:?}"))
+        .unwrap_or_else(|| panic!("no HTTP answer from {host}:{port}: {answer:?}"));
+    (status, answer)
 }
 
 #[test]
@@ -612,4 +626,166 @@ fn a_node_cut_off_has_its_tasks_run_elsewhere_and_requests_go_on() {
     );
     assert!(loader.join().unwrap(), "requests went on through the cut");
     drop(cut);
+}
+
+/// `faaso server --backend swarm` of a test, on 127.0.0.1:`port`; stopped by pid when dropped.
+struct Server {
+    child: std::process::Child,
+    port: u16,
+    log: std::path::PathBuf,
+}
+
+impl Server {
+    const TOKEN: &str = "swarm-server-test-token-0123456789";
+
+    fn start(corner: &Corner) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = corner.dir.path().join("server.log");
+        let file = std::fs::File::create(&log).unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_faaso"));
+        for (key, _) in std::env::vars() {
+            if key.starts_with("FAASO_") {
+                command.env_remove(key);
+            }
+        }
+        let funkos = corner.funkos();
+        let listen = format!("127.0.0.1:{port}");
+        let child = command
+            .args(["server", arg(&funkos), "--listen", &listen])
+            .envs(corner.env.iter().map(|(k, v)| (k, v)))
+            .env("FAASO_TOKEN", Self::TOKEN)
+            .current_dir(corner.dir.path())
+            .stdin(std::process::Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("the faaso binary starts");
+        let server = Self { child, port, log };
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the server never listened\n{}",
+                server.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `<method> <path>` with the admin token.
+    fn admin(&self, request: &str) -> (u16, String) {
+        let bearer = format!("Authorization: Bearer {}\r\n", Self::TOKEN);
+        http("127.0.0.1", self.port, request, &bearer)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline && !matches!(self.child.try_wait(), Ok(Some(_))) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- server log\n{}", self.log());
+        }
+    }
+}
+
+/// Retries `check` for up to `patience`; whether it came true.
+fn eventually(patience: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + patience;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+#[ignore = "needs the three-node lab: scripts/swarm-lab up (scripts/test runs it)"]
+fn a_server_on_swarm_deploys_shows_logs_and_status_and_removes_a_funko() {
+    let corner = Corner::new();
+    let server = Server::start(&corner);
+    // The client's own config folder: the login is kept there.
+    let config = corner.dir.path().join("config");
+    let client = [("XDG_CONFIG_HOME", arg(&config))];
+    corner
+        .faaso_with(&["login", &server.url(), "--token", Server::TOKEN], &client)
+        .success();
+
+    // The example prints nothing of its own; this copy says when its handler is loaded.
+    let src = corner.dir.path().join("src/hello-python");
+    std::fs::create_dir_all(&src).unwrap();
+    let example = repo_root().join("funkos/hello-python");
+    std::fs::copy(example.join("funko.yml"), src.join("funko.yml")).unwrap();
+    let handler = std::fs::read_to_string(example.join("handler.py")).unwrap();
+    let marker = "hello-python: handler loaded";
+    let handler = format!("{handler}\nprint({marker:?}, flush=True)\n");
+    write(&src.join("handler.py"), &handler);
+    let deployed = corner.faaso_with(&["deploy", arg(&src)], &client).success();
+    assert!(
+        deployed.stdout.contains("hello-python: serving"),
+        "{deployed}"
+    );
+    assert!(!corner.tasks("hello-python").is_empty(), "a task runs");
+    let image = corner.image("hello-python");
+    assert!(corner.answers_everywhere(&image, &["hello-python"]));
+    let (status, answer) = http("127.0.0.1", server.port, "GET /funko/hello-python/", "");
+    assert_eq!(status, 421, "the server routes no funko on Swarm: {answer}");
+    assert!(answer.contains("8888"), "{answer}");
+
+    // logs: through the server and from the manager here, each line by its task.
+    let instance = format!("{}.1 | {marker}", corner.service("hello-python"));
+    for (how, args) in [
+        ("through the server", vec!["logs", "hello-python"]),
+        ("locally", vec!["logs", "hello-python", "--local"]),
+    ] {
+        let mut last = None;
+        let shown = eventually(Duration::from_secs(20), || {
+            let run = corner.faaso_with(&args, &client);
+            let found = run.code == Some(0) && run.stdout.contains(&instance);
+            last = Some(run);
+            found
+        });
+        assert!(shown, "{how}: no line {instance:?}\n{}", last.unwrap());
+    }
+
+    let status = corner.faaso_with(&["status"], &client).success();
+    let row = status
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("hello-python "))
+        .unwrap_or_else(|| panic!("no row for hello-python\n{status}"));
+    let columns: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&columns[..3], ["hello-python", "1", "1"], "{status}");
+
+    // Deleted through the admin API: the server removes its service.
+    let (deleted, answer) = server.admin("DELETE /admin/funkos/hello-python");
+    assert!((200..300).contains(&deleted), "{answer}");
+    assert!(
+        eventually(Duration::from_secs(60), || corner.services().is_empty()),
+        "the service went: {:?}",
+        corner.services()
+    );
 }
