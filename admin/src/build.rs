@@ -57,7 +57,7 @@ async fn build(
         Ok(funko) => funko,
         Err(problem) => return error(StatusCode::UNPROCESSABLE_ENTITY, problem.message),
     };
-    let images = match state.engine.image_tags().await {
+    let images = match state.builder.image_tags().await {
         Ok(images) => images,
         Err(e) => return error(StatusCode::BAD_GATEWAY, e.to_string()),
     };
@@ -71,7 +71,7 @@ async fn build(
         .namespace
         .image_ref(&funko.spec.name, &context.content_hash());
     let outcome = state
-        .engine
+        .builder
         .build_image(&context, &image, |line| {
             tracing::debug!(funko = %name, line, "build output");
         })

@@ -10,7 +10,6 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use faaso_reconciler::Backend;
 use faaso_schema::FunkoName;
 use futures_util::{Stream, StreamExt};
 use serde::Deserialize;

@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::delete;
 use axum::{Json, Router};
+use faaso_reconciler::InstanceState;
 
 use crate::AdminState;
 use crate::funkos::{error, funko_name};
@@ -26,20 +27,21 @@ async fn remove(State(state): State<Arc<AdminState>>, Path(name): Path<String>) 
     if !state.funkos_dir.join(name.as_str()).is_dir() {
         return error(StatusCode::NOT_FOUND, format!("there is no funko `{name}`"));
     }
-    let containers = match instances(&state, &name).await {
-        Ok(containers) => containers,
+    // A stopped one holds nothing: on Swarm, the ended tasks it keeps as history.
+    let holding = match instances(&state, &name).await {
+        Ok(instances) => instances
+            .into_iter()
+            .filter(|i| i.state != InstanceState::Stopped)
+            .count(),
         Err(response) => return response,
     };
-    if !containers.is_empty() {
+    if holding > 0 {
         return error(
             StatusCode::CONFLICT,
-            format!(
-                "funko `{name}` still has {} instances; scale it to 0 first",
-                containers.len()
-            ),
+            format!("funko `{name}` still has {holding} instances; scale it to 0 first"),
         );
     }
-    match state.engine.remove_funko_images(name.as_str()).await {
+    match state.builder.remove_funko_images(name.as_str()).await {
         Ok(removed) => {
             tracing::info!(funko = %name, images = removed.len(), "A funko's images were removed.");
             Json(serde_json::json!({ "funko": name.as_str(), "removed": removed })).into_response()

@@ -12,7 +12,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use faaso_reconciler::{Backend, Instance, InstanceDetails, InstanceLog, LogOptions, Trigger};
+use faaso_reconciler::{Instance, InstanceDetails, InstanceLog, LogOptions, Trigger};
 use faaso_schema::FunkoName;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -227,8 +227,9 @@ pub(crate) async fn instances(
 ) -> Result<Vec<Instance>, Response> {
     state
         .engine
-        .funko_instances(name.as_str())
+        .inspect(name.as_str())
         .await
+        .map(|details| details.into_iter().map(|d| d.instance).collect())
         .map_err(|e| {
             error(
                 StatusCode::BAD_GATEWAY,

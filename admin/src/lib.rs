@@ -6,6 +6,7 @@
 mod auth;
 mod board;
 mod build;
+mod engine;
 mod funkos;
 mod images;
 mod instances;
@@ -24,6 +25,7 @@ use tokio::sync::{broadcast, mpsc};
 
 pub use auth::{Token, TokenError};
 pub use board::{AdminEvent, Board, StatusBoard};
+pub use engine::Engine;
 pub use secrets::{SecretError, SecretStore};
 pub use traffic::{ReadTraffic, Sample, Traffic, TrafficReading};
 pub use upload::{UploadError, UploadLimits};
@@ -41,8 +43,11 @@ pub struct AdminState {
     pub board: StatusBoard,
     /// Asks the reconciler for a pass now (the file watcher would notice too, a bit later).
     pub trigger: mpsc::UnboundedSender<Trigger>,
-    /// The engine, for instance logs, builds and images.
-    pub engine: DockerEngine,
+    /// The engine that runs the instances, for their details, output and restarts.
+    pub engine: Arc<dyn Engine>,
+    /// The Docker engine where funko images are built and kept: the engine itself, or a Swarm
+    /// manager's own.
+    pub builder: DockerEngine,
     /// The proxy's counters and their recent history.
     pub traffic: Traffic,
     /// The names and labels of this faaso's containers.

@@ -192,15 +192,17 @@ async fn fixture() -> (axum::Router, tempfile::TempDir) {
     write(secrets.join("hello/api-key"), "s3cr3t");
     let board = StatusBoard::default();
     board.pass_finished(funko_statuses(), 0);
+    let docker = faaso_reconciler::DockerEngine::connect(namespace())
+        .await
+        .expect("a Docker engine must answer");
     let admin = AdminState {
         funkos_dir: funkos,
         secrets: SecretStore::new(secrets),
         token: Token::new(TOKEN).unwrap(),
         board,
         trigger: mpsc::unbounded_channel().0,
-        engine: faaso_reconciler::DockerEngine::connect(namespace())
-            .await
-            .expect("a Docker engine must answer"),
+        engine: Arc::new(docker.clone()),
+        builder: docker,
         traffic: faaso_admin::Traffic::none(),
         namespace: namespace(),
         limits: UploadLimits::default(),

@@ -34,15 +34,17 @@ async fn server_with(limits: UploadLimits) -> Server {
     let funkos = tempfile::tempdir().unwrap();
     let state_dir = tempfile::tempdir().unwrap();
     let (trigger, triggers) = mpsc::unbounded_channel();
+    let docker = faaso_reconciler::DockerEngine::connect(Namespace::default())
+        .await
+        .unwrap();
     let state = Arc::new(AdminState {
         funkos_dir: funkos.path().to_owned(),
         secrets: SecretStore::new(state_dir.path().join("secrets")),
         token: Token::new(TOKEN).unwrap(),
         board: StatusBoard::default(),
         trigger,
-        engine: faaso_reconciler::DockerEngine::connect(Namespace::default())
-            .await
-            .unwrap(),
+        engine: Arc::new(docker.clone()),
+        builder: docker,
         traffic: faaso_admin::Traffic::none(),
         namespace: Namespace::default(),
         limits,

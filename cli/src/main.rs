@@ -98,12 +98,6 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = match cli.command {
-        Command::Server(_) if cli.global.backend == cmd::BackendKind::Swarm => {
-            Err(anyhow::anyhow!(
-                "`faaso server` does not run on --backend swarm (FAASO_BACKEND=swarm) yet: converge \
-             with `faaso reconcile --watch`, and route with `faaso proxy up`, a global service"
-            ))
-        }
         Command::New(args) => cmd::new::run(&cli.global, args),
         Command::Runtimes => cmd::runtimes::run(),
         Command::Validate(args) => cmd::validate::run(&cli.global, args),

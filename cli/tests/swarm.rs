@@ -69,16 +69,17 @@ impl Corner {
         let mut args = args.to_vec();
         let funkos = self.funkos();
         args.push(arg(&funkos));
-        self.faaso_here(&args)
+        self.faaso_with(&args, &[])
     }
 
-    /// faaso with the corner's settings, with no funkos folder argument.
-    fn faaso_here(&self, args: &[&str]) -> Run {
-        let env: Vec<(&str, &str)> = self
+    /// `faaso args` in this corner, with `more` environment and no funkos folder appended.
+    fn faaso_with(&self, args: &[&str], more: &[(&str, &str)]) -> Run {
+        let mut env: Vec<(&str, &str)> = self
             .env
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
+        env.extend_from_slice(more);
         faaso_in(self.dir.path(), args, &env)
     }
 
@@ -312,7 +313,7 @@ fn example_funkos_answer_200_from_every_node() {
     );
 
     // faaso's proxy as a global service: port 8888 of every node routes every funko.
-    corner.faaso_here(&["proxy", "up"]).success();
+    corner.faaso_with(&["proxy", "up"], &[]).success();
     for node in lab_nodes() {
         for funko in ["hello-python", "hello-node"] {
             let status = http_status(&node, &format!("/funko/{funko}/"));
@@ -342,24 +343,37 @@ fn lab_nodes() -> Vec<String> {
 
 /// The status of `GET <path>` on port 8888 of `host`.
 fn http_status(host: &str, path: &str) -> u16 {
-    try_status(host, path, Duration::from_secs(10))
-        .unwrap_or_else(|| panic!("no HTTP answer from {host}:8888{path}"))
+    http(host, 8888, &format!("GET {path}"), "").0
 }
 
-/// The status of `GET <path>` on port 8888 of `host`, if it answers within `patience`.
-fn try_status(host: &str, path: &str, patience: Duration) -> Option<u16> {
+/// The status and whole answer of `<request line> HTTP/1.1` to `host:port`, with `headers`
+/// (each ending in CRLF) added.
+fn http(host: &str, port: u16, request: &str, headers: &str) -> (u16, String) {
+    try_http(host, port, request, headers, Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("no HTTP answer from {host}:{port} to {request}"))
+}
+
+/// [`http`], or `None` when no answer came within `patience`.
+fn try_http(
+    host: &str,
+    port: u16,
+    request: &str,
+    headers: &str,
+    patience: Duration,
+) -> Option<(u16, String)> {
     use std::io::{Read, Write};
-    let addr = std::net::SocketAddr::new(host.parse().ok()?, 8888);
+    let addr = std::net::SocketAddr::new(host.parse().ok()?, port);
     let mut stream = std::net::TcpStream::connect_timeout(&addr, patience).ok()?;
     stream.set_read_timeout(Some(patience)).ok()?;
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        "{request} HTTP/1.1\r\nHost: {host}\r\n{headers}Connection: close\r\n\r\n"
     )
     .ok()?;
     let mut answer = String::new();
     let _ = stream.read_to_string(&mut answer);
-    answer.split(' ').nth(1)?.parse().ok()
+    let status = answer.split(' ').nth(1)?.parse().ok()?;
+    Some((status, answer))
 }
 
 #[test]
@@ -477,9 +491,17 @@ fn scale_secret_rotation_and_removal_leave_nothing_behind() {
     assert!(corner.secrets().is_empty(), "its secrets went");
     let tags = corner.registry_tags("hello-python");
     assert!(tags.is_empty(), "its versions left the registry: {tags:?}");
-    // Task containers by name: job containers from the funko's image inherit its labels.
+    // Task containers by name: job containers from the funko's image inherit its labels. The
+    // node's agent removes them a moment after their tasks leave the manager's list.
     let name = format!("name={}.", corner.service("hello-python"));
-    let left = corner.lines(&["ps", "-aq", "--filter", &name]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let left = loop {
+        let left = corner.lines(&["ps", "-aq", "--filter", &name]);
+        if left.is_empty() || Instant::now() > deadline {
+            break left;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
     assert!(
         left.is_empty(),
         "no task container is left on the manager: {left:?}"
@@ -576,7 +598,7 @@ fn a_node_cut_off_has_its_tasks_run_elsewhere_and_requests_go_on() {
     let spec = corner.funkos().join("hello-python/funko.yml");
     write(&spec, "name: hello-python\nruntime: python\nscale: 3\n");
     corner.faaso(&["reconcile", "--once"]).success();
-    corner.faaso_here(&["proxy", "up"]).success();
+    corner.faaso_with(&["proxy", "up"], &[]).success();
     let service = corner.service("hello-python");
     let running = || {
         corner.lines(&[
@@ -675,7 +697,9 @@ impl Load {
                 let host = host.clone();
                 requests.push(std::thread::spawn(move || {
                     let sent = Instant::now();
-                    let status = try_status(&host, path, Duration::from_secs(10));
+                    let request = format!("GET {path}");
+                    let answer = try_http(&host, 8888, &request, "", Duration::from_secs(10));
+                    let status = answer.map(|(status, _)| status);
                     Sent {
                         sent,
                         answered: Instant::now(),
@@ -695,4 +719,166 @@ impl Load {
         let requests = self.sender.join().unwrap();
         requests.into_iter().map(|r| r.join().unwrap()).collect()
     }
+}
+
+/// `faaso server --backend swarm` of a test, on 127.0.0.1:`port`; stopped by pid when dropped.
+struct Server {
+    child: std::process::Child,
+    port: u16,
+    log: std::path::PathBuf,
+}
+
+impl Server {
+    const TOKEN: &str = "swarm-server-test-token-0123456789";
+
+    fn start(corner: &Corner) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = corner.dir.path().join("server.log");
+        let file = std::fs::File::create(&log).unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_faaso"));
+        for (key, _) in std::env::vars() {
+            if key.starts_with("FAASO_") {
+                command.env_remove(key);
+            }
+        }
+        let funkos = corner.funkos();
+        let listen = format!("127.0.0.1:{port}");
+        let child = command
+            .args(["server", arg(&funkos), "--listen", &listen])
+            .envs(corner.env.iter().map(|(k, v)| (k, v)))
+            .env("FAASO_TOKEN", Self::TOKEN)
+            .current_dir(corner.dir.path())
+            .stdin(std::process::Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("the faaso binary starts");
+        let server = Self { child, port, log };
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the server never listened\n{}",
+                server.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `<method> <path>` with the admin token.
+    fn admin(&self, request: &str) -> (u16, String) {
+        let bearer = format!("Authorization: Bearer {}\r\n", Self::TOKEN);
+        http("127.0.0.1", self.port, request, &bearer)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline && !matches!(self.child.try_wait(), Ok(Some(_))) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- server log\n{}", self.log());
+        }
+    }
+}
+
+/// Retries `check` for up to `patience`; whether it came true.
+fn eventually(patience: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + patience;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+#[ignore = "needs the three-node lab: scripts/swarm-lab up (scripts/test runs it)"]
+fn a_server_on_swarm_deploys_shows_logs_and_status_and_removes_a_funko() {
+    let corner = Corner::new();
+    let server = Server::start(&corner);
+    // The client's own config folder: the login is kept there.
+    let config = corner.dir.path().join("config");
+    let client = [("XDG_CONFIG_HOME", arg(&config))];
+    corner
+        .faaso_with(&["login", &server.url(), "--token", Server::TOKEN], &client)
+        .success();
+
+    // The example prints nothing of its own; this copy says when its handler is loaded.
+    let src = corner.dir.path().join("src/hello-python");
+    std::fs::create_dir_all(&src).unwrap();
+    let example = repo_root().join("funkos/hello-python");
+    std::fs::copy(example.join("funko.yml"), src.join("funko.yml")).unwrap();
+    let handler = std::fs::read_to_string(example.join("handler.py")).unwrap();
+    let marker = "hello-python: handler loaded";
+    let handler = format!("{handler}\nprint({marker:?}, flush=True)\n");
+    write(&src.join("handler.py"), &handler);
+    let deployed = corner.faaso_with(&["deploy", arg(&src)], &client).success();
+    assert!(
+        deployed.stdout.contains("hello-python: serving"),
+        "{deployed}"
+    );
+    assert!(!corner.tasks("hello-python").is_empty(), "a task runs");
+    let image = corner.image("hello-python");
+    assert!(corner.answers_everywhere(&image, &["hello-python"]));
+    let (status, answer) = http("127.0.0.1", server.port, "GET /funko/hello-python/", "");
+    assert_eq!(status, 421, "the server routes no funko on Swarm: {answer}");
+    assert!(answer.contains("8888"), "{answer}");
+
+    // logs: through the server and from the manager here, each line by its task.
+    let instance = format!("{}.1 | {marker}", corner.service("hello-python"));
+    for (how, args) in [
+        ("through the server", vec!["logs", "hello-python"]),
+        ("locally", vec!["logs", "hello-python", "--local"]),
+    ] {
+        let mut last = None;
+        let shown = eventually(Duration::from_secs(20), || {
+            let run = corner.faaso_with(&args, &client);
+            let found = run.code == Some(0) && run.stdout.contains(&instance);
+            last = Some(run);
+            found
+        });
+        assert!(shown, "{how}: no line {instance:?}\n{}", last.unwrap());
+    }
+
+    let status = corner.faaso_with(&["status"], &client).success();
+    let row = status
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("hello-python "))
+        .unwrap_or_else(|| panic!("no row for hello-python\n{status}"));
+    let columns: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&columns[..3], ["hello-python", "1", "1"], "{status}");
+
+    // Deleted through the admin API: the server removes its service.
+    let (deleted, answer) = server.admin("DELETE /admin/funkos/hello-python");
+    assert!((200..300).contains(&deleted), "{answer}");
+    assert!(
+        eventually(Duration::from_secs(60), || corner.services().is_empty()),
+        "the service went: {:?}",
+        corner.services()
+    );
 }

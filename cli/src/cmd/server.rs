@@ -1,6 +1,6 @@
 //! `faaso server`: the reconciler (watching), the proxy and the admin API in one process,
 //! sharing one route table: an instance gets traffic the moment it is ready and none from the
-//! moment before it is stopped.
+//! moment before it is stopped. On Swarm it is the control plane only (`swarm.rs`).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -9,15 +9,20 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use faaso_admin::{
-    AdminEvent, AdminState, SecretStore, StatusBoard, Token, Traffic, TrafficReading, UploadLimits,
+    AdminEvent, AdminState, Engine, SecretStore, StatusBoard, Token, Traffic, TrafficReading,
+    UploadLimits,
 };
 use faaso_proxy::{FunkoSettings, HealthChecker, InstanceId};
-use faaso_reconciler::{Demand, Listener, PassReport, Started, StepInfo, Triggers, WatchTiming};
+use faaso_reconciler::{
+    Demand, DockerEngine, Listener, PassReport, Started, StepInfo, Triggers, WatchTiming,
+};
 use tokio_util::sync::CancellationToken;
+
+mod swarm;
 
 use super::proxy::ProxyArgs;
 use super::proxy::container::{self, Launch};
-use super::{FunkosDir, Global};
+use super::{BackendKind, FunkosDir, Global};
 use crate::discovery::{candidates, settings};
 use crate::scaler::{Scaler, Scaling};
 
@@ -52,6 +57,12 @@ pub enum ServerAction {
 pub async fn run_command(global: &Global, args: ServerArgs) -> anyhow::Result<ExitCode> {
     match &args.action {
         None => run(global, args).await,
+        Some(_) if global.backend == BackendKind::Swarm => anyhow::bail!(
+            "`faaso server up` and `down` run the server as a container on one Docker engine, not \
+             on --backend swarm (FAASO_BACKEND=swarm): run `faaso server --backend swarm` where it \
+             reaches the manager (a systemd unit on a manager node, say), and `faaso proxy up \
+             --backend swarm` for port 8888 on every node"
+        ),
         Some(ServerAction::Up(up)) => {
             let launch =
                 launch(global, &args)?.with_tls(&args.proxy, &global.state_dir, up.port)?;
@@ -109,22 +120,10 @@ pub async fn run(global: &Global, args: ServerArgs) -> anyhow::Result<ExitCode> 
     let funkos_dir = &args.funkos.dir;
     std::fs::create_dir_all(funkos_dir)
         .with_context(|| format!("creating the funkos folder {}", funkos_dir.display()))?;
-    let token = match &args.token {
-        Some(token) => Token::new(token)?,
-        None => {
-            let (token, created) = Token::load_or_create(&global.state_dir)?;
-            if created {
-                // Printed this once only; afterwards it is in the state directory.
-                println!(
-                    "admin token (kept in {}/token): {}",
-                    global.state_dir.display(),
-                    token.reveal()
-                );
-            }
-            token
-        }
-    };
     sweep_staging(funkos_dir);
+    if global.backend == BackendKind::Swarm {
+        return swarm::run(global, args).await;
+    }
     let mut reconciler = global.reconciler(funkos_dir).await?;
     let routes = faaso_proxy::Routes::new();
     let health = HealthChecker::new(routes.clone(), args.proxy.probe_config());
@@ -135,18 +134,16 @@ pub async fn run(global: &Global, args: ServerArgs) -> anyhow::Result<ExitCode> 
         Traffic::new(Arc::new(move || readings(&routes)), TRAFFIC_SAMPLE_EVERY)
     };
     traffic.spawn_sampler();
-    let admin = Arc::new(AdminState {
-        funkos_dir: funkos_dir.clone(),
-        secrets: SecretStore::new(reconciler.settings().secrets_dir.clone()),
-        token,
-        board: board.clone(),
-        trigger: triggers.sender(),
-        engine: reconciler.backend().clone(),
+    let engine = reconciler.backend();
+    let admin = admin_state(
+        global,
+        &args,
+        &board,
+        &triggers,
+        Arc::new(engine.clone()),
+        engine.clone(),
         traffic,
-        namespace: global.namespace(),
-        limits: UploadLimits::default(),
-        base_policy: global.base_policy(),
-    });
+    )?;
     // Autoscaled funkos: the proxy's first held request wakes one; the scaler decides counts.
     let demand = Demand::default();
     reconciler.follow_demand(demand.clone());
@@ -194,6 +191,57 @@ pub async fn run(global: &Global, args: ServerArgs) -> anyhow::Result<ExitCode> 
     served.context("serving")?;
     reconciled.context("watching the funkos folder")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The admin API's state: `engine` runs the instances, `builder` builds the images. The token is
+/// the one given, or the one kept in the state directory (made and printed at first start).
+fn admin_state(
+    global: &Global,
+    args: &ServerArgs,
+    board: &StatusBoard,
+    triggers: &Triggers,
+    engine: Arc<dyn Engine>,
+    builder: DockerEngine,
+    traffic: Traffic,
+) -> anyhow::Result<Arc<AdminState>> {
+    let token = match &args.token {
+        Some(token) => Token::new(token)?,
+        None => {
+            let (token, created) = Token::load_or_create(&global.state_dir)?;
+            if created {
+                // Printed this once only; afterwards it is in the state directory.
+                println!(
+                    "admin token (kept in {}/token): {}",
+                    global.state_dir.display(),
+                    token.reveal()
+                );
+            }
+            token
+        }
+    };
+    let settings = crate::backend::settings(global, &args.funkos.dir);
+    Ok(Arc::new(AdminState {
+        funkos_dir: settings.funkos_dir,
+        secrets: SecretStore::new(settings.secrets_dir),
+        token,
+        board: board.clone(),
+        trigger: triggers.sender(),
+        engine,
+        builder,
+        traffic,
+        namespace: settings.namespace,
+        limits: UploadLimits::default(),
+        base_policy: settings.base_policy,
+    }))
+}
+
+/// Logs a step's end, as a server's log shows every step.
+fn log_step<S: StepInfo>(step: &S, error: Option<&str>) {
+    let (funko, action, detail) = super::plan::describe(step);
+    match error {
+        None => tracing::info!(%funko, action, %detail, "done"),
+        Some(error) => tracing::warn!(%funko, action, %detail, %error, "failed"),
+    }
 }
 
 /// How often the web UI's traffic charts get a point.
@@ -268,11 +316,7 @@ impl ServerListener {
 
 impl<S: StepInfo> Listener<S> for ServerListener {
     fn step_finished(&self, step: &S, error: Option<&str>) {
-        let (funko, action, detail) = super::plan::describe(step);
-        match error {
-            None => tracing::info!(%funko, action, %detail, "done"),
-            Some(error) => tracing::warn!(%funko, action, %detail, %error, "failed"),
-        }
+        log_step(step, error);
     }
 
     fn instance_ready(&self, funko: &str, instance: &Started) {

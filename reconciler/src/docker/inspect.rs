@@ -67,7 +67,7 @@ pub(super) async fn restart(engine: &DockerEngine, id: &str) -> Result<(), Docke
 
 /// Docker's RFC 3339 timestamp (`2026-12-02T09:41:07.123456789Z`) as Unix seconds; `None` for
 /// the zero time Docker gives a container never started.
-fn unix_seconds(stamp: &str) -> Option<u64> {
+pub(crate) fn unix_seconds(stamp: &str) -> Option<u64> {
     let at = humantime::parse_rfc3339(stamp).ok()?;
     at.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs())
 }

@@ -41,6 +41,7 @@ use container::{STOP_GRACE_SECS, container_config, container_name};
 pub use error::DockerError;
 use error::is_not_found;
 pub use image::BuildOutcome;
+pub(crate) use inspect::unix_seconds;
 
 /// Probes this often while waiting for a new instance: every 10 ms for its first two seconds
 /// (most funkos, and every instance started again to serve held requests, are ready by then),

@@ -6,6 +6,7 @@
 
 mod deploy;
 mod error;
+mod logs;
 mod observe;
 mod plan;
 mod registry;
@@ -15,7 +16,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use bollard::Docker;
-use bollard::models::LocalNodeState;
+use bollard::models::{LocalNodeState, TaskState};
 use bollard::query_parameters::EventsOptions;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
@@ -24,7 +25,7 @@ use crate::backend::{
     Backend, Change, EngineError, InstanceDetails, InstanceLog, LogOptions, StepFailure,
 };
 use crate::desired::{Desired, Prepared};
-use crate::docker::DockerEngine;
+use crate::docker::{DockerEngine, unix_seconds};
 use crate::listener::Listener;
 use crate::namespace::Namespace;
 use crate::observe::Observed;
@@ -121,6 +122,11 @@ impl SwarmEngine {
     /// Makes sure the attachable overlay network exists.
     pub async fn ensure_network(&self) -> Result<(), SwarmError> {
         deploy::ensure_network(&self.docker, &self.namespace).await
+    }
+
+    /// The manager's own engine, where funko images are built and kept.
+    pub fn builder(&self) -> &DockerEngine {
+        &self.builder
     }
 
     /// The manager's API client (for faaso's own services, such as the proxy).
@@ -323,11 +329,19 @@ impl Backend for SwarmEngine {
             .filter_map(|task| {
                 let instance = observe::task_instance(task, &services, &addresses, ns)?;
                 let status = task.status.as_ref()?;
+                // Swarm keeps a task `starting` until its healthcheck passes: a running one is
+                // healthy, and running since its status last changed.
+                let running = status.state == Some(TaskState::RUNNING);
+                let since = status.timestamp.as_deref().and_then(unix_seconds);
                 Some(InstanceDetails {
                     instance,
                     status: status.state.map_or("unknown".to_owned(), |s| s.to_string()),
-                    started_at: None,
-                    health: status.err.clone(),
+                    started_at: since.filter(|_| running),
+                    health: if running {
+                        Some("healthy".to_owned())
+                    } else {
+                        status.err.clone()
+                    },
                 })
             })
             .collect())
@@ -349,13 +363,8 @@ impl Backend for SwarmEngine {
     async fn logs(
         &self,
         funko: &str,
-        _options: LogOptions,
+        options: LogOptions,
     ) -> Result<Vec<InstanceLog>, EngineError> {
-        Err(SwarmError::Unsupported(format!(
-            "faaso logs does not read Swarm service logs yet: run `docker service logs {}` \
-             against the manager",
-            service_name(&self.namespace, funko)
-        ))
-        .into())
+        Ok(logs::logs(&self.docker, &self.namespace, funko, options).await?)
     }
 }

@@ -1,0 +1,103 @@
+//! `faaso server --backend swarm`: the control plane of a Swarm. It reconciles the funkos folder
+//! onto the Swarm (a `Reconciler<SwarmEngine>` watching, as on one engine) and serves the admin
+//! API. The data plane is the global proxy service (`faaso proxy up --backend swarm`) on port
+//! 8888 of every node: the funkos' tasks sit on an overlay network that a process outside the
+//! Swarm's containers cannot reach, so this server routes no funko and answers `/funko/…` with
+//! 421 and where to send it instead.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{any, get};
+use faaso_admin::{StatusBoard, Traffic};
+use faaso_reconciler::{Listener, PassReport, StepInfo, Triggers, WatchTiming};
+use tokio_util::sync::CancellationToken;
+
+use super::{ServerArgs, admin_state, log_step};
+use crate::cmd::Global;
+
+/// Why a funko request reached the wrong place, and where it belongs.
+const ELSEWHERE: &str = "this faaso server runs a Docker Swarm and routes no funko: send \
+                         `/funko/…` requests to port 8888 of any Swarm node (the proxy service, \
+                         `faaso proxy up --backend swarm`)";
+
+/// Runs until SIGINT or SIGTERM; the services keep running after it stops.
+pub async fn run(global: &Global, args: ServerArgs) -> anyhow::Result<ExitCode> {
+    let mut reconciler = crate::backend::swarm_reconciler(global, &args.funkos.dir).await?;
+    let board = StatusBoard::default();
+    let triggers = Triggers::new();
+    let engine = reconciler.backend();
+    let admin = admin_state(
+        global,
+        &args,
+        &board,
+        &triggers,
+        Arc::new(engine.clone()),
+        engine.builder().clone(),
+        Traffic::none(),
+    )?;
+    // Everything is answered here: the proxy in front only brings TLS and its limits.
+    let front = faaso_admin::router(admin)
+        .route("/funko", any(elsewhere))
+        .route("/funko/{*rest}", any(elsewhere))
+        .route(
+            "/healthz",
+            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .fallback(|| async { answer(StatusCode::NOT_FOUND, "no such path") });
+    let config = args.proxy.proxy_config(&global.state_dir)?;
+    let proxy = crate::cmd::proxy::bind(config, faaso_proxy::Routes::new())
+        .await?
+        .with_local("/", front);
+    let listener = BoardListener { board };
+    let stop = CancellationToken::new();
+    let serving = {
+        let stop = stop.clone();
+        async move { proxy.serve(stop.cancelled_owned()).await }
+    };
+    let reconciling = faaso_reconciler::watch(
+        &mut reconciler,
+        &listener,
+        WatchTiming::default(),
+        triggers,
+        stop.clone(),
+    );
+    let signalled = async {
+        crate::cmd::shutdown_signal().await;
+        tracing::info!("stopping; the funko services keep running");
+        stop.cancel();
+    };
+    let (served, reconciled, ()) = tokio::join!(serving, reconciling, signalled);
+    served.context("serving")?;
+    reconciled.context("watching the funkos folder")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn elsewhere() -> axum::response::Response {
+    answer(StatusCode::MISDIRECTED_REQUEST, ELSEWHERE)
+}
+
+/// An error answer with faaso's JSON body.
+fn answer(status: StatusCode, error: &str) -> axum::response::Response {
+    (status, Json(serde_json::json!({ "error": error }))).into_response()
+}
+
+/// Keeps the admin board in step with the reconciler; Swarm routes and rolls the tasks itself.
+struct BoardListener {
+    board: StatusBoard,
+}
+
+impl<S: StepInfo> Listener<S> for BoardListener {
+    fn step_finished(&self, step: &S, error: Option<&str>) {
+        log_step(step, error);
+    }
+
+    fn pass_finished(&self, report: &PassReport<S>) {
+        self.board
+            .pass_finished(report.funkos.clone(), report.plan.len());
+    }
+}
