@@ -56,6 +56,9 @@ pub struct AdminState {
     pub limits: UploadLimits,
     /// Which base images runtimes build on, for builds asked for through the API.
     pub base_policy: BasePolicy,
+    /// Where funkos run, `docker` or `swarm` (on a Swarm the proxy service serves them, not
+    /// this server).
+    pub backend: &'static str,
 }
 
 impl AdminState {

@@ -1,7 +1,9 @@
-//! `GET /admin/version`: which faaso the server runs, so a client can tell when it differs.
+//! `GET /admin/version`: which faaso the server runs, so a client can tell when it differs, and
+//! on which backend.
 
 use std::sync::Arc;
 
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 
@@ -14,6 +16,8 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub(crate) fn routes() -> Router<Arc<AdminState>> {
     Router::new().route(
         "/version",
-        get(|| async { Json(serde_json::json!({ "version": VERSION })) }),
+        get(|State(state): State<Arc<AdminState>>| async move {
+            Json(serde_json::json!({ "version": VERSION, "backend": state.backend }))
+        }),
     )
 }

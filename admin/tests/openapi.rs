@@ -207,6 +207,7 @@ async fn fixture() -> (axum::Router, tempfile::TempDir) {
         namespace: namespace(),
         limits: UploadLimits::default(),
         base_policy: faaso_reconciler::BasePolicy::Local,
+        backend: "docker",
     };
     (faaso_admin::router(Arc::new(admin)), dir)
 }

@@ -49,6 +49,7 @@ async fn server_with(limits: UploadLimits) -> Server {
         namespace: Namespace::default(),
         limits,
         base_policy: faaso_reconciler::BasePolicy::Local,
+        backend: "docker",
     });
     Server {
         app: faaso_admin::router(state),

@@ -838,7 +838,9 @@ fn a_server_on_swarm_deploys_shows_logs_and_status_and_removes_a_funko() {
     write(&src.join("handler.py"), &handler);
     let deployed = corner.faaso_with(&["deploy", arg(&src)], &client).success();
     assert!(
-        deployed.stdout.contains("hello-python: serving"),
+        deployed.stdout.contains(
+            "hello-python: serving at /funko/hello-python/ on port 8888 of every Swarm node"
+        ),
         "{deployed}"
     );
     assert!(!corner.tasks("hello-python").is_empty(), "a task runs");

@@ -51,7 +51,11 @@ pub async fn run(global: &Global, args: DeployArgs) -> anyhow::Result<ExitCode> 
     }
     match remote::progress::follow(&remote, &name, before, args.timeout).await? {
         Outcome::Converged(_) => {
-            println!("{name}: serving at {}/funko/{name}/", remote.server());
+            if remote.about().await.is_ok_and(|a| a.backend == "swarm") {
+                println!("{name}: serving at /funko/{name}/ on port 8888 of every Swarm node");
+            } else {
+                println!("{name}: serving at {}/funko/{name}/", remote.server());
+            }
             Ok(ExitCode::SUCCESS)
         }
         Outcome::Failed(error) => {

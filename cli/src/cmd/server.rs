@@ -232,6 +232,10 @@ fn admin_state(
         namespace: settings.namespace,
         limits: UploadLimits::default(),
         base_policy: settings.base_policy,
+        backend: match global.backend {
+            super::BackendKind::Docker => "docker",
+            super::BackendKind::Swarm => "swarm",
+        },
     }))
 }
 

@@ -323,14 +323,12 @@ impl Remote {
 
     /// The version of faaso the server runs.
     pub async fn version(&self) -> anyhow::Result<String> {
-        #[derive(Deserialize)]
-        struct Version {
-            version: String,
-        }
-        let view: Version = self
-            .json(self.request(Method::GET, "/admin/version"))
-            .await?;
-        Ok(view.version)
+        Ok(self.about().await?.version)
+    }
+
+    /// The server's version and backend.
+    pub async fn about(&self) -> anyhow::Result<About> {
+        self.json(self.request(Method::GET, "/admin/version")).await
     }
 
     /// Every funko's secret keys (never values).
@@ -349,4 +347,19 @@ fn source_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// What `/admin/version` tells of a server.
+#[derive(Debug, Deserialize)]
+pub struct About {
+    /// The faaso version it runs.
+    pub version: String,
+    /// `docker`, or `swarm` when the proxy service on every node serves the funkos; a server
+    /// older than the field says nothing (`docker`, the only backend then).
+    #[serde(default = "docker")]
+    pub backend: String,
+}
+
+fn docker() -> String {
+    "docker".to_owned()
 }
