@@ -245,6 +245,8 @@ impl Forwarder {
                     }
                     Failure::Exchange(err) => {
                         warn!(%funko, instance = %instance.addr(), ?err, "The instance broke off the exchange.");
+                        // Gone or unwell: its health probe brings it back if it answers again.
+                        self.eject(funko, &instance);
                         answer::error(
                             StatusCode::BAD_GATEWAY,
                             &format!("the instance of funko '{funko}' broke off the exchange"),
@@ -300,11 +302,11 @@ impl Forwarder {
         }
     }
 
-    /// Takes an instance that refused a connection out of rotation; its health probe brings
-    /// it back once it answers again.
+    /// Takes an instance that refused a connection or broke off an exchange out of rotation,
+    /// its idle connections with it; its health probe brings it back once it answers again.
     fn eject(&self, funko: &str, instance: &Instance) {
         if self.routes.remove_instance(funko, instance.id()) {
-            warn!(%funko, instance = %instance.id(), addr = %instance.addr(), "Ejected an instance that could not be connected to.");
+            warn!(%funko, instance = %instance.id(), addr = %instance.addr(), "Ejected an instance that failed a connect or an exchange.");
         }
     }
 

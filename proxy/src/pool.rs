@@ -120,6 +120,12 @@ async fn dial(instance: &Instance, connect_timeout: Duration) -> std::io::Result
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
     stream.set_nodelay(true)?;
+    // A request the instance does not acknowledge within the connect timeout means it is gone:
+    // a node cut off answers nothing, not even a reset, and a request written into a kept-alive
+    // connection to it would wait for the funko's timeout. Failing it then lets the forwarder
+    // eject the instance, so its other idle connections take no more requests.
+    let unacknowledged = u32::try_from(connect_timeout.as_millis()).unwrap_or(u32::MAX);
+    rustix::net::sockopt::set_tcp_user_timeout(&stream, unacknowledged.max(1))?;
     // One flat write buffer instead of a queue of slices: a request head is small, and
     // copying it costs less than queueing it (2 % of a request's instructions, both sides).
     let (sender, connection) = http1::Builder::new()
