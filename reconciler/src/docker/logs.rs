@@ -14,20 +14,14 @@ pub(super) async fn logs(
     funko: &str,
     options: LogOptions,
 ) -> Result<Vec<InstanceLog>, DockerError> {
-    let tail = options.tail.map_or("all".to_owned(), |n| n.to_string());
+    let query = options.query();
     let instances = engine.funko_instances(funko).await?;
     Ok(instances
         .into_iter()
         .map(|instance| {
-            let query = LogsOptionsBuilder::new()
-                .stdout(true)
-                .stderr(true)
-                .follow(options.follow)
-                .tail(&tail)
-                .build();
             let output = engine
                 .docker
-                .logs(&instance.id, Some(query))
+                .logs(&instance.id, Some(query.clone()))
                 .map(|chunk| chunk.map(|c| c.into_bytes()).map_err(EngineError::new))
                 .boxed();
             InstanceLog {

@@ -6,7 +6,6 @@ use std::collections::HashMap;
 
 use bollard::Docker;
 use bollard::models::Task;
-use bollard::query_parameters::LogsOptionsBuilder;
 use futures_util::StreamExt;
 
 use super::error::SwarmError;
@@ -26,21 +25,15 @@ pub(super) async fn logs(
     let name = service_name(ns, funko);
     let mut tasks = observe::tasks(docker, &[("service", &name)]).await?;
     tasks.sort_by_key(age_order);
-    let tail = options.tail.map_or("all".to_owned(), |n| n.to_string());
+    let query = options.query();
     // Addresses play no part in a log; the task's name is all it needs.
     let addresses = HashMap::new();
     Ok(tasks
         .iter()
         .filter_map(|task| {
             let instance = observe::task_instance(task, &services, &addresses, ns)?;
-            let query = LogsOptionsBuilder::new()
-                .stdout(true)
-                .stderr(true)
-                .follow(options.follow)
-                .tail(&tail)
-                .build();
             let output = docker
-                .task_logs(&instance.id, Some(query))
+                .task_logs(&instance.id, Some(query.clone()))
                 .map(|chunk| chunk.map(|c| c.into_bytes()).map_err(EngineError::new))
                 .boxed();
             Some(InstanceLog {
