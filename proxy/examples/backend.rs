@@ -8,6 +8,8 @@
 //! - `/chunks?delay_ms=D`: a first chunk, then after D ms the last one;
 //! - `/slow?ms=N`: answers after N ms;
 //! - `/redirect`: 302 to `/elsewhere`;
+//! - `/drop-reused`: the first request on a connection is echoed, a later one has its
+//!   connection closed unanswered (an instance closing a kept-alive connection under a request);
 //! - `/ws`: a websocket that echoes every message;
 //! - anything else: the method, path-and-query and headers it received, as JSON.
 //!
@@ -18,6 +20,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -31,6 +34,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
@@ -65,16 +69,37 @@ async fn main() -> std::io::Result<()> {
         let (stream, _) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
         let state = state.clone();
+        let connection = Arc::new(Connection::default());
         tokio::spawn(async move {
+            let this_connection = connection.clone();
             let service = service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(answer(&state, req).await) }
+                let (state, connection) = (state.clone(), connection.clone());
+                async move {
+                    let earlier = connection.requests.fetch_add(1, Ordering::Relaxed);
+                    if req.uri().path() == "/drop-reused" && earlier > 0 {
+                        connection.close.notify_one();
+                        std::future::pending::<()>().await;
+                    }
+                    Ok::<_, Infallible>(answer(&state, req).await)
+                }
             });
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .await;
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let serving = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            // Dropping the connection closes its socket, whatever it was doing.
+            tokio::select! {
+                _ = serving => {}
+                () = this_connection.close.notified() => {}
+            }
         });
     }
+}
+
+/// What one client connection has seen.
+#[derive(Default)]
+struct Connection {
+    requests: AtomicU64,
+    /// Told to close the connection without answering.
+    close: Notify,
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {

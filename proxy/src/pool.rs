@@ -5,10 +5,17 @@
 //! has been read to the end. Nothing is spawned per request, and a request that was never
 //! written (a refused connect, a connection the instance had closed) comes back to the caller
 //! whole, body included, so it can go to another instance.
+//!
+//! A kept-alive connection can also be closed by the instance while a request is on its way
+//! (an instance shutting down closes its idle connections; a node cut off stops answering).
+//! A bodiless request whose method is idempotent is then sent again on a new connection, as
+//! browsers and Go's HTTP client do; if that connect fails, it too comes back for another
+//! instance.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use hyper::body::Body as _;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::{Request, Response};
@@ -89,12 +96,21 @@ pub(crate) async fn send(
         if sender.ready().await.is_err() {
             continue;
         }
+        let copy = replayable(&request);
         match sender.try_send_request(request).await {
             Ok(response) => return Ok((response, sender)),
-            Err(mut err) => match err.take_message() {
+            Err(mut err) => match (err.take_message(), copy) {
                 // The instance had closed this connection: nothing was sent, try the next.
-                Some(unsent) => request = unsent,
-                None => return Err(SendError::Exchange(err.into_error())),
+                (Some(unsent), _) => request = unsent,
+                // Sent, and the connection broke before an answer: once more on a new
+                // connection, not on the other idle ones, which a gone instance would hold
+                // for a connect timeout each.
+                (None, Some(copy)) => {
+                    debug!(addr = %instance.addr(), err = ?err.error(), "A kept-alive connection broke off; sending the request again on a new one.");
+                    request = copy;
+                    break;
+                }
+                (None, None) => return Err(SendError::Exchange(err.into_error())),
             },
         }
     }
@@ -111,6 +127,20 @@ pub(crate) async fn send(
         Ok(response) => Ok((response, sender)),
         Err(err) => Err(SendError::Exchange(err.into_error())),
     }
+}
+
+/// A copy of a request that may be sent twice: no body, and a method whose effect is the same
+/// however often it is applied (RFC 9110, 9.2.2).
+fn replayable(request: &Request<Outgoing>) -> Option<Request<Outgoing>> {
+    if !request.method().is_idempotent() || !request.body().is_end_stream() {
+        return None;
+    }
+    let mut copy = Request::new(Outgoing::Empty);
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.version_mut() = request.version();
+    *copy.headers_mut() = request.headers().clone();
+    Some(copy)
 }
 
 /// Opens a new connection and starts driving it.

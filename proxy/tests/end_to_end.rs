@@ -400,6 +400,42 @@ async fn a_refused_connect_is_retried_on_another_instance_and_ejected() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_alive_connection_closed_under_an_idempotent_request_sends_it_again() {
+    let (_lab, _backend, proxy) = one_backend("replay", quiet_config()).await;
+    // `/drop-reused` answers the first request on a connection and closes a later one
+    // unanswered, as an instance shutting down closes the proxy's kept-alive connections.
+    for round in 0..20 {
+        let method = if round % 2 == 0 {
+            Method::GET
+        } else {
+            Method::HEAD
+        };
+        let request = Request::builder()
+            .method(method.clone())
+            .uri(proxy.url(&format!("/funko/hello/drop-reused?round={round}")))
+            .body(empty())
+            .unwrap();
+        let (status, headers, _) = send(request).await;
+        assert_eq!(status, StatusCode::OK, "{method} in round {round}");
+        assert_eq!(header(&headers, "x-echo-method"), method.as_str());
+    }
+    // A request with a body is not sent twice: one that meets a closing connection fails.
+    let mut statuses = Vec::new();
+    for _ in 0..20 {
+        let request = Request::post(proxy.url("/funko/hello/drop-reused"))
+            .body(full("once"))
+            .unwrap();
+        let (status, _, body) = send(request).await;
+        statuses.push(status);
+        if status == StatusCode::BAD_GATEWAY {
+            assert!(json(&body)["error"].as_str().unwrap().contains("broke off"));
+            return;
+        }
+    }
+    panic!("no POST met a reused connection, so the GETs proved nothing: {statuses:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_instance_fails_its_request_with_502_then_traffic_moves_on() {
     let lab = Lab::new("kill");
     let a = lab.start("a", &[]);
@@ -409,6 +445,8 @@ async fn a_killed_instance_fails_its_request_with_502_then_traffic_moves_on() {
         .health
         .set_funko("hello", FunkoSettings::default(), vec![candidate(&a)]);
     proxy.wait_ready("hello", 1).await;
+    // The proxy's first request to a: on a new connection, so it is not sent again when the
+    // connection breaks (only a kept-alive one may have been closed by a healthy instance).
     let in_flight = {
         let url = proxy.url("/funko/hello/slow?ms=5000");
         tokio::spawn(async move { get(&url).await })
