@@ -511,7 +511,7 @@ fn scale_secret_rotation_and_removal_leave_nothing_behind() {
 #[test]
 #[ignore = "needs the three-node lab: scripts/swarm-lab up (scripts/test runs it)"]
 fn a_code_change_rolls_out_under_load_with_no_failed_request() {
-    let corner = std::sync::Arc::new(Corner::new());
+    let corner = Corner::new();
     corner.copy_example("hello-python");
     let spec = corner.funkos().join("hello-python/funko.yml");
     write(&spec, "name: hello-python\nruntime: python\nscale: 2\n");
@@ -521,37 +521,23 @@ fn a_code_change_rolls_out_under_load_with_no_failed_request() {
         "def handle(request):\n    return 'version one\\n'\n",
     );
     corner.faaso(&["reconcile", "--once"]).success();
-    let image = corner.image("hello-python");
-    // ~20 requests a second, each to a task picked from DNS as a proxy picks an instance; a
-    // refused connection (a task leaving) is tried once on another task, as faaso's proxy does,
-    // while a request that reached a task and failed is a failure. Both versions must answer.
-    let load = format!(
-        "import random, socket, time, urllib.error, urllib.request as r\n\
-         end = time.time() + 45\n\
-         seen, n = set(), 0\n\
-         while time.time() < end:\n\
-         \x20   ips = socket.gethostbyname_ex('tasks.{service}')[2]\n\
-         \x20   random.shuffle(ips)\n\
-         \x20   for i, ip in enumerate(ips[:2]):\n\
-         \x20       try:\n\
-         \x20           seen.add(r.urlopen('http://%s:3000/' % ip, timeout=5).read())\n\
-         \x20           break\n\
-         \x20       except urllib.error.URLError as e:\n\
-         \x20           refused = isinstance(e.reason, ConnectionRefusedError)\n\
-         \x20           if not refused or i == len(ips[:2]) - 1:\n\
-         \x20               raise\n\
-         \x20   n += 1\n\
-         \x20   time.sleep(0.05)\n\
-         print('requests', n, 'versions', seen)\n\
-         assert len(seen) == 2, seen\n",
-        service = corner.service("hello-python")
+    corner.faaso_with(&["proxy", "up"], &[]).success();
+    // Through the proxy of the manager's node, as clients send them: ~20 requests a second.
+    let manager = lab_nodes()[0].clone();
+    assert!(
+        eventually(Duration::from_secs(60), || {
+            try_http(
+                &manager,
+                8888,
+                "GET /funko/hello-python/",
+                "",
+                Duration::from_secs(5),
+            )
+            .is_some_and(|(status, _)| status == 200)
+        }),
+        "the proxy on the manager answers"
     );
-    let loader = {
-        let corner = corner.clone();
-        std::thread::spawn(move || {
-            corner.job("replicated-job", &image, &load, Duration::from_secs(120))
-        })
-    };
+    let load = Load::start(manager.clone(), "/funko/hello-python/");
     std::thread::sleep(Duration::from_secs(5));
     write(
         &handler,
@@ -560,9 +546,22 @@ fn a_code_change_rolls_out_under_load_with_no_failed_request() {
     let started = Instant::now();
     corner.faaso(&["reconcile", "--once"]).success();
     eprintln!("rollout of 2 tasks took {:?}", started.elapsed());
+    // Long enough for the proxy to route to the new tasks only.
+    std::thread::sleep(Duration::from_secs(5));
+    let requests = load.stop();
+    let failed: Vec<_> = requests.iter().filter(|r| r.status != Some(200)).collect();
+    let versions: std::collections::BTreeSet<_> = ["version one", "version two"]
+        .into_iter()
+        .filter(|v| requests.iter().any(|r| r.body.contains(v)))
+        .collect();
+    eprintln!(
+        "{} requests through {manager}:8888, versions {versions:?}",
+        requests.len()
+    );
+    assert!(failed.is_empty(), "no request failed: {failed:?}");
     assert!(
-        loader.join().unwrap(),
-        "no request failed during the rollout"
+        versions.contains("version one") && versions.contains("version two"),
+        "both versions answered: {versions:?}"
     );
 }
 
@@ -686,12 +685,14 @@ fn a_node_cut_off_has_its_tasks_run_elsewhere_and_requests_go_on() {
     );
 }
 
-/// One request of [`Load`]: when it was sent and answered, and its status (`None`: no answer).
+/// One request of [`Load`]: when it was sent and answered, its status (`None`: no answer) and
+/// its answer's body.
 #[derive(Debug)]
 struct Sent {
     sent: Instant,
     answered: Instant,
     status: Option<u16>,
+    body: String,
 }
 
 /// Requests at ~20 a second to port 8888 of a node, each on its own connection and thread,
@@ -713,11 +714,18 @@ impl Load {
                     let sent = Instant::now();
                     let request = format!("GET {path}");
                     let answer = try_http(&host, 8888, &request, "", Duration::from_secs(10));
-                    let status = answer.map(|(status, _)| status);
+                    let (status, body) = match answer {
+                        Some((status, answer)) => {
+                            let body = answer.split_once("\r\n\r\n").map(|(_, body)| body);
+                            (Some(status), body.unwrap_or_default().to_owned())
+                        }
+                        None => (None, String::new()),
+                    };
                     Sent {
                         sent,
                         answered: Instant::now(),
                         status,
+                        body,
                     }
                 }));
                 std::thread::sleep(Duration::from_millis(50));
