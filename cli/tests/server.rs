@@ -119,16 +119,7 @@ impl Server {
     }
 
     fn python_funko(&self, name: &str, body: &str, scale: u32) {
-        let dir = self.funkos().join(name);
-        std::fs::create_dir_all(&dir).unwrap();
-        write_atomically(
-            &dir.join("handler.py"),
-            &format!("def handle(request):\n    return {body:?}\n"),
-        );
-        write_atomically(
-            &dir.join("funko.yml"),
-            &format!("name: {name}\nruntime: python\nscale: {scale}\n"),
-        );
+        python_funko(&self.funkos(), name, body, scale);
     }
 
     /// GET through the proxy: the status and body.
@@ -193,6 +184,20 @@ fn nanos() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .subsec_nanos() as u64
+}
+
+/// Writes a Python funko answering `body` into `funkos`.
+fn python_funko(funkos: &Path, name: &str, body: &str, scale: u32) {
+    let dir = funkos.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    write_atomically(
+        &dir.join("handler.py"),
+        &format!("def handle(request):\n    return {body:?}\n"),
+    );
+    write_atomically(
+        &dir.join("funko.yml"),
+        &format!("name: {name}\nruntime: python\nscale: {scale}\n"),
+    );
 }
 
 /// Writes via a rename, as an editor or `git pull` would: the watcher never sees half a file.
@@ -330,6 +335,67 @@ async fn redeploy_and_scale_down_under_load_fail_no_request() {
         "requests failed during the scale-down: {tally:?}\n{}",
         server.log()
     );
+}
+
+/// GitOps from CI on one host: `faaso reconcile --once` rolls changed code out while a
+/// standalone `faaso proxy` routes what Docker runs, with no word between the two: the proxy
+/// learns of the old instances' end from their refused connects and the engine's events.
+#[tokio::test(flavor = "multi_thread")]
+async fn rollouts_by_reconcile_once_behind_a_standalone_proxy_fail_no_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let funkos = dir.path().join("funkos");
+    let port = common::process::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let quiet = [("FAASO_NO_ACCESS_LOG", "true")];
+    let proxy =
+        common::process::Running::start(dir.path(), &["proxy", "--listen", &listen], &quiet);
+    let (id, state) = (proxy.id.as_str(), dir.path().join("state"));
+    let network = format!("{id}-net");
+    let env = [
+        ("FAASO_PREFIX", id),
+        ("FAASO_LABELS", id),
+        ("FAASO_NETWORK", network.as_str()),
+        ("FAASO_STATE_DIR", state.to_str().unwrap()),
+        ("FAASO_BASE_IMAGES", "local"),
+    ];
+    let reconcile = || common::faaso_in(dir.path(), &["reconcile", "--once", "funkos"], &env);
+    python_funko(&funkos, "gitops", "v1", 3);
+    reconcile().success();
+    let (client, url) = (client(), format!("http://{listen}/funko/gitops/"));
+    let started = Instant::now();
+    loop {
+        let answer = match client.get(&url).send().await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if answer == "v1" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the proxy never routed v1\n{}",
+            proxy.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // ~20 requests a second, as the Swarm backend's rollout test sends.
+    let load = Load::start(url, 20);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for version in ["v2", "v3"] {
+        python_funko(&funkos, "gitops", version, 3);
+        reconcile().success();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    let tally = load.finish().await;
+    assert_eq!(
+        failures(&tally),
+        0,
+        "requests failed during the rollouts: {tally:?}\n{}",
+        proxy.log()
+    );
+    for version in ["v1", "v2", "v3"] {
+        assert!(tally.contains_key(&format!("200 {version}")), "{tally:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

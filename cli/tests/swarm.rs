@@ -15,6 +15,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use common::process::{Running, free_port};
 use common::{Run, arg, faaso_in, repo_root};
 
 /// The lab's settings (`scripts/swarm-lab env`), as `(name, value)` pairs.
@@ -745,81 +746,52 @@ impl Load {
 
 /// `faaso server --backend swarm` of a test, on 127.0.0.1:`port`; stopped by pid when dropped.
 struct Server {
-    child: std::process::Child,
+    /// The process, stopped when this is dropped.
+    _running: Running,
     port: u16,
-    log: std::path::PathBuf,
 }
 
 impl Server {
     const TOKEN: &str = "swarm-server-test-token-0123456789";
 
     fn start(corner: &Corner) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let log = corner.dir.path().join("server.log");
-        let file = std::fs::File::create(&log).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_faaso"));
-        for (key, _) in std::env::vars() {
-            if key.starts_with("FAASO_") {
-                command.env_remove(key);
-            }
-        }
+        let port = free_port();
         let funkos = corner.funkos();
         let listen = format!("127.0.0.1:{port}");
-        let child = command
-            .args(["server", arg(&funkos), "--listen", &listen])
-            .envs(corner.env.iter().map(|(k, v)| (k, v)))
-            .env("FAASO_TOKEN", Self::TOKEN)
-            .current_dir(corner.dir.path())
-            .stdin(std::process::Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .expect("the faaso binary starts");
-        let server = Self { child, port, log };
+        let mut env: Vec<(&str, &str)> = corner
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        env.push(("FAASO_TOKEN", Self::TOKEN));
+        let running = Running::start(
+            corner.dir.path(),
+            &["server", arg(&funkos), "--listen", &listen],
+            &env,
+        );
         let started = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
                 started.elapsed() < Duration::from_secs(30),
                 "the server never listened\n{}",
-                server.log()
+                running.log()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        server
+        Self {
+            _running: running,
+            port,
+        }
     }
 
     fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
     /// `<method> <path>` with the admin token.
     fn admin(&self, request: &str) -> (u16, String) {
         let bearer = format!("Authorization: Bearer {}\r\n", Self::TOKEN);
         http("127.0.0.1", self.port, request, &bearer)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline && !matches!(self.child.try_wait(), Ok(Some(_))) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("--- server log\n{}", self.log());
-        }
     }
 }
 

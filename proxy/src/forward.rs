@@ -268,37 +268,46 @@ impl Forwarder {
         (with_id(response.0), response.1)
     }
 
-    /// One attempt, and a second on another instance when the first could not connect (the
-    /// request comes back unsent then, so any method and body may be retried). `first` is a
-    /// slot taken on the first instance; the answer comes with the slot it used.
+    /// Sends the request, starting with `first` (a slot taken on the first instance): while
+    /// connects fail, on to another instance of the table as it is then, at most once per
+    /// instance the route had (a failed connect sends nothing, so any method and body may go
+    /// again; during a rollout several old instances refuse at once). The answer comes with the
+    /// slot it used.
     async fn attempts(
         &self,
         route: &FunkoRoute,
         funko: &str,
         first: InFlight,
-        request: Request<Outgoing>,
+        mut request: Request<Outgoing>,
     ) -> Result<(Response<Incoming>, Sender, InFlight), (Failure, Arc<Instance>)> {
-        let (error, request) = match pool::send(first.instance(), request, self.dialing).await {
-            Ok((response, sender)) => return Ok((response, sender, first)),
-            Err(SendError::Exchange(err)) => {
-                return Err((Failure::Exchange(err), first.instance().clone()));
-            }
-            Err(SendError::Connect { error, request }) => (error, request),
-        };
-        let first = first.instance().clone();
-        self.eject(funko, &first);
-        let Some(second) = route.take(Some(first.id())) else {
-            return Err((Failure::Connect(error), first));
-        };
-        let instance = second.instance().clone();
-        warn!(%funko, failed = %first.addr(), retry = %instance.addr(), "Retrying on another instance after a failed connect.");
-        match pool::send(&instance, *request, self.dialing).await {
-            Ok((response, sender)) => Ok((response, sender, second)),
-            Err(SendError::Exchange(err)) => Err((Failure::Exchange(err), instance)),
-            Err(SendError::Connect { error, .. }) => {
-                self.eject(funko, &instance);
-                Err((Failure::Connect(error), instance))
-            }
+        let mut slot = first;
+        let mut tries_left = route.instances().len().max(2);
+        loop {
+            let error = match pool::send(slot.instance(), request, self.dialing).await {
+                Ok((response, sender)) => return Ok((response, sender, slot)),
+                Err(SendError::Exchange(err)) => {
+                    return Err((Failure::Exchange(err), slot.instance().clone()));
+                }
+                Err(SendError::Connect {
+                    error,
+                    request: unsent,
+                }) => {
+                    request = *unsent;
+                    error
+                }
+            };
+            let failed = slot.instance().clone();
+            // Ejected first, so the table loaded next no longer offers it.
+            self.eject(funko, &failed);
+            tries_left -= 1;
+            let next = (tries_left > 0)
+                .then(|| self.routes.load().get(funko)?.take(Some(failed.id())))
+                .flatten();
+            let Some(next) = next else {
+                return Err((Failure::Connect(error), failed));
+            };
+            slot = next;
+            warn!(%funko, failed = %failed.addr(), retry = %slot.instance().addr(), ?error, "Retrying on another instance after a failed connect.");
         }
     }
 

@@ -92,10 +92,12 @@ impl HealthChecker {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(config.timeout));
         connector.set_nodelay(true);
+        // A new connection per probe: requests go to the instance on new connections too, and
+        // an instance shutting down may close its listener while still answering on the
+        // connections it has (a kept one would bring an instance back that refuses them).
         let client = Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_max_idle_per_host(1)
+            .pool_max_idle_per_host(0)
             .build(connector);
         Self {
             inner: Arc::new(Inner {

@@ -86,6 +86,7 @@ class Server(ThreadingHTTPServer):
         self.handle_request_fn = handle
         self.in_flight = 0
         self.lock = threading.Lock()
+        self.stopping = False
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -136,6 +137,8 @@ class Handler(BaseHTTPRequestHandler):
             if name not in ("content-length", "transfer-encoding", "connection"):
                 self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
+        if self.server.stopping:
+            self.send_header("Connection", "close")  # so the client sends no more on it
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
@@ -154,7 +157,11 @@ def main():
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     threading.Thread(target=server.serve_forever, args=(0.1,), daemon=True).start()
     stop.wait()
+    server.stopping = True
     server.shutdown()  # no new connections; requests already running may finish
+    # Refuse new connections at once rather than leave them waiting in the listen backlog
+    # until exit: a refused connect goes to another instance, an unanswered one fails.
+    server.socket.close()
     deadline = time.monotonic() + DRAIN_SECONDS
     while server.in_flight and time.monotonic() < deadline:
         time.sleep(0.05)

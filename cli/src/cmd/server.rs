@@ -171,26 +171,36 @@ pub async fn run(global: &Global, args: ServerArgs) -> anyhow::Result<ExitCode> 
     };
     let stop = CancellationToken::new();
     let scaling = scaler.run(woken, stop.clone());
-    let serving = {
-        let stop = stop.clone();
-        async move { proxy.serve(stop.cancelled_owned()).await }
-    };
-    let reconciling = faaso_reconciler::watch(
+    let watched = faaso_reconciler::watch(
         &mut reconciler,
         &listener,
         WatchTiming::default(),
         triggers,
         stop.clone(),
     );
+    let reconciling = async { tokio::join!(watched, scaling).0 };
+    serve_until_signal(proxy, reconciling, stop, "the funko containers").await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Serves `proxy` and runs `reconciling` (which ends once `stop` is cancelled) until SIGINT or
+/// SIGTERM; `left_running` names what goes on without the server.
+async fn serve_until_signal<E: std::error::Error + Send + Sync + 'static>(
+    proxy: faaso_proxy::Proxy,
+    reconciling: impl Future<Output = Result<(), E>>,
+    stop: CancellationToken,
+    left_running: &str,
+) -> anyhow::Result<()> {
+    let serving = proxy.serve(stop.clone().cancelled_owned());
     let signalled = async {
         super::shutdown_signal().await;
-        tracing::info!("stopping; the funko containers keep running");
+        tracing::info!("stopping; {left_running} keep running");
         stop.cancel();
     };
-    let (served, reconciled, (), ()) = tokio::join!(serving, reconciling, signalled, scaling);
+    let (served, reconciled, ()) = tokio::join!(serving, reconciling, signalled);
     served.context("serving")?;
     reconciled.context("watching the funkos folder")?;
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// The admin API's state: `engine` runs the instances, `builder` builds the images. The token is

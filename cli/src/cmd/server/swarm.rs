@@ -8,7 +8,6 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::Context;
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -17,7 +16,7 @@ use faaso_admin::{StatusBoard, Traffic};
 use faaso_reconciler::{Listener, PassReport, StepInfo, Triggers, WatchTiming};
 use tokio_util::sync::CancellationToken;
 
-use super::{ServerArgs, admin_state, log_step};
+use super::{ServerArgs, admin_state, log_step, serve_until_signal};
 use crate::cmd::Global;
 
 /// Why a funko request reached the wrong place, and where it belongs.
@@ -55,10 +54,6 @@ pub async fn run(global: &Global, args: ServerArgs) -> anyhow::Result<ExitCode> 
         .with_local("/", front);
     let listener = BoardListener { board };
     let stop = CancellationToken::new();
-    let serving = {
-        let stop = stop.clone();
-        async move { proxy.serve(stop.cancelled_owned()).await }
-    };
     let reconciling = faaso_reconciler::watch(
         &mut reconciler,
         &listener,
@@ -66,14 +61,7 @@ pub async fn run(global: &Global, args: ServerArgs) -> anyhow::Result<ExitCode> 
         triggers,
         stop.clone(),
     );
-    let signalled = async {
-        crate::cmd::shutdown_signal().await;
-        tracing::info!("stopping; the funko services keep running");
-        stop.cancel();
-    };
-    let (served, reconciled, ()) = tokio::join!(serving, reconciling, signalled);
-    served.context("serving")?;
-    reconciled.context("watching the funkos folder")?;
+    serve_until_signal(proxy, reconciling, stop, "the funko services").await?;
     Ok(ExitCode::SUCCESS)
 }
 
