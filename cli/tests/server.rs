@@ -349,16 +349,8 @@ async fn rollouts_by_reconcile_once_behind_a_standalone_proxy_fail_no_request() 
     let quiet = [("FAASO_NO_ACCESS_LOG", "true")];
     let proxy =
         common::process::Running::start(dir.path(), &["proxy", "--listen", &listen], &quiet);
-    let (id, state) = (proxy.id.as_str(), dir.path().join("state"));
-    let network = format!("{id}-net");
-    let env = [
-        ("FAASO_PREFIX", id),
-        ("FAASO_LABELS", id),
-        ("FAASO_NETWORK", network.as_str()),
-        ("FAASO_STATE_DIR", state.to_str().unwrap()),
-        ("FAASO_BASE_IMAGES", "local"),
-    ];
-    let reconcile = || common::faaso_in(dir.path(), &["reconcile", "--once", "funkos"], &env);
+    let local_base_images = [("FAASO_BASE_IMAGES", "local")];
+    let reconcile = || proxy.faaso(&["reconcile", "--once", "funkos"], &local_base_images);
     python_funko(&funkos, "gitops", "v1", 3);
     reconcile().success();
     let (client, url) = (client(), format!("http://{listen}/funko/gitops/"));

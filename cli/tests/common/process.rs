@@ -45,7 +45,20 @@ pub struct Running {
     pub id: String,
     /// The process.
     pub child: Child,
+    dir: PathBuf,
     log: PathBuf,
+}
+
+/// The settings that put a `faaso` in namespace `id`, its state and config under `dir`.
+fn namespace_env(id: &str, dir: &Path) -> [(&'static str, String); 6] {
+    [
+        ("FAASO_PREFIX", id.to_owned()),
+        ("FAASO_LABELS", id.to_owned()),
+        ("FAASO_NETWORK", format!("{id}-net")),
+        ("FAASO_STATE_DIR", dir.join("state").display().to_string()),
+        ("XDG_CONFIG_HOME", dir.join("config").display().to_string()),
+        ("NO_COLOR", "1".to_owned()),
+    ]
 }
 
 impl Running {
@@ -62,12 +75,7 @@ impl Running {
         }
         let child = command
             .args(args)
-            .env("FAASO_PREFIX", &id)
-            .env("FAASO_LABELS", &id)
-            .env("FAASO_NETWORK", format!("{id}-net"))
-            .env("FAASO_STATE_DIR", dir.join("state"))
-            .env("XDG_CONFIG_HOME", dir.join("config"))
-            .env("NO_COLOR", "1")
+            .envs(namespace_env(&id, dir))
             .envs(env.iter().copied())
             .current_dir(dir)
             .stdin(Stdio::null())
@@ -75,7 +83,20 @@ impl Running {
             .stderr(file)
             .spawn()
             .expect("the faaso binary should start");
-        Self { id, child, log }
+        Self {
+            id,
+            child,
+            dir: dir.to_owned(),
+            log,
+        }
+    }
+
+    /// Runs `faaso args` to its end in this process's directory and namespace, `env` added.
+    pub fn faaso(&self, args: &[&str], env: &[(&str, &str)]) -> super::Run {
+        let namespace = namespace_env(&self.id, &self.dir);
+        let mut all: Vec<(&str, &str)> = namespace.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        all.extend_from_slice(env);
+        super::faaso_in(&self.dir, args, &all)
     }
 
     /// What it printed so far.
