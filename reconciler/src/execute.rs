@@ -14,7 +14,7 @@ use faaso_schema::Healthcheck;
 use crate::backend::{EngineError, Started, StepFailure, StepInfo};
 use crate::desired::Prepared;
 use crate::listener::Listener;
-use crate::plan::{InstanceRef, Step};
+use crate::plan::{InstanceRef, RemoveReason, Step};
 
 /// An engine that creates, starts and removes numbered containers for faaso.
 pub trait Containers: Send + Sync {
@@ -50,6 +50,9 @@ pub trait Containers: Send + Sync {
     ) -> impl Future<Output = Result<SocketAddr, EngineError>> + Send;
     /// Stops (SIGTERM, grace period, SIGKILL) and removes a container; a missing one is fine.
     fn remove(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
+    /// Removes a container seen stopped, unless it runs again by now (restarted meanwhile);
+    /// whether it is gone.
+    fn remove_stopped(&self, id: &str) -> impl Future<Output = Result<bool, EngineError>> + Send;
 }
 
 /// Readies what a pass's steps share: the network, when they start something.
@@ -99,6 +102,22 @@ pub async fn execute<C: Containers>(
         Step::Resume {
             instance, paused, ..
         } => resume_ready(engine, need()?, instance, *paused, listener).await,
+        // Seen stopped, but a pass's view can be stale: an instance restarted since (from the
+        // admin API) runs again and stays, routed as it is.
+        Step::Remove {
+            instance,
+            reason: RemoveReason::Stopped,
+            ..
+        } => {
+            if engine
+                .remove_stopped(&instance.id)
+                .await
+                .map_err(step_failure)?
+            {
+                listener.instance_leaving(funko, &instance.id);
+            }
+            Ok(())
+        }
         Step::Remove { instance, .. } => {
             listener.instance_leaving(funko, &instance.id);
             remove(engine, &instance.id).await
@@ -160,8 +179,12 @@ async fn start_ready<C: Containers>(
 }
 
 async fn remove<C: Containers>(engine: &C, id: &str) -> Result<(), StepFailure> {
-    engine.remove(id).await.map_err(|e| StepFailure {
+    engine.remove(id).await.map_err(step_failure)
+}
+
+fn step_failure(e: EngineError) -> StepFailure {
+    StepFailure {
         key: String::new(),
         error: e.to_string(),
-    })
+    }
 }

@@ -322,6 +322,18 @@ impl Containers for Twin {
         }
         Ok(())
     }
+
+    async fn remove_stopped(&self, id: &str) -> Result<bool, EngineError> {
+        let runs = self
+            .state()
+            .instances
+            .iter()
+            .any(|i| i.id == id && i.state.is_live());
+        if !runs {
+            Containers::remove(self, id).await?;
+        }
+        Ok(!runs)
+    }
 }
 
 impl Backend for Twin {

@@ -523,3 +523,52 @@ async fn every_image_carries_a_probe_that_passes_only_on_2xx() {
         1
     );
 }
+
+/// A pass's view can be stale: an instance seen stopped and started again since (a restart
+/// from the admin API) is not removed by the step planned from that view.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instance_restarted_after_it_was_seen_stopped_stays() {
+    use faaso_reconciler::{Backend, RemoveReason};
+    let env = Env::new().await;
+    env.python_funko("alpha", "alpha v1", "");
+    let mut reconciler = env.reconciler().await;
+    assert!(reconciler.pass(&Quiet).await.unwrap().converged());
+    let id = env.running("alpha").await[0].id.clone();
+    env.docker.stop_container(&id, None).await.unwrap();
+    let (_, _, steps) = reconciler.plan().await.unwrap();
+    let removal = steps
+        .iter()
+        .find(|s| {
+            matches!(
+                s,
+                Step::Remove {
+                    reason: RemoveReason::Stopped,
+                    ..
+                }
+            )
+        })
+        .unwrap_or_else(|| panic!("the stopped instance is planned away: {steps:?}"))
+        .clone();
+    env.docker.start_container(&id, None).await.unwrap();
+    reconciler
+        .backend()
+        .execute(&removal, None, &Quiet)
+        .await
+        .unwrap();
+    let running = env.running("alpha").await;
+    assert!(
+        running.iter().any(|i| i.id == id),
+        "the restarted instance still runs: {running:?}"
+    );
+    // One still stopped goes.
+    env.docker.stop_container(&id, None).await.unwrap();
+    reconciler
+        .backend()
+        .execute(&removal, None, &Quiet)
+        .await
+        .unwrap();
+    assert!(
+        env.docker.inspect_container(&id, None).await.is_err(),
+        "the stopped instance was removed"
+    );
+}

@@ -578,4 +578,29 @@ impl Containers for DockerEngine {
     async fn remove(&self, id: &str) -> Result<(), EngineError> {
         Ok(self.remove_container(id).await?)
     }
+
+    async fn remove_stopped(&self, id: &str) -> Result<bool, EngineError> {
+        // Not forced: Docker refuses (409) to remove a container that runs or is paused.
+        let options = RemoveContainerOptionsBuilder::new().v(true).build();
+        match self.docker.remove_container(id, Some(options)).await {
+            Ok(()) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(true),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409, ..
+            }) => {
+                // A paused one is not running either: it goes the whole way (thawed, stopped).
+                let inspected = self.docker.inspect_container(id, None).await;
+                let paused = inspected.is_ok_and(|c| c.state.and_then(|s| s.paused) == Some(true));
+                if paused {
+                    self.remove_container(id).await?;
+                }
+                Ok(paused)
+            }
+            Err(source) => Err(DockerError::Remove {
+                id: id.to_owned(),
+                source: source.into(),
+            }
+            .into()),
+        }
+    }
 }
