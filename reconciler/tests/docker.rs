@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bollard::query_parameters::{CreateContainerOptionsBuilder, KillContainerOptionsBuilder};
 use common::{Env, get};
-use faaso_reconciler::{Quiet, Step, StepInfo, WatchTiming};
+use faaso_reconciler::{InstanceState, Quiet, Step, StepInfo, WatchTiming};
 
 /// A healthcheck that gives up quickly, for funkos that are meant never to become ready.
 const IMPATIENT: &str =
@@ -522,6 +522,47 @@ async fn every_image_carries_a_probe_that_passes_only_on_2xx() {
         probe_inside(&env, &py.name, "http://127.0.0.1:3000/missing").await,
         1
     );
+}
+
+/// A server killed between creating an instance's container and starting it leaves the
+/// container behind (Docker finishes the request): the step planned again adopts it, as its
+/// name and labels say it is that very instance, instead of failing on the taken name.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replacement_left_created_by_a_killed_run_is_adopted() {
+    use faaso_reconciler::Backend;
+    let env = Env::new().await;
+    env.python_funko("alpha", "alpha v1", "");
+    let mut reconciler = env.reconciler().await;
+    assert!(reconciler.pass(&Quiet).await.unwrap().converged());
+    env.python_funko("alpha", "alpha v2", "");
+    let (state, _, steps) = reconciler.plan().await.unwrap();
+    let replace = steps
+        .iter()
+        .find(|s| matches!(s, Step::Replace { .. }))
+        .unwrap_or_else(|| panic!("the rollout replaces the instance: {steps:?}"))
+        .clone();
+    assert!(reconciler.pass(&Quiet).await.unwrap().converged());
+    let v2 = env.running("alpha").await[0].id.clone();
+    // As the killed run left it: created (here: stopped again), not running.
+    env.docker.stop_container(&v2, None).await.unwrap();
+    reconciler
+        .backend()
+        .execute(&replace, state.prepared.get("alpha"), &Quiet)
+        .await
+        .unwrap_or_else(|e| panic!("the replacement adopts the container: {e:?}"));
+    let alpha: Vec<_> = env
+        .instances()
+        .await
+        .into_iter()
+        .filter(|i| i.funko == "alpha")
+        .collect();
+    assert_eq!(
+        alpha.len(),
+        1,
+        "one instance, nothing duplicated: {alpha:?}"
+    );
+    assert_eq!(alpha[0].id, v2, "the container left behind, adopted");
+    assert_eq!(alpha[0].state, InstanceState::Running);
 }
 
 /// A pass's view can be stale: an instance seen stopped and started again since (a restart

@@ -398,29 +398,56 @@ impl DockerEngine {
         );
         let options = CreateContainerOptionsBuilder::new().name(&name).build();
         let config = container_config(&self.namespace, prepared, number);
-        let created = self
-            .docker
-            .create_container(Some(options), config)
-            .await
-            .map_err(|source| DockerError::Create {
-                name: name.clone(),
-                source: source.into(),
-            })?;
-        if let Err(source) = self.docker.start_container(&created.id, None).await {
-            let _ = self.remove_container(&created.id).await;
-            return Err(DockerError::Start {
-                name,
-                source: source.into(),
-            });
+        let expected = config.labels.clone().unwrap_or_default();
+        let id = match self.docker.create_container(Some(options), config).await {
+            Ok(created) => created.id,
+            // The name is taken: by this very instance if a server killed between its create
+            // and its start left it (Docker finishes a request whose client died). Names carry
+            // the config hash, so one whose labels match is adopted, not fought over.
+            Err(source) => match self.same_instance(&name, &expected).await {
+                Some(id) => id,
+                None => {
+                    return Err(DockerError::Create {
+                        name,
+                        source: source.into(),
+                    });
+                }
+            },
+        };
+        match self.docker.start_container(&id, None).await {
+            // 304: an adopted one already runs.
+            Ok(())
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304, ..
+            }) => {}
+            Err(source) => {
+                let _ = self.remove_container(&id).await;
+                return Err(DockerError::Start {
+                    name,
+                    source: source.into(),
+                });
+            }
         }
-        let addr = self.address(&created.id).await?;
+        let addr = self.address(&id).await?;
         Ok(Started {
-            id: created.id,
+            id,
             name,
             addr,
             request_timeout: prepared.funko.spec.timeout.0,
             cors: prepared.funko.spec.cors.clone(),
         })
+    }
+
+    /// The id of the container named `name` if it is the instance these labels describe.
+    async fn same_instance(
+        &self,
+        name: &str,
+        expected: &HashMap<String, String>,
+    ) -> Option<String> {
+        let found = self.docker.inspect_container(name, None).await.ok()?;
+        let labels = found.config?.labels.unwrap_or_default();
+        let same = expected.iter().all(|(k, v)| labels.get(k) == Some(v));
+        same.then_some(found.id).flatten()
     }
 
     async fn wait_instance_ready(
