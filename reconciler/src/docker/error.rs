@@ -172,6 +172,17 @@ pub(super) fn is_not_found(error: &bollard::errors::Error) -> bool {
     )
 }
 
+/// Whether bollard's error is the engine saying "conflict" (a name taken, a state that forbids).
+pub(super) fn is_conflict(error: &bollard::errors::Error) -> bool {
+    matches!(
+        error,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 409,
+            ..
+        }
+    )
+}
+
 impl From<DockerError> for crate::backend::EngineError {
     fn from(error: DockerError) -> Self {
         Self::new(error)

@@ -39,7 +39,7 @@ use crate::probe::probe;
 use crate::prune::{BuiltImage, images_to_remove};
 use container::{STOP_GRACE_SECS, container_config, container_name};
 pub use error::DockerError;
-use error::is_not_found;
+use error::{is_conflict, is_not_found};
 pub use image::BuildOutcome;
 pub(crate) use inspect::unix_seconds;
 
@@ -359,9 +359,7 @@ impl DockerEngine {
         match self.docker.create_network(request).await {
             Ok(_) => Ok(()),
             // Another faaso process created it meanwhile.
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 409, ..
-            }) => Ok(()),
+            Err(e) if is_conflict(&e) => Ok(()),
             Err(source) => Err(DockerError::Network {
                 network: network.clone(),
                 source: source.into(),
@@ -404,15 +402,17 @@ impl DockerEngine {
             // The name is taken: by this very instance if a server killed between its create
             // and its start left it (Docker finishes a request whose client died). Names carry
             // the config hash, so one whose labels match is adopted, not fought over.
-            Err(source) => match self.same_instance(&name, &expected).await {
-                Some(id) => id,
-                None => {
-                    return Err(DockerError::Create {
-                        name,
-                        source: source.into(),
-                    });
-                }
-            },
+            Err(source) => {
+                let adopted = if is_conflict(&source) {
+                    self.same_instance(&name, &expected).await
+                } else {
+                    None
+                };
+                adopted.ok_or_else(|| DockerError::Create {
+                    name: name.clone(),
+                    source: source.into(),
+                })?
+            }
         };
         match self.docker.start_container(&id, None).await {
             // 304: an adopted one already runs.
@@ -554,9 +554,7 @@ impl DockerEngine {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
             // 409: removal already in progress.
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 409, ..
-            }) => Ok(()),
+            Err(e) if is_conflict(&e) => Ok(()),
             Err(source) => Err(DockerError::Remove {
                 id: id.to_owned(),
                 source: source.into(),
@@ -612,9 +610,7 @@ impl Containers for DockerEngine {
         match self.docker.remove_container(id, Some(options)).await {
             Ok(()) => Ok(true),
             Err(e) if is_not_found(&e) => Ok(true),
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 409, ..
-            }) => {
+            Err(e) if is_conflict(&e) => {
                 // A paused one is not running either: it goes the whole way (thawed, stopped).
                 let inspected = self.docker.inspect_container(id, None).await;
                 let paused = inspected.is_ok_and(|c| c.state.and_then(|s| s.paused) == Some(true));
