@@ -147,12 +147,7 @@ async fn a_version_that_never_becomes_ready_leaves_the_old_one_serving() {
         before,
         "old instance serves on"
     );
-    let all: Vec<_> = env
-        .instances()
-        .await
-        .into_iter()
-        .filter(|i| i.funko == "slowpoke")
-        .collect();
+    let all = env.instances_of("slowpoke").await;
     assert_eq!(
         all.len(),
         1,
@@ -301,12 +296,7 @@ async fn an_interrupted_rollout_converges_with_no_duplicates_or_leaks() {
     let mut fresh = env.reconciler().await;
     let report = fresh.pass(&Quiet).await.unwrap();
     assert!(report.converged(), "{report:#?}");
-    let all: Vec<_> = env
-        .instances()
-        .await
-        .into_iter()
-        .filter(|i| i.funko == "roll")
-        .collect();
+    let all = env.instances_of("roll").await;
     assert_eq!(
         all.len(),
         2,
@@ -428,12 +418,7 @@ async fn a_crash_looping_funko_fails_fast_and_holds_no_other_back() {
         "took {:?}",
         started.elapsed()
     );
-    let leftovers: Vec<_> = env
-        .instances()
-        .await
-        .into_iter()
-        .filter(|i| i.funko == "crashy")
-        .collect();
+    let leftovers = env.instances_of("crashy").await;
     assert!(
         leftovers.is_empty(),
         "the crashing container is removed: {leftovers:?}"
@@ -550,12 +535,7 @@ async fn a_replacement_left_created_by_a_killed_run_is_adopted() {
         .execute(&replace, state.prepared.get("alpha"), &Quiet)
         .await
         .unwrap_or_else(|e| panic!("the replacement adopts the container: {e:?}"));
-    let alpha: Vec<_> = env
-        .instances()
-        .await
-        .into_iter()
-        .filter(|i| i.funko == "alpha")
-        .collect();
+    let alpha = env.instances_of("alpha").await;
     assert_eq!(
         alpha.len(),
         1,

@@ -447,7 +447,7 @@ impl DockerEngine {
         let found = self.docker.inspect_container(name, None).await.ok()?;
         let labels = found.config?.labels.unwrap_or_default();
         let same = expected.iter().all(|(k, v)| labels.get(k) == Some(v));
-        same.then_some(found.id).flatten()
+        found.id.filter(|_| same)
     }
 
     async fn wait_instance_ready(

@@ -123,12 +123,21 @@ impl Env {
         self.engine().await.observe().await.unwrap().instances
     }
 
-    /// The running managed instances of `funko`.
-    pub async fn running(&self, funko: &str) -> Vec<Instance> {
+    /// Every container of `funko`, whatever its state.
+    pub async fn instances_of(&self, funko: &str) -> Vec<Instance> {
         self.instances()
             .await
             .into_iter()
-            .filter(|i| i.managed && i.funko == funko && i.state == InstanceState::Running)
+            .filter(|i| i.funko == funko)
+            .collect()
+    }
+
+    /// The running managed instances of `funko`.
+    pub async fn running(&self, funko: &str) -> Vec<Instance> {
+        self.instances_of(funko)
+            .await
+            .into_iter()
+            .filter(|i| i.managed && i.state == InstanceState::Running)
             .collect()
     }
 
