@@ -160,6 +160,11 @@ fn funko_statuses() -> Vec<FunkoStatus> {
         stopped: 0,
         autoscaled: None,
         last_decision: None,
+        converging: Some(faaso_reconciler::Converging {
+            since: 1_735_787_045,
+            seconds: 75,
+            step: "build faaso-hello:0123abcd".into(),
+        }),
         image: Some("faaso-hello:0123abcd".into()),
         image_created: Some(1_735_787_045),
         error: Some("the build failed".into()),

@@ -173,6 +173,10 @@ impl Scaling {
                 funko.autoscaler.set_policy(policy(bounds));
                 funko.bounds = bounds.clone();
             }
+            // A funko at work may have moved on from what this pass saw: its work tells.
+            if report.busy.contains(name) {
+                continue;
+            }
             let instances: Vec<_> = report
                 .observed
                 .instances

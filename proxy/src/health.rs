@@ -151,10 +151,21 @@ impl HealthChecker {
 
     /// Declares every funko at once (a resync): funkos not named here are forgotten.
     pub fn sync(&self, funkos: HashMap<String, (FunkoSettings, Vec<Candidate>)>) {
+        self.sync_except(funkos, |_| false);
+    }
+
+    /// Declares every funko at once except those `unsettled` names (a feeder whose view of them
+    /// may be older than what it was told since): those keep their state and probes as they are.
+    pub fn sync_except(
+        &self,
+        mut funkos: HashMap<String, (FunkoSettings, Vec<Candidate>)>,
+        unsettled: impl Fn(&str) -> bool,
+    ) {
+        funkos.retain(|name, _| !unsettled(name));
         let gone: Vec<String> = self
             .lock()
             .keys()
-            .filter(|name| !funkos.contains_key(*name))
+            .filter(|name| !funkos.contains_key(*name) && !unsettled(name))
             .cloned()
             .collect();
         for name in gone {

@@ -182,6 +182,14 @@ pub trait Backend: Send + Sync {
         listener: &dyn Listener<Self::Step>,
     ) -> impl Future<Output = Result<(), StepFailure>> + Send;
 
+    /// Removes what a build of `prepared` that was cut short (its timeout, a cancel, faaso
+    /// stopping) leaves behind, a `RUN` still running above all. A backend whose builds leave
+    /// nothing behind has nothing to do.
+    fn clean_up_build(&self, prepared: &Prepared) -> impl Future<Output = ()> + Send {
+        let _ = prepared;
+        async {}
+    }
+
     /// Removes the funko images nothing needs: all but `keep` and one previous image per
     /// funko, and any left dangling by an interrupted build. Returns how many went.
     fn prune_images(

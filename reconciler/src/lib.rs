@@ -10,6 +10,7 @@ mod desired;
 mod docker;
 mod execute;
 mod failures;
+mod in_flight;
 mod listener;
 mod namespace;
 mod observe;
@@ -18,10 +19,12 @@ mod probe;
 mod prune;
 mod reconcile;
 mod report;
+mod runner;
 mod status;
 pub mod swarm;
 pub mod twin;
 mod watch;
+mod worker;
 
 pub use autoscale::{
     Autoscaler, DEFAULT_IDLE_AFTER, DEFAULT_PANIC_THRESHOLD, DEFAULT_PANIC_WINDOW,
@@ -47,6 +50,7 @@ pub use observe::{
 pub use plan::{InstanceRef, RemoveReason, Step, plan};
 pub use probe::probe;
 pub use prune::{BuiltImage, images_to_remove};
-pub use reconcile::{ReconcileError, Reconciler, Settings};
-pub use report::{Bounds, FunkoStatus, PassReport, ScaleDecision};
+pub use reconcile::{Planned, ReconcileError, Reconciler, Settings};
+pub use report::{Bounds, Converging, FunkoStatus, PassReport, ScaleDecision};
 pub use watch::{Trigger, Triggers, WatchTiming, watch};
+pub use worker::{DEFAULT_BUILD_TIMEOUT, FunkoWork};

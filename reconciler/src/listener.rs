@@ -16,6 +16,8 @@ pub trait Listener<S>: Send + Sync {
     fn instance_ready(&self, _funko: &str, _instance: &Started) {}
     /// An instance is about to be stopped: it must get no new traffic.
     fn instance_leaving(&self, _funko: &str, _id: &str) {}
+    /// One funko's work ended, with the error that stopped it, if one did.
+    fn funko_finished(&self, _funko: &str, _error: Option<&str>) {}
     /// A pass ended; the report holds what the engine looked like at its end.
     fn pass_finished(&self, _report: &PassReport<S>) {}
 }

@@ -1,20 +1,24 @@
-//! `Reconciler`: one pass of "read the funkos folder, observe the engine, plan, act", with each
-//! funko's steps run in order and different funkos run concurrently, on any [`Backend`].
+//! `Reconciler`: "read the funkos folder, observe the engine, plan, act", on any [`Backend`].
+//! Planning reads everything at once (one listing serves every funko); the acting is each
+//! funko's own work ([`FunkoWork`]), which `pass` runs all at once and waits for, and watch
+//! mode runs on its own per funko, never waiting for one to plan the others.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
+use std::future::Future;
 use std::path::PathBuf;
 
-use futures_util::StreamExt;
+use tokio_util::sync::CancellationToken;
 
 use crate::backend::{Backend, EngineError, StepFailure, StepInfo};
 use crate::deaths::Deaths;
-use crate::desired::{BasePolicy, Demand, DesiredState, load_desired, wanted};
+use crate::desired::{BasePolicy, Demand, Desired, DesiredState, load_desired, wanted};
 use crate::failures::Failures;
 use crate::listener::Listener;
 use crate::namespace::Namespace;
 use crate::observe::Observed;
 use crate::report::{FunkoStatus, PassReport};
 use crate::status::statuses;
+use crate::worker::{self, FunkoWork, Shared};
 
 /// Where the reconciler reads from and writes to.
 #[derive(Debug, Clone)]
@@ -29,7 +33,8 @@ pub struct Settings {
     pub secrets_dir: PathBuf,
     /// Where the last errors are kept; `None` keeps them in memory.
     pub state_dir: Option<PathBuf>,
-    /// How many funkos are worked on at once.
+    /// How many builds run at once (each funko's starts, rollouts and readiness waits run on
+    /// their own and take no build slot).
     pub concurrency: usize,
 }
 
@@ -54,12 +59,37 @@ pub struct Reconciler<B> {
     only: Option<BTreeSet<String>>,
     /// The autoscaler's counts, when a server runs one (it then wakes and parks instances).
     demand: Option<Demand>,
+    /// What every funko's work shares: build slots, and which funkos are at work.
+    shared: Shared,
+}
+
+/// A pass planned, before its work runs: what it read, its steps, and each funko's work.
+pub struct Planned<S> {
+    state: DesiredState,
+    before: Observed,
+    steps: Vec<S>,
+    /// Each funko's steps, in plan order; take them to run them.
+    pub work: Vec<FunkoWork<S>>,
+}
+
+impl<S> Planned<S> {
+    /// Whether `funko`'s current content is still what `content` was made for (a funko whose
+    /// files changed or went makes its running work stale).
+    pub fn still_wanted(&self, funko: &str, content: Option<(&str, &str)>) -> bool {
+        let now = self
+            .state
+            .prepared
+            .get(funko)
+            .map(|p| (p.image.as_str(), p.config_hash.as_str()));
+        now == content
+    }
 }
 
 impl<B: Backend> Reconciler<B> {
     /// A reconciler acting through `backend`.
     pub fn new(backend: B, settings: Settings) -> Self {
         let failures = Failures::load(settings.state_dir.as_deref());
+        let shared = Shared::new(settings.concurrency);
         Self {
             backend,
             settings,
@@ -67,6 +97,7 @@ impl<B: Backend> Reconciler<B> {
             deaths: Deaths::default(),
             only: None,
             demand: None,
+            shared,
         }
     }
 
@@ -150,13 +181,14 @@ impl<B: Backend> Reconciler<B> {
         Ok(state)
     }
 
-    /// One full pass: plan, act, and report where every funko stands.
-    pub async fn pass(
+    /// Reads both states, plans, and groups the steps by funko, leaving out the funkos in
+    /// `busy` (their work is running; their view here may predate it). Nothing runs yet.
+    pub async fn plan_work(
         &mut self,
-        listener: &dyn Listener<B::Step>,
-    ) -> Result<PassReport<B::Step>, ReconcileError> {
+        busy: &BTreeSet<String>,
+    ) -> Result<Planned<B::Step>, ReconcileError> {
         let (state, before, mut steps) = self.plan().await?;
-        steps.retain(|step| self.in_scope(step.funko()));
+        steps.retain(|step| self.in_scope(step.funko()) && !busy.contains(step.funko()));
         // Funkos whose content changed since their failure are no longer held: forget it.
         let changed: Vec<String> = self
             .failures
@@ -175,59 +207,130 @@ impl<B: Backend> Reconciler<B> {
         if !steps.is_empty() {
             self.backend.prepare(&steps).await?;
         }
-        let mut groups: BTreeMap<&str, Vec<&B::Step>> = BTreeMap::new();
+        let mut work: Vec<FunkoWork<B::Step>> = Vec::new();
         for step in &steps {
-            groups.entry(step.funko()).or_default().push(step);
-        }
-        let backend = &self.backend;
-        // Built in a loop, not a `map` closure: that keeps the pass future `Send` (it can be
-        // spawned) without higher-ranked lifetime trouble.
-        let mut work = Vec::new();
-        for (funko, steps) in groups {
-            let prepared = state.prepared.get(funko);
-            work.push(async move {
-                let result = run_funko(backend, prepared, &steps, listener).await;
-                (funko.to_owned(), result)
-            });
-        }
-        let results: Vec<(String, Result<(), StepFailure>)> = futures_util::stream::iter(work)
-            .buffer_unordered(self.settings.concurrency.max(1))
-            .collect()
-            .await;
-        for (funko, result) in results {
-            match result {
-                Ok(()) => self.failures.clear(&funko),
-                Err(failure) => self.failures.record(&funko, &failure.key, failure.error),
+            match work.last_mut() {
+                Some(last) if last.funko == step.funko() => last.steps.push(step.clone()),
+                _ => match work.iter_mut().find(|w| w.funko == step.funko()) {
+                    Some(group) => group.steps.push(step.clone()),
+                    None => work.push(FunkoWork {
+                        funko: step.funko().to_owned(),
+                        steps: vec![step.clone()],
+                        prepared: state.prepared.get(step.funko()).cloned(),
+                    }),
+                },
             }
         }
+        Ok(Planned {
+            state,
+            before,
+            steps,
+            work,
+        })
+    }
+
+    /// Runs one funko's work until it ends or `cancel` fires; `None` when cancelled. Its
+    /// outcome is not yet recorded: see [`Reconciler::record`].
+    pub fn run_work(
+        &self,
+        work: FunkoWork<B::Step>,
+        listener: std::sync::Arc<dyn Listener<B::Step>>,
+        cancel: CancellationToken,
+    ) -> impl Future<Output = (String, Option<Result<(), StepFailure>>)> + Send + 'static
+    where
+        B: Clone + 'static,
+    {
+        let backend = self.backend.clone();
+        let shared = self.shared.clone();
+        async move {
+            let outcome = worker::run(&backend, &work, listener.as_ref(), &shared, &cancel).await;
+            (work.funko, outcome.ok())
+        }
+    }
+
+    /// Remembers how a funko's work ended: a failure holds its content until it changes.
+    pub fn record(&mut self, funko: &str, result: &Result<(), StepFailure>) {
+        match result {
+            Ok(()) => self.failures.clear(funko),
+            Err(failure) => self
+                .failures
+                .record(funko, &failure.key, failure.error.clone()),
+        }
+    }
+
+    /// Where every funko stands after `planned`'s work: observed again when `acted` (the
+    /// engine changed), with funkos whose work still runs shown converging. Images nothing
+    /// needs are pruned once no work runs (a build in progress stacks on cached layers).
+    pub async fn report(
+        &self,
+        planned: Planned<B::Step>,
+        acted: bool,
+    ) -> Result<PassReport<B::Step>, ReconcileError> {
+        let Planned {
+            state,
+            before,
+            steps,
+            ..
+        } = planned;
         // Nothing done: the engine looks as it did a moment ago, so skip observing it again.
-        let observed = if steps.is_empty() {
-            before
-        } else {
-            self.observe().await?
-        };
-        if !steps.is_empty() {
-            let mut keep: BTreeSet<String> = state
-                .desired
-                .funkos
-                .values()
-                .map(|f| f.image.clone())
-                .collect();
-            keep.extend(observed.instances.iter().map(|i| i.image.clone()));
-            match self.backend.prune_images(&keep).await {
-                Ok(0) => {}
-                Ok(removed) => tracing::info!(removed, "removed images nothing needs"),
-                Err(error) => tracing::warn!(%error, "cannot prune images"),
-            }
+        let observed = if acted { self.observe().await? } else { before };
+        if acted && !self.shared.in_flight.any() {
+            self.prune(&state.desired, &observed).await;
         }
         let funkos = self.status_from(&state, &observed).await;
-        let report = PassReport {
+        Ok(PassReport {
             plan: steps,
             funkos,
             warnings: state.warnings,
             observed,
             desired: state.desired,
-        };
+            busy: BTreeSet::new(),
+        })
+    }
+
+    /// Removes the images neither `desired` nor `observed`'s instances need (one previous
+    /// image per funko is kept for a rollback).
+    pub async fn prune(&self, desired: &Desired, observed: &Observed) {
+        let mut keep: BTreeSet<String> = desired.funkos.values().map(|f| f.image.clone()).collect();
+        keep.extend(observed.instances.iter().map(|i| i.image.clone()));
+        match self.backend.prune_images(&keep).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "removed images nothing needs"),
+            Err(error) => tracing::warn!(%error, "cannot prune images"),
+        }
+    }
+
+    /// One full pass: plan, act on every funko at once (builds bounded by the build slots),
+    /// wait for all of them, and report where every funko stands.
+    pub async fn pass(
+        &mut self,
+        listener: &dyn Listener<B::Step>,
+    ) -> Result<PassReport<B::Step>, ReconcileError> {
+        let mut planned = self.plan_work(&BTreeSet::new()).await?;
+        let work = std::mem::take(&mut planned.work);
+        let never = CancellationToken::new();
+        let (backend, shared) = (&self.backend, &self.shared);
+        let running = work.iter().map(|work| {
+            let never = &never;
+            async move {
+                let outcome = worker::run(backend, work, listener, shared, never).await;
+                if let Ok(result) = &outcome {
+                    listener.funko_finished(
+                        &work.funko,
+                        result.as_ref().err().map(|f| f.error.as_str()),
+                    );
+                }
+                (work.funko.as_str(), outcome)
+            }
+        });
+        let results = futures_util::future::join_all(running).await;
+        for (funko, outcome) in results {
+            if let Ok(result) = outcome {
+                self.record(funko, &result);
+            }
+        }
+        let acted = !planned.steps.is_empty();
+        let report = self.report(planned, acted).await?;
         listener.pass_finished(&report);
         Ok(report)
     }
@@ -241,32 +344,15 @@ impl<B: Backend> Reconciler<B> {
 
     async fn status_from(&self, state: &DesiredState, observed: &Observed) -> Vec<FunkoStatus> {
         let vouched = self.backend.vouches_for_health();
-        statuses(state, observed, &self.failures, vouched, |name| {
-            self.in_scope(name)
-        })
+        let in_flight = &self.shared.in_flight;
+        statuses(
+            state,
+            observed,
+            &self.failures,
+            in_flight,
+            vouched,
+            |name| self.in_scope(name),
+        )
         .await
     }
-}
-
-/// Runs one funko's steps in order; the first failure stops the rest (so the old instances,
-/// whose removal comes last, keep serving).
-async fn run_funko<B: Backend>(
-    backend: &B,
-    prepared: Option<&crate::desired::Prepared>,
-    steps: &[&B::Step],
-    listener: &dyn Listener<B::Step>,
-) -> Result<(), StepFailure> {
-    for step in steps {
-        listener.step_started(step);
-        let result = backend.execute(step, prepared, listener).await;
-        listener.step_finished(step, result.as_ref().err().map(|f| f.error.as_str()));
-        match &result {
-            Ok(()) => tracing::debug!(funko = step.funko(), ?step, "step done"),
-            Err(failure) => {
-                tracing::debug!(funko = step.funko(), ?step, error = %failure.error, "step failed")
-            }
-        }
-        result?;
-    }
-    Ok(())
 }

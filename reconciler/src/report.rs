@@ -30,10 +30,23 @@ pub struct FunkoStatus {
     pub image_created: Option<u64>,
     /// Why it is not where it should be, if it is not.
     pub error: Option<String>,
+    /// Its work running now, when it has some: since when and at which step.
+    pub converging: Option<Converging>,
     /// The config hash its current instances carry (absent for an invalid or removed funko);
     /// kept off the API's status, for telling current instances from outdated ones.
     #[serde(skip)]
     pub config_hash: Option<String>,
+}
+
+/// A funko's work in progress: what `faaso status` shows for one converging for long.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Converging {
+    /// When its work began, in seconds since the Unix epoch.
+    pub since: u64,
+    /// For how many seconds it has been at it.
+    pub seconds: u64,
+    /// The step it is at (`build faaso-a:1234`, `waiting for a build slot`…).
+    pub step: String,
 }
 
 /// An autoscaled funko's bounds, as its funko.yml sets them.
@@ -70,7 +83,7 @@ impl FunkoStatus {
                 self.desired.is_some_and(|d| kept >= d) && kept <= bounds.max
             }
         };
-        self.error.is_none() && counted && self.outdated == 0
+        self.error.is_none() && self.converging.is_none() && counted && self.outdated == 0
     }
 }
 
@@ -89,6 +102,10 @@ pub struct PassReport<S> {
     /// What the pass aimed for (each valid funko's image, config and bounds).
     #[serde(skip)]
     pub desired: Desired,
+    /// The funkos whose work ran during the pass (watch mode): what `observed` says of them
+    /// may predate that work, so a route table leaves them to what the work tells it.
+    #[serde(skip)]
+    pub busy: std::collections::BTreeSet<String>,
 }
 
 impl<S> PassReport<S> {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::desired::DesiredState;
 use crate::failures::Failures;
+use crate::in_flight::InFlight;
 use crate::observe::{Instance, InstanceState, Observed};
 use crate::probe::probe;
 use crate::report::{Bounds, FunkoStatus};
@@ -15,6 +16,7 @@ pub(crate) async fn statuses(
     state: &DesiredState,
     observed: &Observed,
     failures: &Failures,
+    in_flight: &InFlight,
     engine_vouches: bool,
     in_scope: impl Fn(&str) -> bool,
 ) -> Vec<FunkoStatus> {
@@ -85,6 +87,7 @@ pub(crate) async fn statuses(
                     .then(|| "its funko folder is gone".to_owned())
             });
         statuses.push(FunkoStatus {
+            converging: in_flight.get(&name),
             name,
             desired: desired.map(|d| d.scale),
             ready: 0,

@@ -1,7 +1,10 @@
-//! Watch mode: a pass whenever the funkos folder changes, the engine reports a change, or the
-//! periodic resync comes due; surviving the engine going away and coming back.
+//! Watch mode: a pass whenever the funkos folder changes, the engine reports a change, a
+//! funko's work ends, or the periodic resync comes due; each funko's work runs on its own
+//! (`Runner`); surviving the engine going away and coming back.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -9,10 +12,14 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::{Backend, Change};
+use tokio::time::Instant;
+
+use crate::backend::{Backend, Change, StepFailure};
 use crate::deaths::Deaths;
 use crate::listener::Listener;
-use crate::reconcile::Reconciler;
+use crate::reconcile::{ReconcileError, Reconciler};
+use crate::report::PassReport;
+use crate::runner::Runner;
 
 /// Timing of watch mode.
 #[derive(Debug, Clone, Copy)]
@@ -75,10 +82,13 @@ impl Default for Triggers {
     }
 }
 
-/// Runs passes until `stop` is cancelled.
+/// Runs passes until `stop` is cancelled. A pass plans every funko from one look at the folder
+/// and the engine, then starts each funko's work on its own (at most one per funko) and does
+/// not wait for it: a funko whose work ends, or that something else concerns, is planned again
+/// at the next pass while the others' work goes on.
 pub async fn watch<B: Backend + Clone + 'static>(
     reconciler: &mut Reconciler<B>,
-    listener: &dyn Listener<B::Step>,
+    listener: Arc<dyn Listener<B::Step>>,
     timing: WatchTiming,
     triggers: Triggers,
     stop: CancellationToken,
@@ -92,12 +102,20 @@ pub async fn watch<B: Backend + Clone + 'static>(
         timing,
         stop.clone(),
     ));
+    let mut runner = Runner::default();
+    let mut requeue = Requeue::new(timing.requeue, timing.resync);
     let mut backoff = Duration::from_millis(250);
+    // Work ended since images were last pruned: prune once no work runs.
+    let mut prune_due = false;
     loop {
         let mut next = timing.resync;
-        match reconciler.pass(listener).await {
+        match pass(reconciler, &listener, &mut runner, &stop).await {
             Ok(report) => {
                 backoff = Duration::from_millis(250);
+                if prune_due && runner.busy().is_empty() {
+                    reconciler.prune(&report.desired, &report.observed).await;
+                    prune_due = false;
+                }
                 let pending: Vec<_> = report
                     .funkos
                     .iter()
@@ -105,36 +123,139 @@ pub async fn watch<B: Backend + Clone + 'static>(
                     .map(|f| &f.name)
                     .collect();
                 tracing::info!(steps = report.plan.len(), ?pending, "pass finished");
-                // Not converged and not failed: the engine's view lagged behind its events (a
-                // killed container still listed as running). Look again soon, not at resync.
-                if report
+                // Not converged, not failed and not being worked on: the engine's view lagged
+                // behind its events (a killed container still listed as running). Look again
+                // soon, and less soon each time it stays so.
+                let lagging = report
                     .funkos
                     .iter()
-                    .any(|f| !f.converged() && f.error.is_none())
-                {
-                    next = next.min(timing.requeue);
+                    .filter(|f| !f.converged() && f.error.is_none() && f.converging.is_none())
+                    .map(|f| f.name.as_str());
+                if let Some(due) = requeue.after_pass(lagging) {
+                    next = next.min(due);
                 }
             }
             Err(error) => {
                 tracing::warn!(%error, retry_in = ?backoff, "pass failed; retrying");
                 tokio::select! {
-                    _ = stop.cancelled() => return Ok(()),
-                    _ = tokio::time::sleep(jitter(backoff)) => {}
+                    () = stop.cancelled() => break,
+                    () = tokio::time::sleep(jitter(backoff)) => {}
                 }
                 backoff = (backoff * 2).min(timing.max_backoff);
                 continue;
             }
         }
         tokio::select! {
-            _ = stop.cancelled() => return Ok(()),
-            _ = tokio::time::sleep(next) => tracing::debug!("periodic resync or requeue"),
+            () = stop.cancelled() => break,
+            () = tokio::time::sleep(next) => tracing::debug!("periodic resync or requeue"),
             Some(trigger) = rx.recv() => {
                 // Let a burst of events settle, then take them all as one reason to look again.
                 tokio::time::sleep(timing.debounce).await;
                 while rx.try_recv().is_ok() {}
                 tracing::debug!(?trigger, "change seen");
             }
+            (funko, outcome) = runner.next() => {
+                finished(reconciler, listener.as_ref(), &funko, outcome);
+                prune_due = true;
+                // Work often ends in bursts (a rollout of many funkos): take them together.
+                let settle = tokio::time::sleep(timing.debounce);
+                tokio::pin!(settle);
+                loop {
+                    tokio::select! {
+                        () = &mut settle => break,
+                        (funko, outcome) = runner.next() => {
+                            finished(reconciler, listener.as_ref(), &funko, outcome);
+                        }
+                    }
+                }
+                while rx.try_recv().is_ok() {}
+            }
         }
+    }
+    runner.shut_down(SHUTDOWN_PATIENCE).await;
+    Ok(())
+}
+
+/// How long stopping waits for funko work to clear up after itself (a cut-short build removing
+/// its running step) before abandoning it.
+const SHUTDOWN_PATIENCE: Duration = Duration::from_secs(20);
+
+/// One pass of watch mode: plan the funkos not at work, cancel work made stale, start the
+/// rest, and report (funkos at work show where they are).
+async fn pass<B: Backend + Clone + 'static>(
+    reconciler: &mut Reconciler<B>,
+    listener: &Arc<dyn Listener<B::Step>>,
+    runner: &mut Runner,
+    stop: &CancellationToken,
+) -> Result<PassReport<B::Step>, ReconcileError> {
+    let mut planned = reconciler.plan_work(&runner.busy()).await?;
+    runner.cancel_stale(|funko, content| planned.still_wanted(funko, content));
+    for work in std::mem::take(&mut planned.work) {
+        let funko = work.funko.clone();
+        let content = work.content().map(|(i, h)| (i.to_owned(), h.to_owned()));
+        let cancel = stop.child_token();
+        let running = reconciler.run_work(work, listener.clone(), cancel.clone());
+        runner.spawn(funko, content, cancel, running);
+    }
+    let mut report = reconciler.report(planned, false).await?;
+    report.busy = runner.busy();
+    listener.pass_finished(&report);
+    Ok(report)
+}
+
+/// Records how one funko's work ended (cancelled work records nothing: its funko is planned
+/// afresh).
+fn finished<B: Backend>(
+    reconciler: &mut Reconciler<B>,
+    listener: &dyn Listener<B::Step>,
+    funko: &str,
+    outcome: Option<Result<(), StepFailure>>,
+) {
+    let Some(result) = outcome else {
+        tracing::debug!(%funko, "its work was cancelled");
+        return;
+    };
+    listener.funko_finished(funko, result.as_ref().err().map(|f| f.error.as_str()));
+    reconciler.record(funko, &result);
+}
+
+/// When to look again at funkos that are neither converged nor failed nor at work, each on
+/// its own backoff (doubling from `first` up to `most`), forgotten once it is settled.
+struct Requeue {
+    first: Duration,
+    most: Duration,
+    funkos: BTreeMap<String, (Duration, Instant)>,
+}
+
+impl Requeue {
+    fn new(first: Duration, most: Duration) -> Self {
+        Self {
+            first,
+            most,
+            funkos: BTreeMap::new(),
+        }
+    }
+
+    /// Takes the funkos a pass left lagging; how soon the earliest of them is due.
+    fn after_pass<'a>(&mut self, lagging: impl Iterator<Item = &'a str>) -> Option<Duration> {
+        let now = Instant::now();
+        let lagging: BTreeSet<&str> = lagging.collect();
+        self.funkos
+            .retain(|name, _| lagging.contains(name.as_str()));
+        for name in lagging {
+            let (wait, due) = self
+                .funkos
+                .entry(name.to_owned())
+                .or_insert((self.first, now + self.first));
+            if *due <= now {
+                *wait = (*wait * 2).min(self.most);
+                *due = now + *wait;
+            }
+        }
+        self.funkos
+            .values()
+            .map(|(_, due)| due.saturating_duration_since(now))
+            .min()
     }
 }
 

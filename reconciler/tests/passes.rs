@@ -291,7 +291,14 @@ async fn watch_mode_replaces_an_instance_the_engine_reports_dead() {
                 resync: Duration::from_secs(600),
                 ..WatchTiming::default()
             };
-            watch(&mut reconciler, &Quiet, timing, Triggers::new(), stop).await
+            watch(
+                &mut reconciler,
+                std::sync::Arc::new(Quiet),
+                timing,
+                Triggers::new(),
+                stop,
+            )
+            .await
         })
     };
     // The watcher subscribes to changes as it starts.

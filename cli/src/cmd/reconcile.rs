@@ -53,6 +53,7 @@ async fn reconcile_on<B: Backend + Clone + 'static>(
     }
     let listener = TerminalListener::default();
     if args.watch {
+        let listener = std::sync::Arc::new(listener);
         let stop = CancellationToken::new();
         let on_signal = stop.clone();
         tokio::spawn(async move {
@@ -62,7 +63,7 @@ async fn reconcile_on<B: Backend + Clone + 'static>(
         });
         faaso_reconciler::watch(
             &mut reconciler,
-            &listener,
+            listener,
             WatchTiming::default(),
             Triggers::new(),
             stop,
@@ -100,6 +101,11 @@ pub(crate) fn print_summary<S>(report: &PassReport<S>) {
             None => eprintln!(),
         }
     }
+}
+
+/// The first line of a message (a build error can run to pages; the summary has all of it).
+fn first_line(message: &str) -> &str {
+    message.lines().next().unwrap_or(message)
 }
 
 /// Shows build output as it happens and logs each step as one line.
@@ -141,5 +147,13 @@ impl<S: StepInfo> Listener<S> for TerminalListener {
 
     fn instance_ready(&self, funko: &str, instance: &Started) {
         tracing::info!(%funko, instance = %instance.name, addr = %instance.addr, "instance ready");
+    }
+
+    // Each funko is named as its work ends, so a slow one stands out while the rest are done.
+    fn funko_finished(&self, funko: &str, error: Option<&str>) {
+        match error {
+            None => eprintln!("{funko}: done"),
+            Some(error) => eprintln!("{funko}: failed: {}", first_line(error)),
+        }
     }
 }

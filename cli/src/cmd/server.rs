@@ -173,7 +173,7 @@ pub async fn run(global: &Global, args: ServerArgs) -> anyhow::Result<ExitCode> 
     let scaling = scaler.run(woken, stop.clone());
     let watched = faaso_reconciler::watch(
         &mut reconciler,
-        &listener,
+        Arc::new(listener),
         WatchTiming::default(),
         triggers,
         stop.clone(),
@@ -380,7 +380,10 @@ impl<S: StepInfo> Listener<S> for ServerListener {
                 .entry(funko.name.clone())
                 .or_insert_with(|| (self.settings(&funko.name, timeout, None), Vec::new()));
         }
-        self.health.sync(funkos);
+        // A funko at work may have moved on from what this pass saw (an instance it routed or
+        // took out since): its work keeps its routes, not this view.
+        self.health
+            .sync_except(funkos, |name| report.busy.contains(name));
         let routes = self.health.routes();
         routes.retain_scaled(|name| self.scaling.holding(name).is_some());
         // A funko that cannot start answers its held requests now, with the reason.

@@ -96,12 +96,25 @@ pub async fn run(global: &Global, args: StatusArgs) -> anyhow::Result<ExitCode> 
         for line in statuses.iter().filter_map(autoscaling) {
             println!("{line}");
         }
+        for line in statuses.iter().filter_map(converging) {
+            println!("{line}");
+        }
     }
     Ok(if unknown {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// A funko at work's line under the table: for how long, and at which step.
+fn converging(s: &FunkoStatus) -> Option<String> {
+    let at = s.converging.as_ref()?;
+    let took = humantime::format_duration(std::time::Duration::from_secs(at.seconds));
+    Some(format!(
+        "{}: converging for {took}, at: {}",
+        s.name, at.step
+    ))
 }
 
 /// An autoscaled funko's line under the table: bounds, idle instances, last decision.
@@ -194,6 +207,7 @@ mod tests {
             stopped: 0,
             autoscaled: None,
             last_decision: None,
+            converging: None,
             image: image.map(str::to_owned),
             image_created: Some(100),
             error: None,

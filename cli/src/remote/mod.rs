@@ -99,6 +99,8 @@ struct StatusView {
     #[serde(default)]
     image_created: Option<u64>,
     error: Option<String>,
+    #[serde(default)]
+    converging: Option<faaso_reconciler::Converging>,
 }
 
 impl From<StatusView> for FunkoStatus {
@@ -115,6 +117,7 @@ impl From<StatusView> for FunkoStatus {
             image: v.image,
             image_created: v.image_created,
             error: v.error,
+            converging: v.converging,
             config_hash: None,
         }
     }

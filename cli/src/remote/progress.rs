@@ -108,6 +108,7 @@ mod tests {
             stopped: 0,
             autoscaled: None,
             last_decision: None,
+            converging: None,
             image: None,
             image_created: None,
             error: error.map(str::to_owned),

@@ -1,7 +1,9 @@
-//! What a failed build leaves behind, and clearing it: the images of the steps it made, and
-//! the orphaned layer of a build whose parent vanished under it.
+//! What a failed build leaves behind, and clearing it: the images of the steps it made, the
+//! container of a step still running when a build is cut short, and the orphaned layer of a
+//! build whose parent vanished under it.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bollard::Docker;
 use bollard::models::ImageSummary;
@@ -12,6 +14,8 @@ use bollard::query_parameters::{ListImagesOptionsBuilder, RemoveImageOptionsBuil
 pub(crate) struct BuildSteps {
     /// Images of the steps the build made, oldest first.
     pub(crate) made: Vec<String>,
+    /// The container of the step running now (a `RUN`), until the step ends.
+    pub(crate) running: Option<String>,
     /// Whether the current step was taken from the cache.
     cached: bool,
     /// Whether a step line was seen yet (the first, `FROM`, makes nothing).
@@ -23,7 +27,10 @@ impl BuildSteps {
     pub(crate) fn read(&mut self, line: &str) {
         if line.trim() == "---> Using cache" {
             self.cached = true;
+        } else if let Some(id) = line.trim().strip_prefix("---> Running in ") {
+            self.running = Some(id.trim().to_owned());
         } else if let Some(id) = step_image(line) {
+            self.running = None;
             if self.started && !self.cached {
                 self.made.push(id.to_owned());
             }
@@ -31,6 +38,59 @@ impl BuildSteps {
             self.cached = false;
         }
     }
+}
+
+/// The builds running now, by image tag, so that one cut short (its future dropped at a
+/// timeout or a cancel) can be cleared by whoever cut it. Clones share them.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Builds(Arc<Mutex<HashMap<String, BuildSteps>>>);
+
+impl Builds {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, BuildSteps>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A build of `image` begins.
+    pub(crate) fn begin(&self, image: &str) {
+        self.lock().insert(image.to_owned(), BuildSteps::default());
+    }
+
+    /// One line of `image`'s build output.
+    pub(crate) fn read(&self, image: &str, line: &str) {
+        if let Some(steps) = self.lock().get_mut(image) {
+            steps.read(line);
+        }
+    }
+
+    /// The build of `image` ended (or was cut short): its steps, forgotten here.
+    pub(crate) fn end(&self, image: &str) -> BuildSteps {
+        self.lock().remove(image).unwrap_or_default()
+    }
+}
+
+/// Clears what a build of `image` cut short leaves: the container of the step it was running
+/// (Docker kills it when the client goes, but not always at once) and the step images it made.
+pub(crate) async fn abandon(docker: &Docker, builds: &Builds, image: &str) {
+    let steps = builds.end(image);
+    if let Some(container) = &steps.running {
+        let options = bollard::query_parameters::RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(true)
+            .build();
+        match docker.remove_container(container, Some(options)).await {
+            Ok(()) => {
+                tracing::info!(%image, %container, "removed the step a stopped build was running")
+            }
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404 | 409,
+                ..
+            }) => {}
+            Err(error) => {
+                tracing::warn!(%image, %container, %error, "cannot remove the step a stopped build was running")
+            }
+        }
+    }
+    discard_steps(docker, &steps.made).await;
 }
 
 /// The image id in a classic builder's ` ---> 1a2b3c4d5e6f` line, which ends each step.

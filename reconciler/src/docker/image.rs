@@ -10,7 +10,7 @@ use faaso_schema::BuildContext;
 use futures_util::StreamExt;
 
 use super::error::{DockerError, is_not_found};
-use super::failed_build::{BuildSteps, discard_steps, remove_orphans};
+use super::failed_build::{Builds, discard_steps, remove_orphans};
 use crate::namespace::Namespace;
 
 /// How a build went.
@@ -96,6 +96,7 @@ pub(super) async fn image_tags(docker: &Docker) -> Result<BTreeMap<String, u64>,
 /// engines), unless `image` exists already. Each line of build output goes to `on_output`.
 pub(super) async fn build_image(
     docker: &Docker,
+    builds: &Builds,
     namespace: &Namespace,
     context: &BuildContext,
     image: &str,
@@ -110,7 +111,19 @@ pub(super) async fn build_image(
     })?);
     let mut attempt = 1;
     loop {
-        match run_build(docker, namespace, context, image, tar.clone(), &on_output).await {
+        builds.begin(image);
+        let result = run_build(
+            docker,
+            builds,
+            namespace,
+            context,
+            image,
+            tar.clone(),
+            &on_output,
+        )
+        .await;
+        builds.end(image);
+        match result {
             // Another build's clean-up (a prune, or a parallel faaso removing its images) took a
             // cached layer this build was stacking on: the classic builder shares them across
             // images. Nothing is wrong with the funko; the next try builds that layer afresh.
@@ -132,6 +145,7 @@ const BUILD_ATTEMPTS: u32 = 3;
 /// One run of the classic builder over the packed context `tar`.
 async fn run_build(
     docker: &Docker,
+    builds: &Builds,
     namespace: &Namespace,
     context: &BuildContext,
     image: &str,
@@ -153,9 +167,8 @@ async fn run_build(
         image: image.to_owned(),
         message,
     };
-    // The images of the steps this build made itself (not taken from the cache): what a
-    // failed build would leave behind.
-    let mut steps = BuildSteps::default();
+    // The images of the steps this build made itself (not taken from the cache) are what a
+    // failed build would leave behind: `builds` follows them, and the step running now.
     let mut failure = None;
     while let Some(item) = stream.next().await {
         let info = match item {
@@ -170,14 +183,14 @@ async fn run_build(
             break;
         }
         for line in info.stream.iter().flat_map(|s| s.lines()) {
-            steps.read(line);
+            builds.read(image, line);
             if !line.trim().is_empty() {
                 on_output(line);
             }
         }
     }
     if let Some(message) = failure {
-        discard_steps(docker, &steps.made).await;
+        discard_steps(docker, &builds.end(image).made).await;
         return Err(build_error(message));
     }
     // The classic builder can end the stream without an error yet leave no image (a dropped

@@ -57,6 +57,8 @@ const STATE_EVERY: Duration = Duration::from_millis(500);
 pub struct DockerEngine {
     docker: Docker,
     namespace: Namespace,
+    /// The builds running now, for clearing one cut short.
+    builds: failed_build::Builds,
 }
 
 impl DockerEngine {
@@ -66,6 +68,7 @@ impl DockerEngine {
         Ok(Self {
             docker: error::connect().await?,
             namespace,
+            builds: failed_build::Builds::default(),
         })
     }
 
@@ -77,6 +80,7 @@ impl DockerEngine {
         Ok(Self {
             docker: error::connect_at(socket).await?,
             namespace,
+            builds: failed_build::Builds::default(),
         })
     }
 
@@ -115,7 +119,15 @@ impl DockerEngine {
         image: &str,
         on_output: impl Fn(&str),
     ) -> Result<BuildOutcome, DockerError> {
-        image::build_image(&self.docker, &self.namespace, context, image, on_output).await
+        image::build_image(
+            &self.docker,
+            &self.builds,
+            &self.namespace,
+            context,
+            image,
+            on_output,
+        )
+        .await
     }
 
     /// Every `repo:tag` the engine has, with when its image was built (seconds since the Unix
@@ -243,6 +255,10 @@ fn instance_state(state: Option<ContainerSummaryStateEnum>) -> InstanceState {
 impl Backend for DockerEngine {
     type Step = Step;
 
+    async fn clean_up_build(&self, prepared: &Prepared) {
+        self.abandon_build(&prepared.image).await;
+    }
+
     async fn observe(&self) -> Result<Observed, EngineError> {
         let ns = &self.namespace;
         // Docker ORs values of one filter but ANDs filters: two lists, asked at once.
@@ -335,6 +351,12 @@ impl Backend for DockerEngine {
 
 /// The container operations, with Docker's own error.
 impl DockerEngine {
+    /// Clears what a build of `image` cut short leaves behind (its running step, its step
+    /// images).
+    pub async fn abandon_build(&self, image: &str) {
+        failed_build::abandon(&self.docker, &self.builds, image).await;
+    }
+
     async fn create_network(&self) -> Result<(), DockerError> {
         let network = &self.namespace.network;
         match self.docker.inspect_network(network, None).await {
@@ -374,6 +396,7 @@ impl DockerEngine {
     ) -> Result<(), DockerError> {
         image::build_image(
             &self.docker,
+            &self.builds,
             &self.namespace,
             &prepared.context,
             &prepared.image,

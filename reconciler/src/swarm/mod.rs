@@ -255,6 +255,10 @@ async fn enforcing_nodes(docker: &Docker) -> Result<usize, SwarmError> {
 impl Backend for SwarmEngine {
     type Step = SwarmStep;
 
+    async fn clean_up_build(&self, prepared: &Prepared) {
+        self.builder.abandon_build(&prepared.image).await;
+    }
+
     async fn observe(&self) -> Result<Observed, EngineError> {
         let (instances, images) = tokio::join!(
             observe::instances(&self.docker, &self.namespace),

@@ -245,7 +245,7 @@ impl Watching {
             tokio::spawn(async move {
                 faaso_reconciler::watch(
                     &mut reconciler,
-                    &faaso_reconciler::Quiet,
+                    std::sync::Arc::new(faaso_reconciler::Quiet),
                     timing,
                     Default::default(),
                     stop,

@@ -56,7 +56,7 @@ pub async fn run(global: &Global, args: ServerArgs) -> anyhow::Result<ExitCode> 
     let stop = CancellationToken::new();
     let reconciling = faaso_reconciler::watch(
         &mut reconciler,
-        &listener,
+        Arc::new(listener),
         WatchTiming::default(),
         triggers,
         stop.clone(),
