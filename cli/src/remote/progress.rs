@@ -19,7 +19,7 @@ const SETTLE: Duration = Duration::from_millis(1200);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// Every instance current and ready.
-    Converged(FunkoStatus),
+    Converged(Box<FunkoStatus>),
     /// The server reports why the funko is not where it should be.
     Failed(String),
 }
@@ -57,7 +57,7 @@ pub async fn follow(
                 }
                 if status.converged() {
                     progress.finish("converged");
-                    return Ok(Outcome::Converged(status.clone()));
+                    return Ok(Outcome::Converged(Box::new(status.clone())));
                 }
             }
             _ => {}
