@@ -68,6 +68,13 @@ pub enum Fault {
     Start,
     /// Waking its paused or stopped instances fails.
     Resume,
+    /// Its image build never ends (a `RUN` that hangs).
+    HangBuild,
+    /// Its new instances start but their readiness wait never ends (a model loading for an
+    /// hour).
+    HangReady,
+    /// Creating its instances panics (a bug in faaso, say).
+    Panic,
 }
 
 /// The twin's engine state.
@@ -219,6 +226,9 @@ impl Containers for Twin {
         output: &(dyn Fn(&str) + Send + Sync),
     ) -> Result<(), EngineError> {
         let funko = prepared.funko.spec.name.to_string();
+        if self.faulty(&funko, Fault::HangBuild) {
+            std::future::pending::<()>().await;
+        }
         if self.faulty(&funko, Fault::Build) {
             output("Step 1/1 : RUN false");
             return Err(scripted(format!(
@@ -236,6 +246,10 @@ impl Containers for Twin {
     async fn start(&self, prepared: &Prepared, number: u32) -> Result<Started, EngineError> {
         let spec = &prepared.funko.spec;
         let funko = spec.name.to_string();
+        assert!(
+            !self.faulty(&funko, Fault::Panic),
+            "scripted panic starting `{funko}`"
+        );
         if self.faulty(&funko, Fault::Start) {
             return Err(scripted(format!("cannot create an instance of `{funko}`")));
         }
@@ -281,6 +295,9 @@ impl Containers for Twin {
         _healthcheck: &Healthcheck,
     ) -> Result<(), EngineError> {
         let funko = self.instance_funko(&started.id);
+        if self.faulty(&funko, Fault::HangReady) {
+            std::future::pending::<()>().await;
+        }
         if self.faulty(&funko, Fault::NeverReady) {
             return Err(scripted(format!(
                 "instance `{}` never became ready: scripted",

@@ -410,3 +410,163 @@ fn with_a_server_the_count_is_its_demand_and_idle_instances_are_left_to_it() {
         );
     });
 }
+
+/// Watch mode on `reconciler` in the background until `stop`.
+fn watching(
+    mut reconciler: Reconciler<Twin>,
+    stop: &CancellationToken,
+) -> tokio::task::JoinHandle<Result<(), notify::Error>> {
+    let stop = stop.clone();
+    tokio::spawn(async move {
+        let timing = WatchTiming {
+            resync: Duration::from_secs(600),
+            ..WatchTiming::default()
+        };
+        watch(
+            &mut reconciler,
+            std::sync::Arc::new(Quiet),
+            timing,
+            Triggers::new(),
+            stop,
+        )
+        .await
+    })
+}
+
+/// Kills `a`'s instance while `b`'s work hangs in `fault`, and expects `a` healed meanwhile.
+async fn heals_beside(fault: Fault) {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), &Folder::from([("a", (1, 1)), ("b", (1, 1))]));
+    let twin = Twin::default();
+    let mut reconciler = reconciler(&twin, dir.path());
+    reconciler.pass(&Quiet).await.unwrap();
+    let b_v1 = running(&twin, "b");
+    // b's next version hangs: in its build, or in its new instance's readiness wait.
+    twin.fail("b", fault);
+    write(dir.path(), &Folder::from([("a", (1, 1)), ("b", (1, 2))]));
+    let stop = CancellationToken::new();
+    let watch = watching(reconciler, &stop);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let victim = twin
+        .instances()
+        .into_iter()
+        .find(|i| i.funko == "a")
+        .unwrap();
+    twin.kill(&victim.id);
+    let healed = async {
+        while running(&twin, "a").len() != 1 || twin.instances().iter().any(|i| i.id == victim.id) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), healed)
+        .await
+        .unwrap_or_else(|_| panic!("a was not healed while b hung ({fault:?})"));
+    // b still hangs: its old instance is the only one ready.
+    let ready: Vec<_> = twin
+        .journal()
+        .into_iter()
+        .filter(
+            |e| matches!(e, Event::Ready(id) if id.starts_with("twin-") && b_instance(&twin, id)),
+        )
+        .collect();
+    assert_eq!(ready.len(), 1, "b's hung work finished: {ready:?}");
+    assert_eq!(running(&twin, "b")[0], b_v1[0]);
+    stop.cancel();
+    watch.await.unwrap().unwrap();
+}
+
+fn b_instance(twin: &Twin, id: &str) -> bool {
+    twin.instances()
+        .iter()
+        .any(|i| i.id == id && i.funko == "b")
+}
+
+#[tokio::test]
+async fn a_hung_build_never_delays_another_funkos_healing() {
+    heals_beside(Fault::HangBuild).await;
+}
+
+#[tokio::test]
+async fn a_readiness_wait_of_an_hour_never_delays_another_funkos_healing() {
+    heals_beside(Fault::HangReady).await;
+}
+
+#[tokio::test]
+async fn a_panic_in_one_funkos_work_fails_that_funko_and_no_other() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), &Folder::from([("a", (1, 1)), ("b", (1, 1))]));
+    let twin = Twin::default();
+    twin.fail("b", Fault::Panic);
+    let mut reconciler = reconciler(&twin, dir.path());
+    let report = reconciler.pass(&Quiet).await.unwrap();
+    let status = |name: &str| report.funkos.iter().find(|f| f.name == name).unwrap();
+    assert_eq!(running(&twin, "a").len(), 1);
+    assert_eq!(status("a").error, None);
+    let error = status("b").error.clone().expect("b failed");
+    assert!(error.contains("scripted panic starting `b`"), "{error}");
+    // Held until its files change, like any failure: the next pass does not panic again.
+    assert!(reconciler.pass(&Quiet).await.unwrap().plan.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hung_build_ends_at_its_timeout_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), &Folder::from([("a", (1, 1))]));
+    let twin = Twin::default();
+    twin.fail("a", Fault::HangBuild);
+    let mut reconciler = reconciler(&twin, dir.path());
+    let report = reconciler.pass(&Quiet).await.unwrap();
+    let error = report.funkos[0].error.clone().expect("a failed");
+    assert!(error.contains("took longer than 30m"), "{error}");
+    assert!(running(&twin, "a").is_empty());
+}
+
+#[tokio::test]
+async fn a_funko_changed_while_its_work_hangs_starts_over_with_the_new_content() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), &Folder::from([("a", (1, 1))]));
+    let twin = Twin::default();
+    let mut reconciler = reconciler(&twin, dir.path());
+    reconciler.pass(&Quiet).await.unwrap();
+    twin.fail("a", Fault::HangReady);
+    write(dir.path(), &Folder::from([("a", (1, 2))]));
+    let stop = CancellationToken::new();
+    let watch = watching(reconciler, &stop);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The fix: version 3, and it no longer hangs.
+    twin.clear_faults();
+    write(dir.path(), &Folder::from([("a", (1, 3))]));
+    let v3 = async {
+        loop {
+            let now = running(&twin, "a");
+            let built: Vec<_> = twin
+                .images()
+                .into_iter()
+                .filter(|i| i.contains("faaso-a"))
+                .collect();
+            if now.len() == 1
+                && built.len() >= 2
+                && twin
+                    .journal()
+                    .iter()
+                    .filter(|e| matches!(e, Event::Ready(_)))
+                    .count()
+                    >= 2
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(10), v3)
+        .await
+        .is_err()
+    {
+        panic!(
+            "the change did not replace the hung work: {:#?}",
+            twin.journal()
+        );
+    }
+    stop.cancel();
+    watch.await.unwrap().unwrap();
+}
