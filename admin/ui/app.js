@@ -183,8 +183,13 @@ function renderFunkos(board) {
       + (idle ? ` (${idle})` : "");
     const state = health(funko);
     const cell = row.querySelector(".health");
-    cell.textContent = state;
+    cell.replaceChildren(state);
     cell.className = `health health-${state}`;
+    // A funko at work says for how long and where: one stuck for long stands out.
+    const work = funko.converging;
+    if (work) {
+      cell.append(el("div", { class: "converging", text: `converging for ${age(work.seconds)}: ${work.step}` }));
+    }
     row.querySelector(".image").textContent = funko.image || "–";
     const built = row.querySelector(".image-age");
     built.textContent = funko.image_created ? `${age(board.updated_at - funko.image_created)} ago` : "–";

@@ -16,6 +16,8 @@ struct Entry {
     since: u64,
     started: Instant,
     step: String,
+    /// Whether the step is a build (pruning waits: a build stacks on untagged layers).
+    building: bool,
 }
 
 impl InFlight {
@@ -32,6 +34,7 @@ impl InFlight {
             since,
             started: Instant::now(),
             step: "waiting to start".to_owned(),
+            building: false,
         };
         self.lock().insert(funko.to_owned(), entry);
         Working {
@@ -40,9 +43,9 @@ impl InFlight {
         }
     }
 
-    /// Whether any funko's work is running.
-    pub fn any(&self) -> bool {
-        !self.lock().is_empty()
+    /// Whether any funko's work is building an image now.
+    pub fn building(&self) -> bool {
+        self.lock().values().any(|entry| entry.building)
     }
 
     /// Where `funko`'s work stands, if it has any running.
@@ -63,10 +66,20 @@ pub(crate) struct Working {
 }
 
 impl Working {
-    /// The step it is at now, as a short phrase (`build faaso-a:1234`).
+    /// The step it is at now, as a short phrase (`start faaso-a-1`).
     pub(crate) fn at(&self, step: String) {
+        self.set(step, false);
+    }
+
+    /// The build step it is at now (`build faaso-a:1234`).
+    pub(crate) fn at_build(&self, step: String) {
+        self.set(step, true);
+    }
+
+    fn set(&self, step: String, building: bool) {
         if let Some(entry) = self.in_flight.lock().get_mut(&self.funko) {
             entry.step = step;
+            entry.building = building;
         }
     }
 }
@@ -86,10 +99,13 @@ mod tests {
         let in_flight = InFlight::default();
         assert_eq!(in_flight.get("a"), None);
         let working = in_flight.begin("a");
-        working.at("build faaso-a:1".to_owned());
+        working.at_build("build faaso-a:1".to_owned());
         let now = in_flight.get("a").expect("in flight");
         assert_eq!(now.step, "build faaso-a:1");
         assert!(now.since > 0);
+        assert!(in_flight.building());
+        working.at("start faaso-a-1".to_owned());
+        assert!(!in_flight.building());
         drop(working);
         assert_eq!(in_flight.get("a"), None);
     }

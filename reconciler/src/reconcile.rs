@@ -260,7 +260,7 @@ impl<B: Backend> Reconciler<B> {
 
     /// Where every funko stands after `planned`'s work: observed again when `acted` (the
     /// engine changed), with funkos whose work still runs shown converging. Images nothing
-    /// needs are pruned once no work runs (a build in progress stacks on cached layers).
+    /// needs are pruned then, unless a build runs (it stacks on untagged cached layers).
     pub async fn report(
         &self,
         planned: Planned<B::Step>,
@@ -274,7 +274,7 @@ impl<B: Backend> Reconciler<B> {
         } = planned;
         // Nothing done: the engine looks as it did a moment ago, so skip observing it again.
         let observed = if acted { self.observe().await? } else { before };
-        if acted && !self.shared.in_flight.any() {
+        if acted && !self.building() {
             self.prune(&state.desired, &observed).await;
         }
         let funkos = self.status_from(&state, &observed).await;
@@ -286,6 +286,11 @@ impl<B: Backend> Reconciler<B> {
             desired: state.desired,
             busy: BTreeSet::new(),
         })
+    }
+
+    /// Whether some funko's work is building an image now.
+    pub fn building(&self) -> bool {
+        self.shared.in_flight.building()
     }
 
     /// Removes the images neither `desired` nor `observed`'s instances need (one previous

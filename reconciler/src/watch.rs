@@ -105,14 +105,14 @@ pub async fn watch<B: Backend + Clone + 'static>(
     let mut runner = Runner::default();
     let mut requeue = Requeue::new(timing.requeue, timing.resync);
     let mut backoff = Duration::from_millis(250);
-    // Work ended since images were last pruned: prune once no work runs.
+    // Work ended since images were last pruned: prune once no build runs.
     let mut prune_due = false;
     loop {
         let mut next = timing.resync;
         match pass(reconciler, &listener, &mut runner, &stop).await {
             Ok(report) => {
                 backoff = Duration::from_millis(250);
-                if prune_due && runner.busy().is_empty() {
+                if prune_due && !reconciler.building() {
                     reconciler.prune(&report.desired, &report.observed).await;
                     prune_due = false;
                 }

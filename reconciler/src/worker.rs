@@ -109,7 +109,7 @@ async fn run_steps<B: Backend>(
                 slot = shared.slots.acquire() => slot,
                 () = cancel.cancelled() => return Err(Cancelled),
             };
-            working.at(format!("{action} {detail}"));
+            working.at_build(format!("{action} {detail}"));
             let result = build(backend, step, prepared, listener, cancel).await;
             drop(slot);
             result?

@@ -50,7 +50,8 @@ pub struct Global {
     /// Where faaso keeps its state: secret values (`secrets/<funko>/<key>`) and the last errors.
     #[arg(long, global = true, env = "FAASO_STATE_DIR", default_value = ".faaso")]
     pub state_dir: PathBuf,
-    /// How many funkos are built or rolled at once.
+    /// How many builds run at once (each funko's starts, rollouts and readiness waits run on
+    /// their own, holding no build slot).
     #[arg(long, global = true, env = "FAASO_CONCURRENCY", default_value_t = 4)]
     pub concurrency: usize,
     /// The faaso server that build, status, logs, up, down, scale, purge, deploy, secret and
