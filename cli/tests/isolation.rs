@@ -215,3 +215,28 @@ async fn a_server_stopped_during_a_hung_build_leaves_no_build_container() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_panic_in_one_funkos_work_fails_that_funko_and_the_server_serves_the_others() {
+    let served = Served::start_with_env(&[], &[("FAASO_TEST_PANIC_FUNKO", "boom")]).await;
+    python_funko(&served.funkos(), "fine", "fine", "");
+    python_funko(&served.funkos(), "boom", "boom", "");
+    serves(&served, "fine", "fine", Duration::from_secs(180)).await;
+    served
+        .eventually(
+            Duration::from_secs(60),
+            "boom failed with the panic",
+            || async {
+                served.status("boom").await.is_some_and(|s| {
+                    s["error"]
+                        .as_str()
+                        .is_some_and(|e| e.contains("forced by FAASO_TEST_PANIC_FUNKO"))
+                })
+            },
+        )
+        .await;
+    // The server is up and still converges the others: a new one is served.
+    python_funko(&served.funkos(), "later", "later", "");
+    serves(&served, "later", "later", Duration::from_secs(180)).await;
+    assert_eq!(answer(&served, "fine").await, (200, "fine".to_owned()));
+}

@@ -100,6 +100,12 @@ async fn run_steps<B: Backend>(
     working: &Working,
 ) -> Result<Result<(), StepFailure>, Cancelled> {
     let prepared = work.prepared.as_ref();
+    // Test builds only: a panic on cue, for the tests that a bug in one funko's work is
+    // contained (release builds have no such hook).
+    #[cfg(debug_assertions)]
+    if std::env::var("FAASO_TEST_PANIC_FUNKO").is_ok_and(|name| name == work.funko) {
+        panic!("forced by FAASO_TEST_PANIC_FUNKO for `{}`", work.funko);
+    }
     for step in &work.steps {
         let (action, detail) = step.describe();
         listener.step_started(step);
