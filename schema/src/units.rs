@@ -59,20 +59,36 @@ pub(crate) fn check_duration(
 ) -> Result<Duration, String> {
     if duration < min {
         return Err(format!(
-            "`{duration}` is shorter than {min}, the least this field takes"
+            "`{duration}` is shorter than {}, the least this field takes",
+            bound(min)
         ));
     }
     if duration > max {
         return Err(format!(
-            "`{duration}` is longer than {max}, the most this field takes"
+            "`{duration}` is longer than {}, the most this field takes",
+            bound(max)
         ));
     }
     Ok(duration)
 }
 
-/// Parses a duration written like `5s` (as in funko.yml and in the labels faaso writes).
+/// A bound as funko.yml users write it: `24h` rather than humantime's `1day`.
+fn bound(duration: Duration) -> String {
+    let secs = duration.0.as_secs();
+    if duration.0.subsec_nanos() == 0 && secs >= 3600 && secs.is_multiple_of(3600) {
+        format!("{}h", secs / 3600)
+    } else {
+        duration.to_string()
+    }
+}
+
+/// Parses a duration written like `5s` (as in funko.yml and in the labels faaso writes); `None`
+/// for one longer than [`MAX_DURATION`], since a label on a container faaso did not make may
+/// say anything.
 pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
-    humantime::parse_duration(text.trim()).ok()
+    humantime::parse_duration(text.trim())
+        .ok()
+        .filter(|d| *d <= MAX_DURATION.0)
 }
 
 impl fmt::Display for Duration {
@@ -97,7 +113,7 @@ impl<'de> Deserialize<'de> for Duration {
         })?;
         if duration > MAX_DURATION.0 {
             return Err(serde::de::Error::custom(format!(
-                "`{}` is longer than a day ({MAX_DURATION}), the most any duration in funko.yml may be",
+                "`{}` is longer than a day (24h), the most any duration in funko.yml may be",
                 raw.trim()
             )));
         }
