@@ -189,7 +189,8 @@ pub fn settings(request_timeout: Duration, cors: Option<&faaso_schema::Cors>) ->
             .map(Arc::new)
     });
     FunkoSettings {
-        request_timeout,
+        // funko.yml holds it to a day; a hand-made label is held there too.
+        request_timeout: request_timeout.min(faaso_schema::MAX_DURATION.0),
         cors,
         ..FunkoSettings::default()
     }
@@ -279,6 +280,48 @@ mod tests {
         let mut stopped = container("faaso-hello", "10.0.0.2", "faaso-net", &[]);
         stopped.state = InstanceState::Stopped;
         assert!(candidates(&read(&[stopped]), Duration::from_secs(30)).is_empty());
+    }
+
+    #[test]
+    fn a_hand_made_timeout_label_past_a_day_is_not_taken() {
+        let found = candidates(
+            &read(&[container(
+                "faaso-huge",
+                "10.0.0.2",
+                "faaso-net",
+                &[("faaso.timeout", "300000000000y")],
+            )]),
+            Duration::from_secs(30),
+        );
+        let timeout = found["huge"].0.request_timeout;
+        assert_eq!(timeout, Duration::from_secs(30));
+        assert_eq!(
+            settings(Duration::MAX, None).request_timeout,
+            faaso_schema::MAX_DURATION.0
+        );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
+
+        /// Whatever funko.yml's bounds let through makes proxy settings that keep every
+        /// deadline the proxy computes from them on the clock.
+        #[test]
+        fn the_proxy_settings_of_any_valid_spec_are_usable(
+            timeout_ms in proptest::sample::select(vec![100u64, 101, 30_000, 86_399_999, 86_400_000]),
+            max_age_s in proptest::sample::select(vec![0u64, 1, 300, 86_399, 86_400]),
+            credentials in proptest::bool::ANY,
+        ) {
+            let origins = if credentials { "[\"https://a.example\"]" } else { "['*']" };
+            let yaml = format!(
+                "name: x\ntimeout: {timeout_ms}ms\ncors:\n  origins: {origins}\n  max_age: {max_age_s}s\n  credentials: {credentials}\n"
+            );
+            let spec = faaso_schema::parse_spec(&yaml).unwrap();
+            let made = settings(spec.timeout.0, spec.cors.as_ref());
+            proptest::prop_assert_eq!(made.request_timeout, Duration::from_millis(timeout_ms));
+            proptest::prop_assert!(made.cors.is_some(), "{}", yaml);
+            proptest::prop_assert!(std::time::Instant::now().checked_add(made.request_timeout).is_some());
+        }
     }
 
     #[test]

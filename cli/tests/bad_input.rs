@@ -1,8 +1,10 @@
 //! Bad input, as a user meets it: the real `faaso` binary on broken funkos. Each must give one
 //! clear error naming the file (line:column where there is one) and the field, and exit 1,
-//! never a panic. None of these needs a Docker engine.
+//! never a panic. None of these needs a Docker engine, but for the last few (module `served`),
+//! which take the same input through `faaso reconcile --once` and a live `faaso server`.
 
 mod common;
+mod served;
 
 use common::{Run, arg, faaso, faaso_in, repo_root, write_funko};
 
@@ -433,6 +435,187 @@ fn an_unreadable_funko_yml_is_an_error_not_a_panic() {
     ] {
         let dir = write_funko(tmp.path(), "x", &[("funko.yml", yaml)]);
         faaso(&["validate", arg(&dir)]).failure();
+    }
+}
+
+/// The funko.yml of a `binary` funko whose option smuggles Dockerfile lines (issue 24).
+const INJECTED: &str = "name: inject\nruntime: binary\noptions: {executable: \"app /funko/app\\nUSER 0:0\\nRUN echo pwned\"}\n";
+
+#[test]
+fn an_option_that_would_inject_dockerfile_lines_is_refused_with_its_field() {
+    let run = assert_rejected(Case {
+        folder: "inject",
+        files: &[("funko.yml", INJECTED), ("app", "x")],
+        at: Some(At("funko.yml", 3, 23)),
+        field: Some("options.executable"),
+        says: &["control character"],
+    });
+    assert!(!run.stderr.contains("panicked"), "{run}");
+    // Without a control character, the runtime's pattern still keeps it one token.
+    assert_rejected(Case {
+        folder: "spaced",
+        files: &[
+            (
+                "funko.yml",
+                "name: spaced\nruntime: binary\noptions:\n  executable: app /etc/passwd\n",
+            ),
+            ("app", "x"),
+        ],
+        at: Some(At("funko.yml", 4, 15)),
+        field: Some("options.executable"),
+        says: &["does not match", "a string matching"],
+    });
+    assert_rejected(Case {
+        folder: "undeclared",
+        files: &[(
+            "funko.yml",
+            "name: undeclared\nruntime: python\noptions:\n  entrypoint: x\n",
+        )],
+        at: Some(At("funko.yml", 4, 15)),
+        field: Some("options.entrypoint"),
+        says: &["has no option `entrypoint`", "it takes: handler"],
+    });
+}
+
+#[test]
+fn pids_limit_zero_is_refused_not_sent_to_docker_as_unlimited() {
+    assert_rejected(Case {
+        folder: "pids",
+        files: &[(
+            "funko.yml",
+            "name: pids\nruntime: python\nhardening:\n  pids_limit: 0\n",
+        )],
+        at: Some(At("funko.yml", 4, 15)),
+        field: Some("hardening.pids_limit"),
+        says: &["from 1 to 4194304"],
+    });
+}
+
+#[test]
+fn a_huge_duration_is_refused_with_its_field() {
+    assert_rejected(Case {
+        folder: "huge",
+        files: &[(
+            "funko.yml",
+            "name: huge\nruntime: python\nhealthcheck: {interval: 300000000000y}\n",
+        )],
+        at: Some(At("funko.yml", 3, 25)),
+        field: Some("healthcheck.interval"),
+        says: &["longer than a day"],
+    });
+}
+
+/// The same bad input through the commands that reach an engine.
+mod through_the_engine {
+    use std::time::Duration;
+
+    use super::*;
+    use served::{Served, http};
+
+    /// A gzipped tar of the folder `dir`, as `PUT /admin/funkos/<name>` takes it.
+    fn archive(dir: &std::path::Path) -> Vec<u8> {
+        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let mut tar = tar::Builder::new(gz);
+        tar.append_dir_all(".", dir).unwrap();
+        tar.into_inner().unwrap().finish().unwrap()
+    }
+
+    #[test]
+    fn reconcile_once_refuses_the_injection_and_names_the_field() {
+        let tmp = tempfile::tempdir().unwrap();
+        let funkos = tmp.path().join("funkos");
+        write_funko(&funkos, "inject", &[("funko.yml", INJECTED), ("app", "x")]);
+        let id = format!("bi{}", std::process::id());
+        let run = faaso_in(
+            tmp.path(),
+            &["reconcile", arg(&funkos), "--once"],
+            &[
+                ("FAASO_PREFIX", &id),
+                ("FAASO_LABELS", &id),
+                ("FAASO_NETWORK", &format!("{id}-net")),
+                ("FAASO_STATE_DIR", arg(&tmp.path().join("state"))),
+            ],
+        );
+        common::cleanup::remove_namespace(&id);
+        assert_eq!(run.code, Some(1), "{run}");
+        let out = format!("{}{}", run.stdout, run.stderr);
+        assert!(out.contains("options.executable"), "{run}");
+        assert!(out.contains("funko.yml:3"), "{run}");
+        assert!(!out.contains("panicked"), "{run}");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_served_folder_refuses_bad_input_and_keeps_serving_the_others() {
+        let served = Served::start_with(&["hello-python"]).await;
+        let client = http();
+        served
+            .eventually(Duration::from_secs(180), "hello-python served", || async {
+                let answer = client.get(served.url("/funko/hello-python/")).send().await;
+                answer.is_ok_and(|r| r.status().is_success())
+            })
+            .await;
+
+        // An upload with the injection: 422, naming the field, and nothing swapped in.
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = write_funko(
+            tmp.path(),
+            "inject",
+            &[("funko.yml", INJECTED), ("app", "x")],
+        );
+        let answer = client
+            .put(served.url("/admin/funkos/inject"))
+            .bearer_auth(&served.token)
+            .body(archive(&dir))
+            .send()
+            .await
+            .unwrap();
+        let status = answer.status().as_u16();
+        let body = answer.text().await.unwrap();
+        assert_eq!(status, 422, "{body}");
+        assert!(body.contains("options.executable"), "{body}");
+        assert!(!served.funkos().join("inject").exists());
+
+        // A folder with a huge duration dropped in by hand: refused with its field; the server
+        // stays up and the others stay served.
+        write_funko(
+            &served.funkos(),
+            "huge",
+            &[
+                (
+                    "funko.yml",
+                    "name: huge\nruntime: python\nhealthcheck: {interval: 300000000000y}\n",
+                ),
+                ("handler.py", "def handle(request):\n    return 'x'\n"),
+            ],
+        );
+        served
+            .eventually(Duration::from_secs(60), "huge reported", || async {
+                served.status("huge").await.is_some_and(|s| {
+                    s["error"]
+                        .as_str()
+                        .is_some_and(|e| e.contains("healthcheck.interval"))
+                })
+            })
+            .await;
+        let huge = served.status("huge").await.unwrap();
+        assert!(
+            huge["error"]
+                .as_str()
+                .unwrap()
+                .contains("longer than a day"),
+            "{huge}"
+        );
+        for _ in 0..5 {
+            let answer = client
+                .get(served.url("/funko/hello-python/"))
+                .send()
+                .await
+                .unwrap();
+            assert!(answer.status().is_success(), "{}", served.log());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(!served.log().contains("panicked"), "{}", served.log());
+        assert!(served.running("huge").await.is_empty());
     }
 }
 

@@ -19,6 +19,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+/// Far enough to be never for a request, near enough that no clock overflows adding it.
+const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+
+/// `start + duration`, held at [`NEVER`] from `start`: a timeout read from a funko's settings
+/// (or a label on a container faaso did not make) must not panic the proxy by overflowing.
+pub(crate) fn later(start: Instant, duration: Duration) -> Instant {
+    start.checked_add(duration.min(NEVER)).unwrap_or(start)
+}
+
 /// The ticker wakes at most this often, whatever the deadlines: due ones are batched.
 const TICK: Duration = Duration::from_millis(10);
 
@@ -140,7 +149,7 @@ impl Deadline {
     }
 
     fn after(duration: Duration) -> Self {
-        Self::at(Instant::now() + duration)
+        Self::at(later(Instant::now(), duration))
     }
 }
 

@@ -158,14 +158,20 @@ impl Forwarder {
             return (with_id(too_large(limit)), None);
         }
         let timeout = route.settings().request_timeout;
-        let (route, first) =
-            match hold::take_or_hold(&self.routes, funko, route, started + timeout).await {
-                Ok(taken) => taken,
-                Err(refusal) => {
-                    route_refused(&self.routes, funko, &refusal);
-                    return (with_id(refused(funko, refusal, timeout)), None);
-                }
-            };
+        let (route, first) = match hold::take_or_hold(
+            &self.routes,
+            funko,
+            route,
+            deadline::later(started, timeout),
+        )
+        .await
+        {
+            Ok(taken) => taken,
+            Err(refusal) => {
+                route_refused(&self.routes, funko, &refusal);
+                return (with_id(refused(funko, refusal, timeout)), None);
+            }
+        };
         let route = route.as_ref();
         let client_upgrade = req
             .headers()
@@ -208,7 +214,7 @@ impl Forwarder {
         // Boxed: the exchange's future is large, and each enclosing future would otherwise
         // carry (and copy) it.
         let attempts = Box::pin(self.attempts(route, funko, first, request));
-        let result = deadline::timeout_at(started + timeout, attempts).await;
+        let result = deadline::timeout_at(deadline::later(started, timeout), attempts).await;
         let response = match result {
             Some(Ok((response, sender, slot))) => {
                 let addr = slot.instance().addr();

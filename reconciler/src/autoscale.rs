@@ -210,7 +210,7 @@ impl Autoscaler {
             Some(last) if span.is_zero() => last.load = load,
             // The merged entry keeps the load-time of both, so averages barely move.
             Some(last) if last.span < RESOLUTION => {
-                let total = last.span + span;
+                let total = last.span.saturating_add(span);
                 last.load = (last.load * last.span.as_secs_f64() + load * span.as_secs_f64())
                     / total.as_secs_f64();
                 last.span = total;

@@ -181,8 +181,7 @@ fn render_dockerfile(
     base: BaseChoice,
     names: BTreeSet<String>,
 ) -> Result<String, Problem> {
-    let mut options = runtime.meta.options.clone();
-    options.extend(funko.spec.options.clone());
+    let options = runtime_options(funko, runtime)?;
     let data = serde_json::json!({
         "name": funko.spec.name.as_str(),
         "base_image": runtime.base_image(base),
@@ -193,6 +192,7 @@ fn render_dockerfile(
     });
     let mut registry = registry();
     registry.register_helper("exists", Box::new(Exists(names)));
+    registry.register_helper("quote", Box::new(quote));
     registry
         .render_template(&runtime.dockerfile_template, &data)
         .map_err(|e| Problem {
@@ -208,11 +208,69 @@ fn render_dockerfile(
         })
 }
 
+/// The runtime's defaults overlaid by the funko's `options:`, each value checked against the
+/// runtime's declaration, so that no value can do more in the Dockerfile than fill its place.
+fn runtime_options(
+    funko: &Funko,
+    runtime: &Runtime,
+) -> Result<BTreeMap<String, serde_json::Value>, Problem> {
+    let mut options: BTreeMap<String, serde_json::Value> = runtime
+        .meta
+        .options
+        .iter()
+        .map(|(key, decl)| (key.clone(), decl.default.clone()))
+        .collect();
+    for (key, value) in &funko.spec.options {
+        let field = format!("options.{key}");
+        let Some(decl) = runtime.meta.options.get(key) else {
+            let known: Vec<&str> = runtime.meta.options.keys().map(String::as_str).collect();
+            let known = if known.is_empty() {
+                "it takes none".to_owned()
+            } else {
+                format!("it takes: {}", known.join(", "))
+            };
+            return Err(funko.field_problem(
+                &field,
+                format!(
+                    "the runtime `{}` has no option `{key}`; {known}",
+                    runtime.name
+                ),
+            ));
+        };
+        let checked = decl
+            .check(&value.0)
+            .map_err(|why| funko.field_problem(&field, format!("{why}; {}", decl.describe())))?;
+        options.insert(key.clone(), checked);
+    }
+    Ok(options)
+}
+
+/// `{{quote options.x}}`: the value as one JSON string, for exec-form lines (`CMD ["a", …]`)
+/// where it must stay one argument whatever it holds.
+fn quote(
+    helper: &Helper<'_>,
+    _: &Handlebars<'_>,
+    _: &Context,
+    _: &mut RenderContext<'_, '_>,
+    out: &mut dyn handlebars::Output,
+) -> handlebars::HelperResult {
+    let value = helper
+        .param(0)
+        .map(|p| p.value())
+        .ok_or_else(|| RenderErrorReason::ParamNotFoundForIndex("quote", 0))?;
+    let text = match value {
+        serde_json::Value::String(text) => text.clone(),
+        other => other.to_string(),
+    };
+    out.write(&serde_json::Value::String(text).to_string())?;
+    Ok(())
+}
+
 /// A handlebars failure in runtime authors' terms.
 fn template_reason(reason: &RenderErrorReason) -> String {
     match reason {
         RenderErrorReason::MissingVariable(Some(path)) => format!(
-            "unknown variable `{path}` (templates see `name`, `base_image`, `official`, `options.<option>` and the helper `exists`; give an option a default in runtime.yml)"
+            "unknown variable `{path}` (templates see `name`, `base_image`, `official`, `options.<option>` and the helpers `exists` and `quote`; declare an option in runtime.yml)"
         ),
         other => other.to_string(),
     }
@@ -491,5 +549,179 @@ mod tests {
             .find(|e| e.path().unwrap().to_str() == Some(PROBE_FILE))
             .unwrap();
         assert_eq!(probe.header().mode().unwrap(), 0o755);
+    }
+
+    /// The YAML after `name: f\nruntime: binary\n`, and the field, line and words of its error.
+    #[test]
+    fn an_option_the_runtime_does_not_take_is_refused_with_its_field_and_line() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cases: &[(&str, &str, u64, &[&str])] = &[
+            (
+                "options: {executable: \"app /funko/app\"}\n",
+                "options.executable",
+                3,
+                &["does not match", "a string matching"],
+            ),
+            (
+                "options:\n  executable: '--from=evil'\n",
+                "options.executable",
+                4,
+                &["does not match"],
+            ),
+            (
+                "options:\n  executable: 3\n",
+                "options.executable",
+                4,
+                &["is not a string"],
+            ),
+            (
+                "options:\n  entrypoint: x\n",
+                "options.entrypoint",
+                4,
+                &["has no option `entrypoint`", "it takes: executable"],
+            ),
+        ];
+        for (n, (body, field, line, words)) in cases.iter().enumerate() {
+            let name = format!("f{n}");
+            let f = funko_in(
+                tmp.path(),
+                &name,
+                &format!("name: {name}\nruntime: binary\n{body}"),
+                &[],
+            );
+            let p = BuildContext::assemble(&f, BaseChoice::Local).unwrap_err();
+            assert!(p.file.ends_with("funko.yml"), "{body}: {p}");
+            assert_eq!(p.field.as_deref(), Some(*field), "{body}: {p}");
+            assert_eq!(p.line, Some(*line), "{body}: {p}");
+            for word in *words {
+                assert!(p.message.contains(word), "{body}: {p}");
+            }
+        }
+    }
+
+    #[test]
+    fn declared_options_are_typed_and_bounded_and_render_as_one_token() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = funko_in(
+            tmp.path(),
+            "w",
+            "name: w\nruntime: flask\noptions: {workers: 65}\n",
+            &[],
+        );
+        let p = BuildContext::assemble(&f, BaseChoice::Local).unwrap_err();
+        assert_eq!(p.field.as_deref(), Some("options.workers"), "{p}");
+        assert!(p.message.contains("from 1 to 64"), "{p}");
+        let f = funko_in(
+            tmp.path(),
+            "a",
+            "name: a\nruntime: flask\noptions: {app: 'web:create_app', threads: 8}\n",
+            &[],
+        );
+        let ctx = BuildContext::assemble(&f, BaseChoice::Local).unwrap();
+        assert!(ctx.dockerfile().contains("FAASO_APP=web:create_app\n"));
+        assert!(
+            ctx.dockerfile()
+                .contains(r#""--workers", "2", "--threads", "8","#),
+            "{}",
+            ctx.dockerfile()
+        );
+        let f = funko_in(
+            tmp.path(),
+            "b",
+            "name: b\nruntime: flask\noptions: {app: 'app:app\" ; rm -rf /'}\n",
+            &[],
+        );
+        assert!(BuildContext::assemble(&f, BaseChoice::Local).is_err());
+    }
+
+    #[test]
+    fn every_builtin_runtime_declares_each_option_its_template_reads() {
+        let tmp = tempfile::tempdir().unwrap();
+        for runtime in Runtime::builtin_names() {
+            let rt = Runtime::builtin(&runtime).unwrap();
+            for (key, decl) in &rt.meta.options {
+                assert!(!decl.description.is_empty(), "{runtime}.{key}");
+                assert!(
+                    decl.kind != crate::runtime::OptionKind::String || decl.pattern.is_some(),
+                    "{runtime}.{key}"
+                );
+            }
+            let yml = format!("name: d-{runtime}\nruntime: {runtime}\n");
+            let f = funko_in(tmp.path(), &format!("d-{runtime}"), &yml, &[]);
+            BuildContext::assemble(&f, BaseChoice::Local).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_runtime_in_the_plain_form_still_loads_and_its_strings_pass_a_safe_pattern() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rt = tmp.path().join("rt");
+        std::fs::create_dir_all(&rt).unwrap();
+        std::fs::write(
+            rt.join("runtime.yml"),
+            "description: test\noptions: {main: src/app.cr, jobs: 2, debug: false}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            rt.join("Dockerfile.hbs"),
+            "FROM scratch\nRUN build {{options.main}} -j{{options.jobs}} {{options.debug}}\n",
+        )
+        .unwrap();
+        let ok = funko_in(
+            tmp.path(),
+            "ok",
+            "name: ok\nruntime: ../rt\noptions: {main: lib/main.cr, jobs: 4, debug: true}\n",
+            &[],
+        );
+        let ctx = BuildContext::assemble(&ok, BaseChoice::Local).unwrap();
+        assert!(
+            ctx.dockerfile()
+                .contains("RUN build lib/main.cr -j4 true\n")
+        );
+        for (n, bad) in [
+            "{main: 'a b'}",
+            "{main: 'x && curl evil'}",
+            "{main: '$(id)'}",
+            "{main: '-x'}",
+            "{jobs: two}",
+            "{debug: 1}",
+            "{other: 1}",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let name = format!("bad{n}");
+            let f = funko_in(
+                tmp.path(),
+                &name,
+                &format!("name: {name}\nruntime: ../rt\noptions: {bad}\n"),
+                &[],
+            );
+            let p = BuildContext::assemble(&f, BaseChoice::Local).unwrap_err();
+            assert!(
+                p.field
+                    .as_deref()
+                    .is_some_and(|f| f.starts_with("options.")),
+                "{bad}: {p}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_runtime_whose_default_breaks_its_own_pattern_does_not_load() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rt = tmp.path().join("rt");
+        std::fs::create_dir_all(&rt).unwrap();
+        std::fs::write(rt.join("Dockerfile.hbs"), "FROM scratch\n").unwrap();
+        for meta in [
+            "options: {x: {default: 'a b', pattern: '^[a-z]+$'}}",
+            "options: {x: {default: 'a', pattern: '('}}",
+            "options: {x: {default: 1, pattern: '^1$'}}",
+            "options: {x: {default: 5, maximum: 4}}",
+            "options: {x: 'a\\nb'}",
+        ] {
+            std::fs::write(rt.join("runtime.yml"), format!("description: t\n{meta}\n")).unwrap();
+            assert!(Runtime::from_folder(&rt).is_err(), "{meta}");
+        }
     }
 }

@@ -20,7 +20,8 @@ pub struct Cors {
     /// Request headers a preflight allows (beyond the ones browsers always send).
     #[serde(default, deserialize_with = "headers")]
     pub headers: Vec<String>,
-    /// How long a browser may cache a preflight's answer.
+    /// How long a browser may cache a preflight's answer; at most 24h (Firefox's own cap;
+    /// Chromium caps it at 2h).
     #[serde(default = "default_max_age")]
     pub max_age: Duration,
     /// Whether cookies and HTTP auth may be sent (not with origin `"*"`).

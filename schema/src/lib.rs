@@ -21,9 +21,15 @@ pub use problem::Problem;
 pub use runtime::{
     BaseChoice, BaseImages, Runtime, RuntimeMeta, resolve as resolve_runtime, scaffold,
 };
-pub use scale::{AutoScale, Idle, MAX_INSTANCES, MAX_QUEUE, Scale};
-pub use spec::{EnvName, EnvValue, Hardening, Healthcheck, Resources, SecretKey, Spec};
-pub use units::{Cpus, Duration, Memory, parse_duration};
+pub use scale::{AutoScale, Idle, MAX_CONCURRENCY, MAX_INSTANCES, MAX_QUEUE, Scale};
+pub use spec::{
+    BUILD_TIMEOUT_BOUNDS, Build, EnvName, EnvValue, Hardening, Healthcheck, MAX_PIDS_LIMIT,
+    MAX_RETRIES, MIN_PROBE_DURATION, OptionValue, Resources, SecretKey, Spec,
+};
+pub use units::{
+    Cpus, Duration, MAX_CPUS, MAX_DURATION, MAX_MEMORY, MIN_CPUS, MIN_MEMORY, Memory,
+    parse_duration,
+};
 
 /// The JSON Schema of funko.yml, pretty-printed, as committed at `schema/funko.schema.json`.
 pub fn json_schema() -> String {

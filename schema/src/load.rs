@@ -24,9 +24,10 @@ pub struct Funko {
 }
 
 impl Funko {
-    /// A problem with the field `key` of this funko's funko.yml, located at its value.
+    /// A problem with the field `key` (top-level, or dotted one level deep such as
+    /// `options.executable`) of this funko's funko.yml, located at its value.
     pub fn field_problem(&self, key: &str, message: impl Into<String>) -> Problem {
-        let (line, column) = locate_key(&self.text, key);
+        let (line, column) = locate_field(&self.text, key);
         Problem {
             file: self.dir.join(SPEC_FILE),
             line,
@@ -161,7 +162,7 @@ fn yaml_problem(text: &str, error: &serde_saphyr::Error) -> Problem {
         file: PathBuf::new(),
         line,
         column,
-        field: line.and_then(|line| field_at(text, line)),
+        field: line.and_then(|line| field_at(text, line, column)),
         message: explain(message),
     }
 }
@@ -256,8 +257,9 @@ fn explain(message: &str) -> String {
     }
 }
 
-/// The dotted path of the block-style key on `line`, from the keys of less-indented lines above.
-fn field_at(text: &str, line: u64) -> Option<String> {
+/// The dotted path of the key at `line`:`column`: the block-style keys of less-indented lines
+/// above, then the flow-style keys (`{interval: 5s}`) open before the column on that line.
+fn field_at(text: &str, line: u64, column: Option<u64>) -> Option<String> {
     let mut stack: Vec<(usize, String)> = Vec::new();
     for (number, raw) in text.lines().enumerate().take(line as usize) {
         let trimmed = raw.trim_start();
@@ -280,8 +282,65 @@ fn field_at(text: &str, line: u64) -> Option<String> {
             break;
         }
     }
-    let path: Vec<&str> = stack.iter().map(|(_, k)| k.as_str()).collect();
+    let mut path: Vec<String> = stack.into_iter().map(|(_, k)| k).collect();
+    let here = text
+        .lines()
+        .nth(usize::try_from(line).ok()?.checked_sub(1)?)?;
+    if let Some(column) = column {
+        let before: String = here
+            .chars()
+            .take(usize::try_from(column).ok()?.saturating_sub(1))
+            .collect();
+        // What follows the line's block key is flow style, if anything is.
+        if let Some((_, flow)) = before.split_once(':') {
+            path.extend(flow_keys(flow));
+        }
+    }
     (!path.is_empty()).then(|| path.join("."))
+}
+
+/// The keys of the flow mappings still open at the end of `before` (the text of a line up to a
+/// position), outermost first: `{a: 1, b: {c: ` gives `b`, `c`.
+fn flow_keys(before: &str) -> Vec<String> {
+    let mut open: Vec<(char, Option<String>)> = Vec::new();
+    let mut token = String::new();
+    let mut quote = None;
+    let mut chars = before.chars().peekable();
+    while let Some(c) = chars.next() {
+        if let Some(q) = quote {
+            match c {
+                _ if c == q => quote = None,
+                '\\' if q == '"' => token.extend(chars.next()),
+                _ => token.push(c),
+            }
+            continue;
+        }
+        match c {
+            '"' | '\'' => quote = Some(c),
+            '{' | '[' => {
+                open.push((c, None));
+                token.clear();
+            }
+            '}' | ']' => {
+                open.pop();
+                token.clear();
+            }
+            ',' => {
+                if let Some((_, key)) = open.last_mut() {
+                    *key = None;
+                }
+                token.clear();
+            }
+            ':' if chars.peek().is_none_or(|n| n.is_whitespace()) => {
+                if let Some(('{', key)) = open.last_mut() {
+                    *key = Some(token.trim().to_owned());
+                }
+                token.clear();
+            }
+            _ => token.push(c),
+        }
+    }
+    open.into_iter().filter_map(|(_, key)| key).collect()
 }
 
 /// `text` (a funko.yml) with its top-level `scale:` set to `scale` (added after `name:` when
@@ -337,6 +396,46 @@ pub fn write_scale(dir: &Path, scale: u32) -> Result<u32, Problem> {
         .and_then(|()| std::fs::rename(&tmp, &file))
         .map_err(|e| Problem::whole(&file, format!("cannot be written: {e}")))?;
     Ok(funko.spec.scale.min())
+}
+
+/// The line and column of the value of `path` in funko.yml `text`: a top-level key, or
+/// `block.key` written in block or flow style; the block's own position when the key is not
+/// found in it.
+pub(crate) fn locate_field(text: &str, path: &str) -> (Option<u64>, Option<u64>) {
+    let Some((top, key)) = path.split_once('.') else {
+        return locate_key(text, path);
+    };
+    let opener = format!("{top}:");
+    let mut offset = 0;
+    let mut block: Option<(usize, usize)> = None;
+    for line in text.split_inclusive('\n') {
+        match block {
+            None if line.starts_with(&opener) => block = Some((offset + opener.len(), text.len())),
+            Some((start, _))
+                if !line.starts_with([' ', '\t', '#', '}', ']']) && !line.trim().is_empty() =>
+            {
+                block = Some((start, offset));
+                break;
+            }
+            _ => {}
+        }
+        offset += line.len();
+    }
+    let found = block.and_then(|(start, end)| {
+        let pattern = format!(
+            r#"(?:^|[\s{{,])["']?{}["']?[ \t]*:[ \t]*"#,
+            regex::escape(key)
+        );
+        let found = regex::Regex::new(&pattern).ok()?.find(&text[start..end])?;
+        Some(start + found.end())
+    });
+    let Some(at) = found else {
+        return locate_key(text, top);
+    };
+    let line = text[..at].matches('\n').count() + 1;
+    let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let column = text[line_start..at].chars().count() + 1;
+    (Some(line as u64), Some(column as u64))
 }
 
 /// The line and column of the value of top-level `key` in funko.yml `text`.
@@ -401,7 +500,7 @@ mod tests {
         assert_eq!(spec.scale, crate::Scale::Fixed(3));
         assert_eq!(spec.env.len(), 3);
         assert_eq!(spec.resources.memory, Some(crate::Memory(128 << 20)));
-        assert_eq!(spec.options["debug"], serde_json::json!(true));
+        assert_eq!(spec.options["debug"].0, serde_json::json!(true));
     }
 
     #[test]

@@ -44,9 +44,195 @@ pub struct RuntimeMeta {
     /// The base images it builds on; absent for `FROM scratch` runtimes.
     #[serde(default)]
     pub base_images: Option<BaseImages>,
-    /// Defaults for every option the template reads.
+    /// Every option the template reads: its default, type and the pattern a value must match.
     #[serde(default)]
-    pub options: BTreeMap<String, serde_json::Value>,
+    pub options: BTreeMap<String, OptionDecl>,
+}
+
+/// What a runtime's option may hold. Written in runtime.yml as
+/// `executable: {default: app, pattern: '^[A-Za-z0-9._/-]+$', description: ...}` (the type is
+/// the default's unless `type` says), or in the older form `executable: app`, which takes the
+/// default's type and, for a string, [`SAFE_OPTION_PATTERN`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "OptionDeclWritten")]
+pub struct OptionDecl {
+    /// The value when the funko gives none.
+    pub default: serde_json::Value,
+    /// The kind of value it takes.
+    pub kind: OptionKind,
+    /// For a string: the pattern the whole value must match.
+    pub pattern: Option<regex::Regex>,
+    /// For a whole number: the least and most it may be.
+    pub range: (i64, i64),
+    /// What the option does, for people writing a funko.
+    pub description: String,
+}
+
+/// The kinds of value an option takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptionKind {
+    /// Text matching the option's pattern.
+    String,
+    /// A whole number within the option's range.
+    Integer,
+    /// `true` or `false`.
+    Boolean,
+}
+
+impl OptionKind {
+    fn of(value: &serde_json::Value) -> Option<Self> {
+        match value {
+            serde_json::Value::String(_) => Some(Self::String),
+            serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => Some(Self::Integer),
+            serde_json::Value::Bool(_) => Some(Self::Boolean),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::String => "a string",
+            Self::Integer => "a whole number",
+            Self::Boolean => "true or false",
+        }
+    }
+}
+
+/// The pattern of a string option declared without one: characters that stay one token in any
+/// Dockerfile line (no space, quote, `$`, `\\` or control character), not starting with `-`.
+pub const SAFE_OPTION_PATTERN: &str = r"^[A-Za-z0-9._/:@+=,][A-Za-z0-9._/:@+=,-]*$";
+
+/// The pattern as the runtime wrote it, without the anchors faaso adds.
+fn written_pattern(pattern: &regex::Regex) -> &str {
+    let anchored = pattern.as_str();
+    anchored
+        .strip_prefix("^(?:")
+        .and_then(|p| p.strip_suffix(")$"))
+        .unwrap_or(anchored)
+}
+
+/// An option declaration as written: a plain default, or the full form.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OptionDeclWritten {
+    Full(OptionDeclFull),
+    Plain(serde_json::Value),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OptionDeclFull {
+    default: serde_json::Value,
+    #[serde(default, rename = "type")]
+    kind: Option<OptionKind>,
+    #[serde(default)]
+    pattern: Option<String>,
+    #[serde(default)]
+    minimum: Option<i64>,
+    #[serde(default)]
+    maximum: Option<i64>,
+    #[serde(default)]
+    description: String,
+}
+
+impl TryFrom<OptionDeclWritten> for OptionDecl {
+    type Error = String;
+
+    fn try_from(written: OptionDeclWritten) -> Result<Self, String> {
+        let full = match written {
+            OptionDeclWritten::Full(full) => full,
+            OptionDeclWritten::Plain(default) => OptionDeclFull {
+                default,
+                kind: None,
+                pattern: None,
+                minimum: None,
+                maximum: None,
+                description: String::new(),
+            },
+        };
+        let kind = match (full.kind, OptionKind::of(&full.default)) {
+            (Some(kind), _) | (None, Some(kind)) => kind,
+            (None, None) => {
+                return Err(format!(
+                    "the default `{}` is not a string, whole number or boolean",
+                    full.default
+                ));
+            }
+        };
+        let pattern = match kind {
+            OptionKind::String => {
+                let written = full.pattern.as_deref().unwrap_or(SAFE_OPTION_PATTERN);
+                // Anchored whatever the author wrote: the whole value must match.
+                let anchored = format!("^(?:{written})$");
+                Some(
+                    regex::Regex::new(&anchored)
+                        .map_err(|e| format!("the pattern `{written}` is not a regex: {e}"))?,
+                )
+            }
+            _ if full.pattern.is_some() => {
+                return Err("a `pattern` applies only to a string option".to_owned());
+            }
+            _ => None,
+        };
+        let decl = Self {
+            default: serde_json::Value::Null,
+            kind,
+            pattern,
+            range: (
+                full.minimum.unwrap_or(i64::MIN),
+                full.maximum.unwrap_or(i64::MAX),
+            ),
+            description: full.description,
+        };
+        let default = decl
+            .check(&full.default)
+            .map_err(|e| format!("its default does not fit it: {e}"))?;
+        Ok(Self { default, ..decl })
+    }
+}
+
+impl OptionDecl {
+    /// What the option takes, in one phrase for an error message.
+    pub fn describe(&self) -> String {
+        let what = match (self.kind, &self.pattern) {
+            (OptionKind::String, Some(pattern)) => {
+                format!("a string matching `{}`", written_pattern(pattern))
+            }
+            (OptionKind::Integer, _) if self.range != (i64::MIN, i64::MAX) => {
+                format!("a whole number from {} to {}", self.range.0, self.range.1)
+            }
+            (kind, _) => kind.name().to_owned(),
+        };
+        format!("this option takes {what} (default `{}`)", self.default)
+    }
+
+    /// `value` if this option takes it, or why not (said in funko.yml's terms).
+    pub fn check(&self, value: &serde_json::Value) -> Result<serde_json::Value, String> {
+        if OptionKind::of(value) != Some(self.kind) {
+            return Err(format!("`{value}` is not {}", self.kind.name()));
+        }
+        match value {
+            serde_json::Value::String(text) => {
+                if let Some(c) = text.chars().find(|c| c.is_control()) {
+                    return Err(format!(
+                        "{text:?} holds the control character {c:?}, which could start a new line of the Dockerfile"
+                    ));
+                }
+                if self.pattern.as_ref().is_some_and(|p| !p.is_match(text)) {
+                    return Err(format!("{text:?} does not match the option's pattern"));
+                }
+            }
+            serde_json::Value::Number(n) => {
+                let (min, max) = self.range;
+                if !n.as_i64().is_some_and(|n| (min..=max).contains(&n)) {
+                    return Err(format!("`{n}` is outside {min} to {max}"));
+                }
+            }
+            _ => {}
+        }
+        Ok(value.clone())
+    }
 }
 
 /// A runtime's two base images: one made offline, one from a public registry.

@@ -15,6 +15,10 @@ pub const MAX_INSTANCES: u32 = 100;
 /// The most requests the proxy may hold for one funko.
 pub const MAX_QUEUE: u32 = 10_000;
 
+/// The most concurrent requests per instance `target` and `limit` may name: as many as one
+/// funko's queue holds; more is no aim an instance can meet.
+pub const MAX_CONCURRENCY: u32 = 10_000;
+
 /// How many instances run: a fixed count, or bounds for the autoscaler.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(untagged)]
@@ -116,7 +120,7 @@ fn not_a_count<E: de::Error>(written: impl fmt::Display) -> E {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AutoScale {
-    /// The fewest instances; 0 lets the funko scale to zero when idle.
+    /// The fewest instances (0 to 100, at most `max`); 0 lets the funko scale to zero when idle.
     #[serde(default)]
     #[schemars(range(max = 100))]
     pub min: u32,
@@ -124,26 +128,26 @@ pub struct AutoScale {
     #[serde(default = "default_max")]
     #[schemars(range(min = 1, max = 100))]
     pub max: u32,
-    /// Concurrent requests per instance the autoscaler aims for.
+    /// Concurrent requests per instance the autoscaler aims for; from 1 to 10000.
     #[serde(default = "default_target")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 10000))]
     pub target: u32,
-    /// A hard limit of concurrent requests per instance; more wait in the proxy's queue.
-    /// Absent: no limit.
+    /// A hard limit of concurrent requests per instance, from 1 to 10000; more wait in the
+    /// proxy's queue. Absent: no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 10000))]
     pub limit: Option<u32>,
-    /// Requests the proxy holds while the funko wakes or every instance is at `limit`; one more
-    /// is answered 503.
+    /// Requests the proxy holds while the funko wakes or every instance is at `limit` (0 to
+    /// 10000); one more is answered 503.
     #[serde(default = "default_queue")]
     #[schemars(range(max = 10000))]
     pub queue: u32,
     /// Scaling down follows the highest recommendation over this window, so a short lull does
-    /// not remove instances.
+    /// not remove instances; more than 0s, at most 24h.
     #[serde(default = "default_stable_window")]
     pub stable_window: Duration,
     /// The short window: when load over it reaches twice the target, the autoscaler scales up at
-    /// once. Shorter than `stable_window`.
+    /// once. More than 0s and shorter than `stable_window`.
     #[serde(default = "default_panic_window")]
     pub panic_window: Duration,
 }
@@ -211,7 +215,7 @@ impl<'de> Deserialize<'de> for AutoScale {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AutoScaleFields {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "min_instances")]
     min: u32,
     #[serde(default = "default_max", deserialize_with = "max_instances")]
     max: u32,
@@ -232,11 +236,11 @@ struct AutoScaleFields {
 #[serde(deny_unknown_fields)]
 pub struct Idle {
     /// With `min: 0`, a funko that had no request for this long is paused (memory kept, wakes in
-    /// milliseconds).
+    /// milliseconds); more than 0s, at most 24h.
     #[serde(default = "default_pause_after", deserialize_with = "pause_after")]
     pub pause_after: Duration,
     /// A paused instance is stopped after this (memory freed, container kept); `0s` stops an
-    /// idle instance at once instead of pausing it.
+    /// idle instance at once instead of pausing it; at most 24h.
     #[serde(default = "default_stop_after")]
     pub stop_after: Duration,
 }
@@ -284,6 +288,16 @@ fn max_instances<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::E
     Ok(max)
 }
 
+fn min_instances<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+    let min = u32::deserialize(deserializer)?;
+    if min > MAX_INSTANCES {
+        return Err(de::Error::custom(format!(
+            "`min: {min}` is more than {MAX_INSTANCES} instances; write at most {MAX_INSTANCES}"
+        )));
+    }
+    Ok(min)
+}
+
 fn target<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
     let target = u32::deserialize(deserializer)?;
     if target == 0 {
@@ -291,6 +305,12 @@ fn target<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
             "`target: 0` can never be aimed for; write the concurrent requests one instance should \
              serve, at least 1 (default 10)",
         ));
+    }
+    if target > MAX_CONCURRENCY {
+        return Err(de::Error::custom(format!(
+            "`target: {target}` is more than {MAX_CONCURRENCY} concurrent requests per instance; \
+             write at most {MAX_CONCURRENCY}"
+        )));
     }
     Ok(target)
 }
@@ -301,6 +321,12 @@ fn limit<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::E
         return Err(de::Error::custom(
             "`limit: 0` would let no request through; write at least 1, or leave `limit` out for no limit",
         ));
+    }
+    if let Some(limit) = limit.filter(|l| *l > MAX_CONCURRENCY) {
+        return Err(de::Error::custom(format!(
+            "`limit: {limit}` is more than {MAX_CONCURRENCY} concurrent requests per instance; \
+             write at most {MAX_CONCURRENCY}, or leave `limit` out for no limit"
+        )));
     }
     Ok(limit)
 }

@@ -14,11 +14,81 @@ impl Duration {
     pub const fn from_secs(secs: u64) -> Self {
         Self(std::time::Duration::from_secs(secs))
     }
+
+    /// A duration of `millis` milliseconds.
+    pub const fn from_millis(millis: u64) -> Self {
+        Self(std::time::Duration::from_millis(millis))
+    }
 }
 
-/// Parses a duration written like `5s` (as in funko.yml and in the labels faaso writes).
+/// The longest duration funko.yml may hold (a day): no healthcheck, timeout or window needs
+/// more, and a day keeps every sum and product faaso makes of them far from overflowing.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Reads a duration and checks it lies in `min..=max`; the message names the bounds, and the
+/// loader places it at the field's line.
+pub(crate) fn duration_within<'de, D: Deserializer<'de>>(
+    deserializer: D,
+    min: Duration,
+    max: Duration,
+) -> Result<Duration, D::Error> {
+    let duration = Duration::deserialize(deserializer)?;
+    check_duration(duration, min, max).map_err(serde::de::Error::custom)
+}
+
+/// Reads a whole number and checks it lies in `min..=max`.
+pub(crate) fn count_within<'de, D: Deserializer<'de>>(
+    deserializer: D,
+    min: u32,
+    max: u32,
+) -> Result<u32, D::Error> {
+    let count = u64::deserialize(deserializer)?;
+    match u32::try_from(count) {
+        Ok(count) if (min..=max).contains(&count) => Ok(count),
+        _ => Err(serde::de::Error::custom(format!(
+            "`{count}` is outside {min} to {max}; write a whole number from {min} to {max}"
+        ))),
+    }
+}
+
+/// Whether `duration` lies in `min..=max`, with a message that says the bounds if not.
+pub(crate) fn check_duration(
+    duration: Duration,
+    min: Duration,
+    max: Duration,
+) -> Result<Duration, String> {
+    if duration < min {
+        return Err(format!(
+            "`{duration}` is shorter than {}, the least this field takes",
+            bound(min)
+        ));
+    }
+    if duration > max {
+        return Err(format!(
+            "`{duration}` is longer than {}, the most this field takes",
+            bound(max)
+        ));
+    }
+    Ok(duration)
+}
+
+/// A bound as funko.yml users write it: `24h` rather than humantime's `1day`.
+fn bound(duration: Duration) -> String {
+    let secs = duration.0.as_secs();
+    if duration.0.subsec_nanos() == 0 && secs >= 3600 && secs.is_multiple_of(3600) {
+        format!("{}h", secs / 3600)
+    } else {
+        duration.to_string()
+    }
+}
+
+/// Parses a duration written like `5s` (as in funko.yml and in the labels faaso writes); `None`
+/// for one longer than [`MAX_DURATION`], since a label on a container faaso did not make may
+/// say anything.
 pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
-    humantime::parse_duration(text.trim()).ok()
+    humantime::parse_duration(text.trim())
+        .ok()
+        .filter(|d| *d <= MAX_DURATION.0)
 }
 
 impl fmt::Display for Duration {
@@ -36,13 +106,18 @@ impl Serialize for Duration {
 impl<'de> Deserialize<'de> for Duration {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let raw = String::deserialize(deserializer)?;
-        humantime::parse_duration(raw.trim())
-            .map(Self)
-            .map_err(|e| {
-                serde::de::Error::custom(format!(
-                    "`{raw}` is not a duration ({e}); write it like `500ms`, `5s` or `1m30s`"
-                ))
-            })
+        let duration = humantime::parse_duration(raw.trim()).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "`{raw}` is not a duration ({e}); write it like `500ms`, `5s` or `1m30s`"
+            ))
+        })?;
+        if duration > MAX_DURATION.0 {
+            return Err(serde::de::Error::custom(format!(
+                "`{}` is longer than a day (24h), the most any duration in funko.yml may be",
+                raw.trim()
+            )));
+        }
+        Ok(Self(duration))
     }
 }
 
@@ -53,11 +128,24 @@ impl JsonSchema for Duration {
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
             "type": "string",
-            "description": "A duration such as `500ms`, `5s` or `1m30s`.",
+            "description": "A duration such as `500ms`, `5s` or `1m30s`; at most a day (`24h`).",
             "pattern": "^\\s*([0-9]+\\s*[a-zA-Z]+\\s*)+$",
         })
     }
 }
+
+/// The least memory Docker accepts for a container.
+pub const MIN_MEMORY: u64 = 6 << 20;
+
+/// The most memory a funko may ask for (1 TiB): more than any host faaso runs on, and far
+/// inside the `i64` bytes Docker takes.
+pub const MAX_MEMORY: u64 = 1 << 40;
+
+/// The fewest CPU cores a funko may ask for (Docker's quota granularity makes less meaningless).
+pub const MIN_CPUS: f64 = 0.01;
+
+/// The most CPU cores a funko may ask for.
+pub const MAX_CPUS: f64 = 1024.0;
 
 /// An amount of memory in bytes, written like `128M`, `1G`, `512k` or a plain number of bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -113,9 +201,16 @@ impl<'de> Deserialize<'de> for Memory {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let raw = StringOrNumber::deserialize(deserializer)?.0;
         let memory = Self::parse(&raw).map_err(serde::de::Error::custom)?;
-        if memory.0 < 6 << 20 {
+        if memory.0 < MIN_MEMORY {
             return Err(serde::de::Error::custom(format!(
-                "`{raw}` is below Docker's minimum of 6M"
+                "`{raw}` is below Docker's minimum of {}",
+                Memory(MIN_MEMORY)
+            )));
+        }
+        if memory.0 > MAX_MEMORY {
+            return Err(serde::de::Error::custom(format!(
+                "`{raw}` is more than {}, the most a funko may ask for",
+                Memory(MAX_MEMORY)
             )));
         }
         Ok(memory)
@@ -129,7 +224,9 @@ impl JsonSchema for Memory {
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
             "type": ["string", "integer"],
-            "description": "Memory such as `128M` or `1G` (binary units), or a number of bytes.",
+            "description": "Memory such as `128M` or `1G` (binary units), or a number of bytes; from 6M to 1024G.",
+            "minimum": MIN_MEMORY,
+            "maximum": MAX_MEMORY,
             "pattern": "^\\s*[0-9]+\\s*([bBkKmMgG]([iI]?[bB])?)?\\s*$",
         })
     }
@@ -162,9 +259,9 @@ impl<'de> Deserialize<'de> for Cpus {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let raw = StringOrNumber::deserialize(deserializer)?.0;
         match raw.trim().parse::<f64>() {
-            Ok(cpus) if (0.01..=1024.0).contains(&cpus) => Ok(Self(cpus)),
+            Ok(cpus) if (MIN_CPUS..=MAX_CPUS).contains(&cpus) => Ok(Self(cpus)),
             _ => Err(serde::de::Error::custom(format!(
-                "`{raw}` is not a CPU quota; write a number of cores such as `0.5` or `2`"
+                "`{raw}` is not a CPU quota from {MIN_CPUS} to {MAX_CPUS}; write a number of cores such as `0.5` or `2`"
             ))),
         }
     }
@@ -177,8 +274,9 @@ impl JsonSchema for Cpus {
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
             "type": "number",
-            "description": "CPU cores, such as `0.5` or `2`.",
-            "minimum": 0.01,
+            "description": "CPU cores, such as `0.5` or `2`; from 0.01 to 1024.",
+            "minimum": MIN_CPUS,
+            "maximum": MAX_CPUS,
         })
     }
 }

@@ -79,7 +79,10 @@ pub(super) fn container_config(
         host_config: Some(HostConfig {
             network_mode: Some(namespace.network.clone()),
             binds: Some(binds),
-            memory: spec.resources.memory.map(|m| m.0 as i64),
+            memory: spec
+                .resources
+                .memory
+                .map(|m| i64::try_from(m.0).unwrap_or(i64::MAX)),
             nano_cpus: spec.resources.cpus.map(|c| c.nano_cpus()),
             restart_policy: Some(RestartPolicy {
                 name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),

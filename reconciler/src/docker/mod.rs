@@ -478,7 +478,7 @@ impl DockerEngine {
         started: &Started,
         healthcheck: &Healthcheck,
     ) -> Result<(), DockerError> {
-        let limit = healthcheck.start_period.0 + healthcheck.interval.0 * healthcheck.retries;
+        let limit = healthcheck.ready_within();
         let begun = Instant::now();
         let mut last_state_check = Instant::now();
         let not_ready = |reason: String| DockerError::NotReady {

@@ -266,7 +266,8 @@ pub(super) async fn wait_converged(
 ) -> Result<(), String> {
     let name = service_name(ns, funko);
     let hash_label = ns.label("config-hash");
-    let deadline = Instant::now() + patience;
+    // A week is past any rollout worth waiting for, and keeps the clock from overflowing.
+    let deadline = Instant::now() + patience.min(Duration::from_secs(7 * 24 * 60 * 60));
     let mut last = String::from("no task started");
     loop {
         let service = docker

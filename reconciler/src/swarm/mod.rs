@@ -189,8 +189,11 @@ impl SwarmEngine {
             .await
             .map_err(|e| fail(e.to_string()))?;
         let health = &prepared.funko.spec.healthcheck;
-        let per_task = health.start_period.0 + health.interval.0 * (health.retries + 1);
-        let patience = Duration::from_secs(60) + per_task * (*replicas).max(1);
+        // Saturating: funko.yml's bounds keep these far from overflow, but a panic here would
+        // take the server down with one funko.
+        let per_task = health.ready_within().saturating_add(health.interval.0);
+        let patience =
+            Duration::from_secs(60).saturating_add(per_task.saturating_mul((*replicas).max(1)));
         deploy::wait_converged(&self.docker, ns, funko, config_hash, *replicas, patience)
             .await
             .map_err(fail)?;

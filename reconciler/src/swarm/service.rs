@@ -220,7 +220,10 @@ pub fn service_spec(
             resources: Some(TaskSpecResources {
                 limits: Some(Limit {
                     nano_cpus: spec.resources.cpus.map(|c| c.nano_cpus()),
-                    memory_bytes: spec.resources.memory.map(|m| m.0 as i64),
+                    memory_bytes: spec
+                        .resources
+                        .memory
+                        .map(|m| i64::try_from(m.0).unwrap_or(i64::MAX)),
                     pids: Some(i64::from(hardening.pids_limit)),
                 }),
                 ..Default::default()
