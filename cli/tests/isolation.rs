@@ -240,3 +240,47 @@ async fn a_panic_in_one_funkos_work_fails_that_funko_and_the_server_serves_the_o
     serves(&served, "later", "later", Duration::from_secs(180)).await;
     assert_eq!(answer(&served, "fine").await, (200, "fine".to_owned()));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_build_never_delays_another_funkos_rollout_and_ends_at_its_timeout() {
+    let served = Served::start().await;
+    python_funko(&served.funkos(), "quick", "quick v1", "");
+    serves(&served, "quick", "quick v1", Duration::from_secs(180)).await;
+    let marker = marker();
+    hanging_funko(
+        &served.funkos(),
+        "hangs",
+        &marker,
+        "build: {timeout: 40s}\n",
+    );
+    served
+        .eventually(Duration::from_secs(60), "the hung build runs", || async {
+            !build_containers(&served, &marker).await.is_empty()
+        })
+        .await;
+    // A code change to the other funko is built and rolled out while the build hangs.
+    python_funko(&served.funkos(), "quick", "quick v2", "");
+    serves(&served, "quick", "quick v2", Duration::from_secs(120)).await;
+    assert!(
+        !build_containers(&served, &marker).await.is_empty(),
+        "the hung build ended before the rollout was done: this test proves nothing\n{}",
+        served.log()
+    );
+    // The hung build ends at its timeout, with the reason shown, and leaves nothing running.
+    served
+        .eventually(Duration::from_secs(90), "the build timed out", || async {
+            served.status("hangs").await.is_some_and(|s| {
+                s["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("took longer than 40s"))
+            })
+        })
+        .await;
+    served
+        .eventually(
+            Duration::from_secs(15),
+            "the build container is gone",
+            || async { build_containers(&served, &marker).await.is_empty() },
+        )
+        .await;
+}

@@ -53,4 +53,4 @@ pub use prune::{BuiltImage, images_to_remove};
 pub use reconcile::{Planned, ReconcileError, Reconciler, Settings};
 pub use report::{Bounds, Converging, FunkoStatus, PassReport, ScaleDecision};
 pub use watch::{Trigger, Triggers, WatchTiming, watch};
-pub use worker::{DEFAULT_BUILD_TIMEOUT, FunkoWork};
+pub use worker::FunkoWork;

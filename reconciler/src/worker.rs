@@ -17,11 +17,6 @@ use crate::desired::Prepared;
 use crate::in_flight::{InFlight, Working};
 use crate::listener::Listener;
 
-/// A build that takes longer than this is stopped, unless its funko.yml says otherwise:
-/// long enough for any real dependency install, short enough that a hung `RUN` frees its slot
-/// within the hour.
-pub const DEFAULT_BUILD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
-
 /// One funko's planned steps and its valid spec, when it has one.
 #[derive(Debug, Clone)]
 pub struct FunkoWork<S> {
@@ -177,10 +172,10 @@ async fn build<B: Backend>(
     }
 }
 
-/// The longest `prepared`'s build may take.
+/// The longest `prepared`'s build may take (its funko.yml's `build.timeout`); without a spec
+/// there is nothing to build, and the step fails at once.
 fn build_timeout(prepared: Option<&Prepared>) -> Duration {
-    let _ = prepared;
-    DEFAULT_BUILD_TIMEOUT
+    prepared.map_or(Duration::MAX, |p| p.funko.spec.build_timeout())
 }
 
 /// The content a failure holds: the image when the work builds, else the config.
