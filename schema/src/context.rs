@@ -297,52 +297,24 @@ impl HelperDef for Exists {
     }
 }
 
-/// The funko's own files, minus funko.yml (scale and env changes must not change the image) and
-/// whatever `.gitignore` or `.dockerignore` exclude.
+/// The funko's own files, minus funko.yml (scale and env changes must not change the image).
 fn funko_files(dir: &Path) -> Result<BTreeMap<String, ContextFile>, Problem> {
     let mut files = BTreeMap::new();
-    let walker = ignore::WalkBuilder::new(dir)
-        .hidden(false)
-        .git_global(false)
-        .git_exclude(false)
-        .require_git(false)
-        .parents(false)
-        .add_custom_ignore_filename(".dockerignore")
-        .filter_entry(|e| e.file_name() != ".git")
-        .build();
-    for entry in walker {
-        let entry = entry.map_err(|e| Problem::whole(dir, format!("cannot be read: {e}")))?;
-        let Some(kind) = entry.file_type() else {
-            continue;
-        };
-        if kind.is_dir() {
+    for file in crate::files::funko_files(dir)? {
+        if file.rel == SPEC_FILE {
             continue;
         }
-        let rel = runtime::relative(dir, entry.path());
-        if kind.is_symlink() {
-            return Err(Problem::whole(
-                entry.path(),
-                "is a symbolic link; a funko may hold only regular files and folders",
-            ));
-        }
-        if rel == SPEC_FILE {
-            continue;
-        }
-        let bytes = std::fs::read(entry.path())
-            .map_err(|e| Problem::whole(entry.path(), format!("cannot be read: {e}")))?;
-        let mode = file_mode(entry.path());
-        files.insert(rel, ContextFile { mode, bytes });
+        let bytes = std::fs::read(&file.path)
+            .map_err(|e| Problem::whole(&file.path, format!("cannot be read: {e}")))?;
+        files.insert(
+            file.rel,
+            ContextFile {
+                mode: file.mode,
+                bytes,
+            },
+        );
     }
     Ok(files)
-}
-
-/// 0755 for executables, 0644 otherwise: only the executable bit survives into the image.
-fn file_mode(path: &Path) -> u32 {
-    use std::os::unix::fs::PermissionsExt;
-    let executable = std::fs::metadata(path)
-        .map(|m| m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false);
-    if executable { 0o755 } else { 0o644 }
 }
 
 fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {

@@ -3,6 +3,7 @@
 
 mod context;
 mod cors;
+mod files;
 mod load;
 mod name;
 mod probe;
@@ -14,6 +15,7 @@ mod units;
 
 pub use context::{BuildContext, ContextFile};
 pub use cors::Cors;
+pub use files::{FunkoFile, funko_files};
 pub use load::{Funko, SPEC_FILE, load_funko, load_funkos_dir, parse_spec, set_scale, write_scale};
 pub use name::{FunkoName, MAX_NAME_LEN, NameError};
 pub use probe::{PROBE, PROBE_FILE, PROBE_PATH, Probed, probe_copy_line, probed};

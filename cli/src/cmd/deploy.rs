@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, anyhow};
 use clap::Args;
 use faaso_schema::{BaseChoice, BuildContext};
 
@@ -72,49 +72,16 @@ pub fn pack(dir: &Path) -> anyhow::Result<(Vec<u8>, usize)> {
     let gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     let mut tar = tar::Builder::new(gzip);
     let mut files = 0;
-    let walker = ignore::WalkBuilder::new(dir)
-        .hidden(false)
-        .git_global(false)
-        .git_exclude(false)
-        .require_git(false)
-        .parents(false)
-        .add_custom_ignore_filename(".dockerignore")
-        .filter_entry(|e| e.file_name() != ".git")
-        .sort_by_file_name(Ord::cmp)
-        .build();
-    for entry in walker {
-        let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
-        let Some(kind) = entry.file_type() else {
-            continue;
-        };
-        if kind.is_dir() {
-            continue;
-        }
-        if !kind.is_file() {
-            bail!(
-                "{} is not a regular file; a funko may hold only regular files and folders",
-                entry.path().display()
-            );
-        }
-        let rel = entry
-            .path()
-            .strip_prefix(dir)
-            .expect("the walk stays inside the folder");
-        let bytes = std::fs::read(entry.path())
-            .with_context(|| format!("cannot read {}", entry.path().display()))?;
-        let executable = {
-            use std::os::unix::fs::PermissionsExt;
-            entry
-                .metadata()
-                .map(|m| m.permissions().mode() & 0o111 != 0)?
-        };
+    for file in faaso_schema::funko_files(dir).map_err(|problem| anyhow!("{problem}"))? {
+        let bytes = std::fs::read(&file.path)
+            .with_context(|| format!("cannot read {}", file.path.display()))?;
         let mut header = tar::Header::new_gnu();
         header.set_entry_type(tar::EntryType::Regular);
         header.set_size(bytes.len() as u64);
-        header.set_mode(if executable { 0o755 } else { 0o644 });
+        header.set_mode(file.mode);
         header.set_mtime(0);
-        tar.append_data(&mut header, rel, bytes.as_slice())
-            .with_context(|| format!("cannot pack {}", entry.path().display()))?;
+        tar.append_data(&mut header, &file.rel, bytes.as_slice())
+            .with_context(|| format!("cannot pack {}", file.path.display()))?;
         files += 1;
     }
     let mut gzip = tar.into_inner()?;
