@@ -94,8 +94,8 @@ struct ScaleBody {
     scale: serde_json::Number,
 }
 
-/// The most instances a scale request may ask for.
-const MAX_SCALE: u32 = 100;
+/// The most instances a scale request may ask for: as many as funko.yml may hold.
+const MAX_SCALE: u32 = faaso_schema::MAX_INSTANCES;
 
 /// The scale a JSON number asks for: an integer by JSON Schema's rules (so `41.0` is 41), from
 /// 0 to [`MAX_SCALE`].
@@ -136,16 +136,11 @@ async fn scale(
         Ok(scale) => scale,
         Err(message) => return error(StatusCode::UNPROCESSABLE_ENTITY, message),
     };
-    if let Ok(funko) = faaso_schema::load_funko(&dir)
-        && let Some(auto) = funko.spec.scale.auto()
+    if let Some(refusal) = faaso_schema::load_funko(&dir)
+        .ok()
+        .and_then(|funko| funko.refuses_fixed_scale())
     {
-        return error(
-            StatusCode::CONFLICT,
-            format!(
-                "funko `{name}` is autoscaled between {} and {} instances: its count follows load. To pin a count, write `scale: <n>` in its funko.yml (the bounds go).",
-                auto.min, auto.max
-            ),
-        );
+        return error(StatusCode::CONFLICT, refusal.to_string());
     }
     match faaso_schema::write_scale(&dir, scale) {
         Ok(previous) => {

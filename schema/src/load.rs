@@ -26,6 +26,23 @@ pub struct Funko {
 impl Funko {
     /// A problem with the field `key` (top-level, or dotted one level deep such as
     /// `options.executable`) of this funko's funko.yml, located at its value.
+    /// Why a fixed scale (`faaso scale`, `up`, `down`, the admin API's scale) is refused, when
+    /// it is: an autoscaled funko's count follows load, and writing one would drop its bounds.
+    /// The one place this rule and its message live.
+    pub fn refuses_fixed_scale(&self) -> Option<Problem> {
+        let auto = self.spec.scale.auto()?;
+        Some(self.field_problem(
+            "scale",
+            format!(
+                "the funko is autoscaled between {} and {} instances, so its count follows load; \
+                 change `min` or `max` under `scale:`, or replace the block with a fixed count \
+                 such as `scale: 2` (and remove `idle:`)",
+                auto.min, auto.max
+            ),
+        ))
+    }
+
+    /// A problem with the field `key` of this funko's funko.yml, at its line.
     pub fn field_problem(&self, key: &str, message: impl Into<String>) -> Problem {
         let (line, column) = locate_field(&self.text, key);
         Problem {
@@ -374,16 +391,8 @@ pub fn set_scale(text: &str, scale: u32) -> String {
 /// scale it had. An autoscaled funko is refused: its count follows load.
 pub fn write_scale(dir: &Path, scale: u32) -> Result<u32, Problem> {
     let funko = load_funko(dir)?;
-    if let Some(auto) = funko.spec.scale.auto() {
-        return Err(funko.field_problem(
-            "scale",
-            format!(
-                "the funko is autoscaled between {} and {} instances, so its count follows load; \
-                 change `min` or `max` under `scale:`, or replace the block with a fixed count \
-                 such as `scale: {scale}` (and remove `idle:`)",
-                auto.min, auto.max
-            ),
-        ));
+    if let Some(refusal) = funko.refuses_fixed_scale() {
+        return Err(refusal);
     }
     let file = dir.join(SPEC_FILE);
     let updated = set_scale(&funko.text, scale);

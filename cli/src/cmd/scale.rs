@@ -29,20 +29,15 @@ pub struct ScaleArgs {
 }
 
 /// A funko's count follows load: `up`, `down` and `scale <n>` would throw its bounds away, so
-/// they refuse and say what to write instead.
-fn refuse_autoscaled(name: &str, dir: &Path, verb: &str) -> anyhow::Result<()> {
+/// they refuse, with the reason schema gives.
+fn refuse_autoscaled(name: &str, dir: &Path) -> anyhow::Result<()> {
     let Ok(funko) = faaso_schema::load_funko(&dir.join(name)) else {
         return Ok(());
     };
-    if let Some(auto) = funko.spec.scale.auto() {
-        anyhow::bail!(
-            "funko `{name}` is autoscaled between {} and {} instances: its count follows load, so `faaso {verb}` leaves it alone. To pin a count, write `scale: <n>` in {}/funko.yml (the bounds go); to change the bounds, edit `scale.min` and `scale.max` there.",
-            auto.min,
-            auto.max,
-            dir.join(name).display()
-        );
+    match funko.refuses_fixed_scale() {
+        Some(refusal) => anyhow::bail!("{refusal}"),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Prints a funko's scale (`faaso scale <funko>`): on the server, or from its funko.yml.
@@ -81,12 +76,7 @@ pub async fn run(
     if let Some(remote) = crate::remote::select(global)? {
         return on_server(&remote, name, scale).await;
     }
-    let verb = match scale {
-        Some(0) => "down".to_owned(),
-        Some(n) => format!("scale {name} {n}"),
-        None => "up".to_owned(),
-    };
-    refuse_autoscaled(name, dir, &verb)?;
+    refuse_autoscaled(name, dir)?;
     let funko_dir = dir.join(name);
     let current = faaso_schema::load_funko(&funko_dir)
         .map_err(|p| anyhow::anyhow!("{p}"))?
