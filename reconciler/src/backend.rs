@@ -121,19 +121,6 @@ pub struct LogOptions {
     pub follow: bool,
 }
 
-impl LogOptions {
-    /// The engine API's query for them: a container's and a Swarm task's logs take the same.
-    pub(crate) fn query(self) -> bollard::query_parameters::LogsOptions {
-        let tail = self.tail.map_or("all".to_owned(), |n| n.to_string());
-        bollard::query_parameters::LogsOptionsBuilder::new()
-            .stdout(true)
-            .stderr(true)
-            .follow(self.follow)
-            .tail(&tail)
-            .build()
-    }
-}
-
 /// One instance's output: its name and a stream of chunks (lines, possibly several a chunk).
 pub struct InstanceLog {
     /// The instance's name.

@@ -8,13 +8,24 @@ use futures_util::StreamExt;
 use super::{DockerEngine, DockerError};
 use crate::backend::{EngineError, InstanceLog, LogOptions};
 
+/// The engine API's query for `options`: a container's and a Swarm task's logs take the same.
+pub(crate) fn logs_query(options: LogOptions) -> bollard::query_parameters::LogsOptions {
+    let tail = options.tail.map_or("all".to_owned(), |n| n.to_string());
+    LogsOptionsBuilder::new()
+        .stdout(true)
+        .stderr(true)
+        .follow(options.follow)
+        .tail(&tail)
+        .build()
+}
+
 /// Every instance of `funko`, each with its output stream.
 pub(super) async fn logs(
     engine: &DockerEngine,
     funko: &str,
     options: LogOptions,
 ) -> Result<Vec<InstanceLog>, DockerError> {
-    let query = options.query();
+    let query = logs_query(options);
     let instances = engine.funko_instances(funko).await?;
     Ok(instances
         .into_iter()

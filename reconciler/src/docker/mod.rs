@@ -9,6 +9,7 @@ mod failed_build;
 mod image;
 mod inspect;
 mod logs;
+pub(crate) use logs::logs_query;
 mod park;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};

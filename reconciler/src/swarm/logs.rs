@@ -25,7 +25,7 @@ pub(super) async fn logs(
     let name = service_name(ns, funko);
     let mut tasks = observe::tasks(docker, &[("service", &name)]).await?;
     tasks.sort_by_key(age_order);
-    let query = options.query();
+    let query = crate::docker::logs_query(options);
     // Addresses play no part in a log; the task's name is all it needs.
     let addresses = HashMap::new();
     Ok(tasks
