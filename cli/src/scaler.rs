@@ -153,7 +153,7 @@ impl Scaling {
             };
             let funko = state.funkos.entry(name.clone()).or_insert_with(|| Funko {
                 bounds: bounds.clone(),
-                autoscaler: Autoscaler::new(policy(bounds), now),
+                autoscaler: Autoscaler::new(Policy::from(bounds), now),
                 idle: BTreeMap::new(),
                 waking: false,
                 creating: None,
@@ -170,7 +170,7 @@ impl Scaling {
                 funko.creating = None;
             }
             if funko.bounds != *bounds {
-                funko.autoscaler.set_policy(policy(bounds));
+                funko.autoscaler.set_policy(Policy::from(bounds));
                 funko.bounds = bounds.clone();
             }
             // A funko at work may have moved on from what this pass saw: its work tells.
@@ -222,15 +222,6 @@ impl Scaling {
         {
             routes.record_wake(funko, Tier::Created.as_str(), asked.elapsed());
         }
-    }
-}
-
-fn policy(bounds: &Autoscaled) -> Policy {
-    Policy {
-        stable_window: bounds.stable_window,
-        panic_window: bounds.panic_window,
-        idle_after: bounds.pause_after,
-        ..Policy::new(bounds.min, bounds.max, f64::from(bounds.target))
     }
 }
 

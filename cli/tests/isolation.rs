@@ -52,6 +52,15 @@ async fn build_containers(served: &Served, marker: &str) -> Vec<String> {
         .collect()
 }
 
+/// Waits until the build step marked `marker` runs.
+async fn hung_build_runs(served: &Served, marker: &str) {
+    served
+        .eventually(Duration::from_secs(120), "the hung build runs", || async {
+            !build_containers(served, marker).await.is_empty()
+        })
+        .await;
+}
+
 /// What `/funko/<funko>/` answers now (status and body), or why nothing did.
 async fn answer(served: &Served, funko: &str) -> (u16, String) {
     match http()
@@ -155,11 +164,7 @@ async fn a_funko_removed_while_its_build_hangs_leaves_no_build_container() {
     let served = Served::start().await;
     let marker = marker();
     hanging_funko(&served.funkos(), "hangs", &marker, "");
-    served
-        .eventually(Duration::from_secs(120), "the hung build runs", || async {
-            !build_containers(&served, &marker).await.is_empty()
-        })
-        .await;
+    hung_build_runs(&served, &marker).await;
     let step = converging_step(&served, "hangs").await;
     assert!(
         step.as_deref().is_some_and(|s| s.starts_with("build")),
@@ -187,11 +192,7 @@ async fn a_server_stopped_during_a_hung_build_leaves_no_build_container() {
     let served = Served::start().await;
     let marker = marker();
     hanging_funko(&served.funkos(), "hangs", &marker, "");
-    served
-        .eventually(Duration::from_secs(120), "the hung build runs", || async {
-            !build_containers(&served, &marker).await.is_empty()
-        })
-        .await;
+    hung_build_runs(&served, &marker).await;
     let docker = served.docker.clone();
     // Dropping it sends SIGTERM and waits for the server to exit (SIGKILL after 10 s).
     drop(served);
@@ -253,11 +254,7 @@ async fn a_hung_build_never_delays_another_funkos_rollout_and_ends_at_its_timeou
         &marker,
         "build: {timeout: 40s}\n",
     );
-    served
-        .eventually(Duration::from_secs(60), "the hung build runs", || async {
-            !build_containers(&served, &marker).await.is_empty()
-        })
-        .await;
+    hung_build_runs(&served, &marker).await;
     // A code change to the other funko is built and rolled out while the build hangs.
     python_funko(&served.funkos(), "quick", "quick v2", "");
     serves(&served, "quick", "quick v2", Duration::from_secs(120)).await;

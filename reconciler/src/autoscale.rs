@@ -55,6 +55,18 @@ impl Policy {
     }
 }
 
+/// The policy for a funko's `scale:` and `idle:` bounds.
+impl From<&crate::desired::Autoscaled> for Policy {
+    fn from(bounds: &crate::desired::Autoscaled) -> Self {
+        Self {
+            stable_window: bounds.stable_window,
+            panic_window: bounds.panic_window,
+            idle_after: bounds.pause_after,
+            ..Policy::new(bounds.min, bounds.max, f64::from(bounds.target))
+        }
+    }
+}
+
 /// How many instances to run, and why.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Decision {

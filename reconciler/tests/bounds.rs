@@ -274,16 +274,6 @@ fn reconciler(twin: &Twin, dir: &Path, demand: &Demand) -> Reconciler<Twin> {
     reconciler
 }
 
-/// The policy `faaso server` gives the autoscaler for these bounds.
-fn policy(bounds: &Autoscaled) -> Policy {
-    Policy {
-        stable_window: bounds.stable_window,
-        panic_window: bounds.panic_window,
-        idle_after: bounds.pause_after,
-        ..Policy::new(bounds.min, bounds.max, f64::from(bounds.target))
-    }
-}
-
 fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -323,7 +313,7 @@ proptest! {
             let Some(bounds) = Autoscaled::of(&spec) else { return Ok(()) };
             let start = Instant::now();
             let mut now = start;
-            let mut scaler = Autoscaler::new(policy(&bounds), now);
+            let mut scaler = Autoscaler::new(Policy::from(&bounds), now);
             let mut ready = 0;
             for (load, step_ms, at_most) in &loads {
                 now += Duration::from_millis(*step_ms);

@@ -284,23 +284,7 @@ async fn watch_mode_replaces_an_instance_the_engine_reports_dead() {
     reconciler.pass(&Quiet).await.unwrap();
     let victim = twin.instances()[0].clone();
     let stop = CancellationToken::new();
-    let watching = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let timing = WatchTiming {
-                resync: Duration::from_secs(600),
-                ..WatchTiming::default()
-            };
-            watch(
-                &mut reconciler,
-                std::sync::Arc::new(Quiet),
-                timing,
-                Triggers::new(),
-                stop,
-            )
-            .await
-        })
-    };
+    let watch = watching(reconciler, &stop);
     // The watcher subscribes to changes as it starts.
     tokio::time::sleep(Duration::from_millis(200)).await;
     twin.kill(&victim.id);
@@ -317,7 +301,7 @@ async fn watch_mode_replaces_an_instance_the_engine_reports_dead() {
         .await
         .expect("the dead instance is replaced without waiting for the resync");
     stop.cancel();
-    watching.await.unwrap().unwrap();
+    watch.await.unwrap().unwrap();
 }
 
 /// An autoscaled funko `a` between 0 and 3, its image built.
