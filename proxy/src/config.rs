@@ -36,8 +36,12 @@ pub struct ProxyConfig {
     /// by default (at least one): the funkos behind the proxy run on the same cores, and a loop
     /// per core made the proxy's threads and the funkos' wait on each other (docs/PROXY.md).
     pub event_loops: usize,
-    /// TLS on the listener, when set; plain HTTP (and h2c) otherwise.
+    /// TLS on the listeners, when set; plain HTTP (and h2c) otherwise.
     pub tls: Option<TlsSettings>,
+    /// A second listener for the embedding process's own API ([`crate::Proxy::with_admin`]) and
+    /// `/metrics`, when set: then neither is served on `listen`, so a funko's page never shares
+    /// a browser origin with them.
+    pub admin_listen: Option<SocketAddr>,
 }
 
 impl Default for ProxyConfig {
@@ -56,6 +60,7 @@ impl Default for ProxyConfig {
             access_log_destination: AccessLogDestination::default(),
             event_loops: default_event_loops(),
             tls: None,
+            admin_listen: None,
         }
     }
 }

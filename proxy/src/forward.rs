@@ -345,6 +345,10 @@ impl Forwarder {
     }
 }
 
+/// The response header that lets a service worker control paths above its script's folder.
+const SERVICE_WORKER_ALLOWED: header::HeaderName =
+    header::HeaderName::from_static("service-worker-allowed");
+
 /// Turns the instance's response into the client's: hop-by-hop headers dropped, the body
 /// streamed, an accepted upgrade tunnelled.
 fn relay(
@@ -362,6 +366,9 @@ fn relay(
     }
     let (mut parts, body) = response.into_parts();
     let protocol = hop::strip(&mut parts.headers);
+    // Every funko shares the edge's origin under `/funko/<name>/`: a service worker's scope
+    // must stay inside its own prefix (the browser's default), never widen to another's.
+    parts.headers.remove(SERVICE_WORKER_ALLOWED);
     if let (Some(client), Some(instance), Some(protocol)) =
         (client_upgrade, instance_upgrade, protocol)
     {

@@ -54,6 +54,17 @@ pub struct Proxy {
     edge: Option<Edge>,
     /// The plain-HTTP listener that redirects to HTTPS.
     redirect: Option<TcpListener>,
+    /// The admin listener, when `config.admin_listen` names one.
+    admin: Option<AdminListener>,
+}
+
+/// The listener of the embedding process's own API and the metrics, apart from the funkos'.
+#[derive(Debug)]
+struct AdminListener {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    /// What answers there besides `/metrics` and `/healthz`.
+    handler: Option<Local>,
 }
 
 /// Requests under a path prefix that the embedding process answers itself (`faaso server`'s
@@ -97,6 +108,20 @@ impl Proxy {
             })
             .transpose()?;
         let edge = config.tls.clone().map(Edge::new).transpose()?;
+        let admin = match config.admin_listen {
+            Some(addr) => {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ProxyError::Bind { addr, source })?;
+                let local_addr = listener.local_addr().map_err(ProxyError::LocalAddr)?;
+                Some(AdminListener {
+                    listener,
+                    local_addr,
+                    handler: None,
+                })
+            }
+            None => None,
+        };
         let redirect = match config.tls.as_ref().and_then(|t| t.redirect_listen) {
             Some(addr) => Some(
                 TcpListener::bind(addr)
@@ -114,6 +139,7 @@ impl Proxy {
             access_log,
             edge,
             redirect,
+            admin,
         })
     }
 
@@ -130,25 +156,43 @@ impl Proxy {
         B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<crate::body::BoxError>,
     {
-        let handler: LocalHandler = Arc::new(move |request| {
-            let mut service = service.clone();
-            Box::pin(async move {
-                match service.call(request).await {
-                    Ok(response) => response.map(|body| body.map_err(Into::into).boxed_unsync()),
-                    Err(never) => match never {},
-                }
-            })
-        });
         self.local = Some(Local {
             prefix: prefix.trim_end_matches('/').into(),
-            handler,
+            handler: local_handler(service),
         });
         self
+    }
+
+    /// Answers every request on the admin listener (`config.admin_listen`) with `service`,
+    /// except `GET /metrics` and `GET /healthz`, which the proxy answers there itself. Without
+    /// an admin listener configured this is an error: the service would never be reached.
+    pub fn with_admin<S, B>(mut self, service: S) -> Result<Self, ProxyError>
+    where
+        S: tower_service::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+        B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<crate::body::BoxError>,
+    {
+        let admin = self.admin.as_mut().ok_or(ProxyError::NoAdminListener)?;
+        admin.handler = Some(Local {
+            prefix: "".into(),
+            handler: local_handler(service),
+        });
+        Ok(self)
     }
 
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The admin listener's address actually bound, when there is one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|a| a.local_addr)
     }
 
     /// Serves until `shutdown` completes, then stops accepting and lets in-flight requests
@@ -167,6 +211,7 @@ impl Proxy {
             access_log,
             edge,
             redirect,
+            admin,
         } = self;
         let metrics = Arc::new(Metrics::default());
         let destination = &config.access_log_destination;
@@ -202,13 +247,10 @@ impl Proxy {
             .as_ref()
             .and_then(|t| t.hsts)
             .and_then(|age| HeaderValue::try_from(format!("max-age={}", age.as_secs())).ok());
-        let mut loops = Vec::new();
-        let mut finished = Vec::new();
-        for index in 0..config.event_loops.max(1) {
-            let (clients, inbox) = mpsc::unbounded_channel();
+        let shared = |role: Role, local: Option<Local>| {
             // A copy per loop: each request clones it, and a count that two cores write
             // moves between them on every request.
-            let shared = Arc::new(Shared {
+            Arc::new(Shared {
                 forwarder: Forwarder::new(
                     routes.clone(),
                     config.clone(),
@@ -216,41 +258,62 @@ impl Proxy {
                     access_log.clone(),
                 ),
                 routes: routes.clone(),
-                local: local.clone(),
+                local,
+                role,
                 http1: http1_builder(&config),
                 http2: http2_builder(&config),
                 caller: tokio::runtime::Handle::current(),
                 config: config.clone(),
                 edge: edge.clone(),
                 hsts: hsts.clone(),
-            });
-            let (done, ended) = oneshot::channel::<()>();
-            std::thread::Builder::new()
-                .name(format!("faaso-proxy-{index}"))
-                .spawn(move || {
-                    let runtime = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build();
-                    match runtime {
-                        Ok(runtime) => {
-                            crate::shard::set_event_loop(index);
-                            runtime.block_on(event_loop(inbox, &shared));
-                        }
-                        Err(err) => warn!(?err, "An event loop's runtime could not start."),
-                    }
-                    drop(done);
-                })
-                .map_err(ProxyError::Thread)?;
-            loops.push(EventLoop {
-                clients,
-                open: Arc::new(AtomicUsize::new(0)),
-            });
+            })
+        };
+        let funkos = Role::Funkos {
+            metrics: admin.is_none(),
+        };
+        let mut loops = Vec::new();
+        let mut finished = Vec::new();
+        for index in 0..config.event_loops.max(1) {
+            let (event_loop, ended) = spawn_event_loop(
+                format!("faaso-proxy-{index}"),
+                index,
+                shared(funkos, local.clone()),
+            )?;
+            loops.push(event_loop);
             finished.push(ended);
         }
+        // The admin listener's few clients get a loop of their own: a busy funko never
+        // delays them, and they never share a connection or an origin with a funko.
+        let stop_admin = tokio_util::sync::CancellationToken::new();
+        let admin_accepting = match admin {
+            Some(AdminListener {
+                listener,
+                local_addr,
+                handler,
+            }) => {
+                let (event_loop, ended) = spawn_event_loop(
+                    "faaso-admin".to_owned(),
+                    loops.len(),
+                    shared(Role::Admin, handler),
+                )?;
+                finished.push(ended);
+                info!(%local_addr, tls = edge.is_some(), "The admin listener is listening.");
+                let stopped = stop_admin.clone().cancelled_owned();
+                Some(tokio::spawn(async move {
+                    accept(&listener, &[event_loop], stopped).await;
+                }))
+            }
+            None => None,
+        };
         let tls = edge.is_some();
         info!(%local_addr, event_loops = loops.len(), tls, "The proxy is listening.");
         accept(&listener, &loops, shutdown).await;
         drop(listener);
+        stop_admin.cancel();
+        if let Some(task) = admin_accepting {
+            // Its loop's inbox closes with the task.
+            let _ = task.await;
+        }
         drop(stop_redirect);
         info!("The proxy stopped accepting; waiting for in-flight requests.");
         // Closing their inboxes tells the loops to finish their connections and end.
@@ -273,6 +336,61 @@ impl Proxy {
         }
         Ok(())
     }
+}
+
+/// Starts an event loop's thread, serving what `shared` says; returns where to hand it clients
+/// and what tells that it ended.
+fn spawn_event_loop(
+    name: String,
+    index: usize,
+    shared: Arc<Shared>,
+) -> Result<(EventLoop, oneshot::Receiver<()>), ProxyError> {
+    let (clients, inbox) = mpsc::unbounded_channel();
+    let (done, ended) = oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            match runtime {
+                Ok(runtime) => {
+                    crate::shard::set_event_loop(index);
+                    runtime.block_on(event_loop(inbox, &shared));
+                }
+                Err(err) => warn!(?err, "An event loop's runtime could not start."),
+            }
+            drop(done);
+        })
+        .map_err(ProxyError::Thread)?;
+    let event_loop = EventLoop {
+        clients,
+        open: Arc::new(AtomicUsize::new(0)),
+    };
+    Ok((event_loop, ended))
+}
+
+/// Wraps a tower service (an axum `Router`, say) as a handler of whole requests.
+fn local_handler<S, B>(service: S) -> LocalHandler
+where
+    S: tower_service::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<crate::body::BoxError>,
+{
+    Arc::new(move |request| {
+        let mut service = service.clone();
+        Box::pin(async move {
+            match service.call(request).await {
+                Ok(response) => response.map(|body| body.map_err(Into::into).boxed_unsync()),
+                Err(never) => match never {},
+            }
+        })
+    })
 }
 
 fn access_log_error(destination: &AccessLogDestination, source: std::io::Error) -> ProxyError {
@@ -373,11 +491,21 @@ async fn accept(listener: &TcpListener, loops: &[EventLoop], shutdown: impl Futu
     }
 }
 
+/// Which listener a loop serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    /// The funkos' listener; `metrics` when no admin listener serves them.
+    Funkos { metrics: bool },
+    /// The admin listener: `/metrics`, `/healthz` and the admin handler, never a funko.
+    Admin,
+}
+
 /// What every event loop shares.
 struct Shared {
     forwarder: Forwarder,
     routes: Routes,
     local: Option<Local>,
+    role: Role,
     /// Connection settings for clients speaking HTTP/1 and h2c.
     http1: http1::Builder,
     http2: http2::Builder<TokioExecutor>,
@@ -518,10 +646,11 @@ async fn serve_tls(
             async move {
                 let mut response = answer.await?;
                 if let Some(hsts) = hsts {
+                    // The edge's value, not a funko's: HSTS covers the whole host, every
+                    // funko and the admin, so one funko's `max-age=0` must not switch it off.
                     response
                         .headers_mut()
-                        .entry(hyper::header::STRICT_TRANSPORT_SECURITY)
-                        .or_insert(hsts);
+                        .insert(hyper::header::STRICT_TRANSPORT_SECURITY, hsts);
                 }
                 Ok::<_, Infallible>(response)
             }
@@ -541,18 +670,23 @@ async fn serve_tls(
 }
 
 impl Shared {
-    /// The local handler's answer for paths under its prefix, the proxy's own endpoints, and
-    /// the forwarder's for the rest. One flat future: every nested one would be copied whole
-    /// on each request.
+    /// On the funkos' listener: the local handler's answer for paths under its prefix, the
+    /// proxy's own endpoints, and the forwarder's for the rest. On the admin listener: the
+    /// proxy's own endpoints and the admin handler's answer for the rest. One flat future:
+    /// every nested one would be copied whole on each request.
     async fn answer(
         self: Arc<Self>,
         req: Request<Incoming>,
         client: Arc<ClientConnection>,
     ) -> Result<Response<ProxyBody>, Infallible> {
+        let own = matches!(
+            (req.method(), req.uri().path(), self.role),
+            (&Method::GET, "/healthz" | "/metrics", Role::Admin)
+        );
         if let Some(local) = self
             .local
             .as_ref()
-            .filter(|l| is_under(req.uri().path(), &l.prefix))
+            .filter(|l| !own && is_under(req.uri().path(), &l.prefix))
         {
             let answer = self.caller.spawn((local.handler)(req)).await;
             return Ok(answer.unwrap_or_else(|err| {
@@ -560,11 +694,11 @@ impl Shared {
                 answer::error(StatusCode::INTERNAL_SERVER_ERROR, "the request failed")
             }));
         }
-        Ok(match (req.method(), req.uri().path()) {
-            (&Method::GET, "/healthz") => {
+        Ok(match (req.method(), req.uri().path(), self.role) {
+            (&Method::GET, "/healthz", _) => {
                 answer::text("application/json", "{\"status\":\"ok\"}\n".into())
             }
-            (&Method::GET, "/metrics") => {
+            (&Method::GET, "/metrics", Role::Admin | Role::Funkos { metrics: true }) => {
                 let mut text = self.forwarder.metrics.render(
                     &self.routes.load(),
                     self.forwarder
@@ -575,6 +709,7 @@ impl Shared {
                 self.routes.render_scale(&mut text);
                 answer::text("text/plain; version=0.0.4", text)
             }
+            (_, _, Role::Admin) => answer::error(StatusCode::NOT_FOUND, "no such path"),
             _ => self.forwarder.forward(req, &client).await,
         })
     }
