@@ -109,7 +109,8 @@ async fn every_method_passes_with_path_query_and_forwarding_headers() {
 }
 
 /// Over TLS the instance hears `X-Forwarded-Proto: https`, and the client gets HSTS when asked
-/// for; over HTTP/2 as well as HTTP/1.1.
+/// for, the edge's value even where a funko sends its own (`max-age=0` would switch HSTS off
+/// for every funko on the host); over HTTP/2 as well as HTTP/1.1.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_tls_the_instance_hears_https_and_the_client_gets_hsts() {
     use std::sync::Arc;
@@ -137,7 +138,14 @@ async fn over_tls_the_instance_hears_https_and_the_client_gets_hsts() {
     roots
         .add(CertificateDer::from(cert.der().to_vec()))
         .unwrap();
-    for alpn in [&b"http/1.1"[..], &b"h2"[..]] {
+    let (h1, h2) = (&b"http/1.1"[..], &b"h2"[..]);
+    let paths = ["/funko/hello/x", "/funko/hello/edge-headers"];
+    for (alpn, path) in [
+        (h1, paths[0]),
+        (h1, paths[1]),
+        (h2, paths[0]),
+        (h2, paths[1]),
+    ] {
         let mut client = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
@@ -152,7 +160,7 @@ async fn over_tls_the_instance_hears_https_and_the_client_gets_hsts() {
             .await
             .unwrap();
         let io = hyper_util::rt::TokioIo::new(tls);
-        let request = Request::get(format!("https://{}/funko/hello/x", proxy.addr))
+        let request = Request::get(format!("https://{}{path}", proxy.addr))
             .body(empty())
             .unwrap();
         let response = if alpn == b"h2" {
@@ -166,7 +174,7 @@ async fn over_tls_the_instance_hears_https_and_the_client_gets_hsts() {
             let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await.unwrap();
             tokio::spawn(connection);
             let (mut parts, body) = request.into_parts();
-            parts.uri = "/funko/hello/x".parse().unwrap();
+            parts.uri = path.parse().unwrap();
             parts
                 .headers
                 .insert("host", proxy.addr.to_string().parse().unwrap());
@@ -176,13 +184,27 @@ async fn over_tls_the_instance_hears_https_and_the_client_gets_hsts() {
                 .unwrap()
         };
         assert_eq!(response.status(), StatusCode::OK);
-        assert_eq!(
-            response.headers()["strict-transport-security"],
-            "max-age=3600"
-        );
+        let hsts = response.headers().get_all("strict-transport-security");
+        assert_eq!(hsts.iter().collect::<Vec<_>>(), ["max-age=3600"], "{path}");
         let body = response.into_body().collect().await.unwrap().to_bytes();
-        assert_eq!(json(&body)["headers"]["x-forwarded-proto"], "https");
+        if path == paths[0] {
+            assert_eq!(json(&body)["headers"]["x-forwarded-proto"], "https");
+        }
     }
+}
+
+/// A funko cannot widen its service worker's scope beyond its own `/funko/<name>/` prefix to
+/// the other funkos on the same origin: the edge drops its `Service-Worker-Allowed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_funkos_service_worker_allowed_is_dropped() {
+    let (_lab, _backend, proxy) = one_backend("sw", quiet_config()).await;
+    let (status, headers, body) = get(&proxy.url("/funko/hello/edge-headers")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "mine\n");
+    assert!(
+        headers.get("service-worker-allowed").is_none(),
+        "{headers:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
