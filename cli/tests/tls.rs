@@ -166,6 +166,37 @@ async fn the_proxy_serves_https_reloads_its_certificate_and_redirects_plain_http
         "{answer}"
     );
 
+    // Only to hosts the edge serves (the certificate names localhost too); any other Host is
+    // 400 with no Location: never an open redirect.
+    for (host, expected) in [
+        ("localhost", Some(format!("https://localhost:{port}/x"))),
+        ("evil.example", None),
+        ("127.0.0.1.evil.example:80", None),
+    ] {
+        let mut plain = TcpStream::connect(("127.0.0.1", redirect)).await.unwrap();
+        let request = format!("GET /x HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        plain.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), plain.read_to_end(&mut answer))
+            .await
+            .expect("the redirect listener closes after its answer")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer).to_lowercase();
+        match expected {
+            Some(location) => {
+                assert!(answer.starts_with("http/1.1 308"), "{host}: {answer}");
+                assert!(
+                    answer.contains(&format!("location: {location}\r\n")),
+                    "{answer}"
+                );
+            }
+            None => {
+                assert!(answer.starts_with("http/1.1 400"), "{host}: {answer}");
+                assert!(!answer.contains("location:"), "{host}: {answer}");
+            }
+        }
+    }
+
     // A new pair renamed in is served from then on, without a restart.
     assert_eq!(served_leaf(port, &ca).await, pem_der(&first));
     let (second, second_key) = ca.valid();

@@ -231,10 +231,11 @@ impl Proxy {
         };
         let reload = edge.clone().map(|edge| tokio::spawn(edge.keep_fresh()));
         let (stop_redirect, redirect_stopped) = oneshot::channel::<()>();
-        let redirecting = match (redirect, &config.tls) {
-            (Some(listener), Some(tls)) => Some(tokio::spawn(crate::redirect::serve(
+        let redirecting = match (redirect, &config.tls, &edge) {
+            (Some(listener), Some(tls), Some(edge)) => Some(tokio::spawn(crate::redirect::serve(
                 listener,
                 tls.https_port,
+                crate::redirect::served_by(edge.clone(), config.listen.ip()),
                 config.header_read_timeout,
                 async {
                     let _ = redirect_stopped.await;
