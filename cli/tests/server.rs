@@ -505,6 +505,13 @@ async fn server_up_serves_from_its_container_and_down_removes_it() {
         "def handle(request):\n    return 'from the container'\n",
     )
     .unwrap();
+    // The example that reads its secret file.
+    let example = common::repo_root().join("funkos/config-python");
+    let config = dir.path().join("funkos/config-python");
+    std::fs::create_dir_all(&config).unwrap();
+    for file in ["funko.yml", "handler.py"] {
+        std::fs::copy(example.join(file), config.join(file)).unwrap();
+    }
     let free_port = || {
         TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -579,6 +586,43 @@ async fn server_up_serves_from_its_container_and_down_removes_it() {
         .await
         .unwrap();
     assert_eq!(not_here.status(), 404);
+
+    // A secret set through the containerised server's admin API is handed to the funko's uid
+    // and read back for its version, so the funko reads it through the proxy.
+    let secret = "s3cr3t-from-server-up";
+    let set = client
+        .put(format!(
+            "http://127.0.0.1:{admin_port}/admin/secrets/config-python/api-key"
+        ))
+        .bearer_auth(TOKEN)
+        .body(secret)
+        .send()
+        .await
+        .unwrap();
+    assert!(set.status().is_success(), "{}", set.status());
+    let url = format!("http://127.0.0.1:{port}/funko/config-python/");
+    let start = Instant::now();
+    loop {
+        let answer = match client.get(&url).send().await {
+            Ok(answer) if answer.status() == 200 => answer.text().await.unwrap_or_default(),
+            _ => String::new(),
+        };
+        if answer.contains(&format!("api-key: {secret}")) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "the funko never read its secret; last answer: {answer:?}\n{}",
+            String::from_utf8_lossy(
+                &Command::new("docker")
+                    .args(["logs", "--tail", "30", &format!("{id}-proxy")])
+                    .output()
+                    .unwrap()
+                    .stderr
+            )
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     let token_file = dir.path().join("state/token");
     assert_eq!(
         std::fs::read_to_string(&token_file).unwrap(),

@@ -120,6 +120,10 @@ fn launch(global: &Global, args: &ServerArgs) -> anyhow::Result<Launch> {
         tls: false,
         redirect: None,
         admin: Some(args.admin_listen),
+        // A secret file is handed to the funkos' uid (CHOWN), after which the server, root
+        // without DAC_OVERRIDE, reads it back for its version only through DAC_READ_SEARCH;
+        // with neither, funkos got no secrets under `server up`.
+        caps: vec!["CHOWN".to_owned(), "DAC_READ_SEARCH".to_owned()],
     })
 }
 

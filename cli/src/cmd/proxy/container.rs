@@ -52,6 +52,8 @@ pub struct Launch {
     /// The admin listener's host address (`faaso server` only), published from
     /// [`INNER_ADMIN_PORT`].
     pub admin: Option<SocketAddr>,
+    /// The capabilities it keeps (all others are dropped).
+    pub caps: Vec<String>,
 }
 
 impl Launch {
@@ -81,6 +83,7 @@ impl Launch {
             tls: false,
             redirect: None,
             admin: None,
+            caps: Vec::new(),
         })
     }
 
@@ -331,9 +334,10 @@ fn container_config(
                 name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
                 maximum_retry_count: None,
             }),
-            // The socket is all it needs: no capabilities, no privilege gain, nothing written
-            // outside its mounts and a tmpfs /tmp.
+            // The socket is nearly all it needs: no privilege gain, nothing written outside its
+            // mounts and a tmpfs /tmp, and no capability but what `launch.caps` names.
             cap_drop: Some(vec!["ALL".to_owned()]),
+            cap_add: (!launch.caps.is_empty()).then(|| launch.caps.clone()),
             security_opt: Some(vec!["no-new-privileges".to_owned()]),
             readonly_rootfs: Some(true),
             tmpfs: Some(HashMap::from([(
