@@ -141,6 +141,8 @@ pub(crate) struct Metrics {
     pub(crate) unrouted: FunkoStats,
     /// Requests being forwarded right now, over all funkos.
     in_flight: Sharded<AtomicI64>,
+    /// Clients closed on arrival because the listener held its most connections.
+    pub(crate) connections_refused: AtomicU64,
 }
 
 impl Metrics {
@@ -252,6 +254,13 @@ impl Metrics {
             let n = route.instances().len();
             let _ = writeln!(out, "faaso_proxy_ready_instances{{funko=\"{name}\"}} {n}");
         }
+
+        out.push_str(
+            "# HELP faaso_proxy_connections_refused_total Clients closed on arrival because the listener held its most connections (--max-connections).\n",
+        );
+        out.push_str("# TYPE faaso_proxy_connections_refused_total counter\n");
+        let refused = self.connections_refused.load(Ordering::Relaxed);
+        let _ = writeln!(out, "faaso_proxy_connections_refused_total {refused}");
 
         out.push_str(
             "# HELP faaso_proxy_access_log_dropped_total Access-log lines dropped because their destination did not keep up.\n",

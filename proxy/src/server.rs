@@ -300,15 +300,23 @@ impl Proxy {
                 finished.push(ended);
                 info!(%local_addr, tls = edge.is_some(), "The admin listener is listening.");
                 let stopped = stop_admin.clone().cancelled_owned();
+                let limit = Limit {
+                    max: config.max_connections,
+                    metrics: metrics.clone(),
+                };
                 Some(tokio::spawn(async move {
-                    accept(&listener, &[event_loop], stopped).await;
+                    accept(&listener, &[event_loop], &limit, stopped).await;
                 }))
             }
             None => None,
         };
         let tls = edge.is_some();
         info!(%local_addr, event_loops = loops.len(), tls, "The proxy is listening.");
-        accept(&listener, &loops, shutdown).await;
+        let limit = Limit {
+            max: config.max_connections,
+            metrics: metrics.clone(),
+        };
+        accept(&listener, &loops, &limit, shutdown).await;
         drop(listener);
         stop_admin.cancel();
         if let Some(task) = admin_accepting {
@@ -453,19 +461,43 @@ pub(crate) async fn next_connection(
     }
 }
 
+/// The most connections a listener holds, and where a refusal is counted.
+struct Limit {
+    max: usize,
+    metrics: Arc<Metrics>,
+}
+
 /// Accepts clients until `shutdown` completes and hands each to the event loop with the
 /// fewest open connections and tunnels. Loops that all took from the listening socket
 /// themselves ended up serving twice as many clients as each other (whichever woke first
 /// drained the backlog), and the busier one's clients waited longer; a count balances them.
 ///
 /// It runs on the caller's runtime, beside the local handler: that one must not block.
-async fn accept(listener: &TcpListener, loops: &[EventLoop], shutdown: impl Future<Output = ()>) {
+///
+/// A client beyond `limit.max` open connections is closed at once: past it, every client's
+/// connection costs memory and a file descriptor the ones already served need.
+async fn accept(
+    listener: &TcpListener,
+    loops: &[EventLoop],
+    limit: &Limit,
+    shutdown: impl Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = next_connection(listener) => accepted,
             () = &mut shutdown => return,
         };
+        let open: usize = loops.iter().map(|l| l.open.load(Ordering::Relaxed)).sum();
+        if open >= limit.max {
+            limit
+                .metrics
+                .connections_refused
+                .fetch_add(1, Ordering::Relaxed);
+            debug!(%peer, open, "A client was closed on arrival: the listener holds its most connections.");
+            drop(stream);
+            continue;
+        }
         // A loop whose runtime failed to start, or whose thread panicked, has dropped its
         // inbox: it would look the least busy of all, so it is passed over.
         let target = loops
@@ -775,7 +807,14 @@ fn http2_builder(config: &ProxyConfig) -> http2::Builder<TokioExecutor> {
     let mut builder = http2::Builder::new(TokioExecutor::new());
     builder
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX));
+        .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(config.h2_max_streams.max(1))
+        // Pings find a client that went away without closing (a laptop that slept, a NAT
+        // that forgot the flow), whose connection would otherwise stay open for good.
+        .keep_alive_interval(config.h2_keep_alive);
+    if let Some(every) = config.h2_keep_alive {
+        builder.keep_alive_timeout(every);
+    }
     builder
 }
 
@@ -798,7 +837,11 @@ mod tests {
             .unzip();
         let (stop, stopped) = oneshot::channel::<()>();
         let acceptor = tokio::spawn(async move {
-            accept(&listener, &loops, async {
+            let limit = Limit {
+                max: usize::MAX,
+                metrics: Arc::new(Metrics::default()),
+            };
+            accept(&listener, &loops, &limit, async {
                 let _ = stopped.await;
             })
             .await;

@@ -113,6 +113,17 @@ pub struct ProxyArgs {
     /// per line, for log collectors).
     #[arg(long, env = "FAASO_ACCESS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub access_log_format: LogFormat,
+    /// Most client connections open at once; a client beyond is closed on arrival and counted
+    /// (`faaso_proxy_connections_refused_total`). The admin listener has a cap of its own.
+    #[arg(long, env = "FAASO_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Most requests one HTTP/2 client runs at once on one connection.
+    #[arg(long, env = "FAASO_H2_MAX_STREAMS", default_value_t = 250)]
+    pub h2_max_streams: u32,
+    /// How often an HTTP/2 client is pinged; one that does not answer within as long again is
+    /// closed (`0s`: no pings).
+    #[arg(long, env = "FAASO_H2_KEEPALIVE", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub h2_keepalive: Duration,
     /// Threads serving clients, each with its own event loop (default: half the CPUs, at
     /// least one; the funkos use the rest).
     #[arg(long, env = "FAASO_EVENT_LOOPS")]
@@ -284,6 +295,9 @@ impl ProxyArgs {
             event_loops: self
                 .event_loops
                 .unwrap_or(ProxyConfig::default().event_loops),
+            max_connections: self.max_connections,
+            h2_max_streams: self.h2_max_streams,
+            h2_keep_alive: (!self.h2_keepalive.is_zero()).then_some(self.h2_keepalive),
             tls: self.tls.settings(self.listen, state_dir),
             ..ProxyConfig::default()
         })
@@ -303,6 +317,9 @@ impl ProxyArgs {
             format!("--probe-interval={}", duration(self.probe_interval)),
             format!("--probe-failures={}", self.probe_failures),
             format!("--resync={}", duration(self.resync)),
+            format!("--max-connections={}", self.max_connections),
+            format!("--h2-max-streams={}", self.h2_max_streams),
+            format!("--h2-keepalive={}", duration(self.h2_keepalive)),
         ];
         if self.no_access_log {
             args.push("--no-access-log".to_owned());
