@@ -41,6 +41,9 @@ pub struct ProxyConfig {
     /// The admin listener has the same cap of its own, so a flood of funko clients never locks
     /// the admin out.
     pub max_connections: usize,
+    /// Most requests held at once across every funko (each funko's own queue is bounded too);
+    /// a request beyond is answered 503 with `Retry-After` and counted.
+    pub max_held: usize,
     /// Most requests (streams) one HTTP/2 client runs at once on one connection.
     pub h2_max_streams: u32,
     /// How often an HTTP/2 client is pinged; one that does not answer within as long again is
@@ -70,6 +73,7 @@ impl Default for ProxyConfig {
             access_log_destination: AccessLogDestination::default(),
             event_loops: default_event_loops(),
             max_connections: 10_000,
+            max_held: 10_000,
             h2_max_streams: 250,
             h2_keep_alive: Some(Duration::from_secs(20)),
             tls: None,

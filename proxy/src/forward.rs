@@ -158,8 +158,12 @@ impl Forwarder {
             return (with_id(too_large(limit)), None);
         }
         let timeout = route.settings().request_timeout;
+        let cap = hold::HeldCap {
+            held: &self.metrics.held,
+            max: self.config.max_held,
+        };
         let (route, first) =
-            match hold::take_or_hold(&self.routes, funko, route, started + timeout).await {
+            match hold::take_or_hold(&self.routes, funko, route, started + timeout, &cap).await {
                 Ok(taken) => taken,
                 Err(refusal) => {
                     route_refused(&self.routes, funko, &refusal);
@@ -423,6 +427,12 @@ fn refused(funko: &str, refusal: Refusal, timeout: std::time::Duration) -> Respo
         Refusal::QueueFull(capacity) => answer::retry_soon(
             StatusCode::SERVICE_UNAVAILABLE,
             &format!("funko '{funko}' already holds {capacity} waiting requests; try again"),
+        ),
+        Refusal::ProxyFull(capacity) => answer::retry_soon(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!(
+                "the proxy already holds {capacity} waiting requests across funkos; try again"
+            ),
         ),
         Refusal::WakeFailed(reason) => answer::error(
             StatusCode::SERVICE_UNAVAILABLE,

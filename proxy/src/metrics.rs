@@ -143,6 +143,8 @@ pub(crate) struct Metrics {
     in_flight: Sharded<AtomicI64>,
     /// Clients closed on arrival because the listener held its most connections.
     pub(crate) connections_refused: AtomicU64,
+    /// Requests held now across every funko, against `ProxyConfig::max_held`.
+    pub(crate) held: std::sync::atomic::AtomicUsize,
 }
 
 impl Metrics {
@@ -234,7 +236,7 @@ impl Metrics {
         }
 
         out.push_str(
-            "# HELP faaso_proxy_refused_requests_total Requests that got no instance, by funko and reason (no_instance, queue_full, wake_failed, funko_removed, timeout).\n",
+            "# HELP faaso_proxy_refused_requests_total Requests that got no instance, by funko and reason (no_instance, queue_full, proxy_full, wake_failed, funko_removed, timeout).\n",
         );
         out.push_str("# TYPE faaso_proxy_refused_requests_total counter\n");
         for (name, route) in &funkos {

@@ -117,6 +117,10 @@ pub struct ProxyArgs {
     /// (`faaso_proxy_connections_refused_total`). The admin listener has a cap of its own.
     #[arg(long, env = "FAASO_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
+    /// Most requests held at once across every funko (waking, or at their instances' limit);
+    /// beyond, 503 with `Retry-After`, counted as `reason="proxy_full"`.
+    #[arg(long, env = "FAASO_MAX_HELD", default_value_t = 10_000)]
+    pub max_held: usize,
     /// Most requests one HTTP/2 client runs at once on one connection.
     #[arg(long, env = "FAASO_H2_MAX_STREAMS", default_value_t = 250)]
     pub h2_max_streams: u32,
@@ -296,6 +300,7 @@ impl ProxyArgs {
                 .event_loops
                 .unwrap_or(ProxyConfig::default().event_loops),
             max_connections: self.max_connections,
+            max_held: self.max_held,
             h2_max_streams: self.h2_max_streams,
             h2_keep_alive: (!self.h2_keepalive.is_zero()).then_some(self.h2_keepalive),
             tls: self.tls.settings(self.listen, state_dir),
@@ -318,6 +323,7 @@ impl ProxyArgs {
             format!("--probe-failures={}", self.probe_failures),
             format!("--resync={}", duration(self.resync)),
             format!("--max-connections={}", self.max_connections),
+            format!("--max-held={}", self.max_held),
             format!("--h2-max-streams={}", self.h2_max_streams),
             format!("--h2-keepalive={}", duration(self.h2_keepalive)),
         ];
