@@ -384,10 +384,10 @@ pub async fn run(global: &Global, args: ProxyArgs) -> anyhow::Result<ExitCode> {
 
 /// Binds the proxy; a port already taken gets a hint, other errors say what they are.
 pub(crate) async fn bind(config: ProxyConfig, routes: Routes) -> anyhow::Result<Proxy> {
-    let listen = config.listen;
     Proxy::bind(config, routes).await.map_err(|err| match err {
-        ProxyError::Bind { .. } => anyhow::Error::new(err).context(format!(
-            "cannot listen on {listen}; is another proxy running?"
+        // The funkos' listener or the admin's: the error names which address.
+        ProxyError::Bind { addr, .. } => anyhow::Error::new(err).context(format!(
+            "cannot listen on {addr}; is another proxy or server running?"
         )),
         other => other.into(),
     })
