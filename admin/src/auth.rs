@@ -103,18 +103,48 @@ fn random_token() -> std::io::Result<String> {
 
 /// Writes `bytes` to a new file only its owner can read (0600), replacing `path` atomically.
 pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_private_as(path, bytes, |_| Ok(()))
+}
+
+/// Like [`write_private`]; `prepare` acts on the finished file (hands it to another owner, say)
+/// before it replaces `path`, so the file at `path` is never seen half done.
+pub(crate) fn write_private_as(
+    path: &Path,
+    bytes: &[u8],
+    prepare: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)
+    let tmp = temporary_beside(path);
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        prepare(&tmp)?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+/// A name beside `path` that no other write uses: hidden (a leading `.`, which no secret key or
+/// token file has), and unique to this process and this write. `<key>.tmp` named another key
+/// (`a.b` → `a.tmp`), whose value a write then removed, and two writes of one key shared it.
+fn temporary_beside(path: &Path) -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let write = WRITES.fetch_add(1, Ordering::Relaxed);
+    path.with_file_name(format!(".{name}.{}-{write}.tmp", std::process::id()))
 }
 
 /// Lets a request through only with `Authorization: Bearer <token>`; else 401 with

@@ -164,6 +164,17 @@ async fn restart(
         Err(response) => return response,
     };
     if let Err(e) = state.engine.restart(&id).await {
+        // The reconciler removing it (a scale-down, a rollout) raced this restart: that is
+        // the instance's state, not the engine failing.
+        if e.is_vanishing() {
+            return error(
+                StatusCode::CONFLICT,
+                format!(
+                    "instance {instance} is being removed (a scale-down, rollout or removal of \
+                     {name}), so it is not restarted; the funko's other instances serve: {e}"
+                ),
+            );
+        }
         return error(
             StatusCode::BAD_GATEWAY,
             format!("cannot restart instance {instance}: {e}"),

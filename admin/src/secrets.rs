@@ -62,12 +62,15 @@ impl SecretStore {
         let folder = self.dir.join(funko.as_str());
         std::fs::create_dir_all(&folder).map_err(io)?;
         let path = folder.join(&key.0);
-        crate::auth::write_private(&path, value).map_err(io)?;
-        // Owned by the funko's uid: readable through the bind mount, by nobody else.
-        if let Err(e) = std::os::unix::fs::chown(&path, Some(FUNKO_UID), Some(FUNKO_UID)) {
-            tracing::warn!(error = %e, "cannot hand the secret file to uid {FUNKO_UID}; funkos may not read it");
-        }
-        Ok(())
+        // Owned by the funko's uid before it is swapped in: readable through the bind mount,
+        // by nobody else, and never for a moment root's only.
+        crate::auth::write_private_as(&path, value, |file| {
+            if let Err(e) = std::os::unix::fs::chown(file, Some(FUNKO_UID), Some(FUNKO_UID)) {
+                tracing::warn!(error = %e, "cannot hand the secret file to uid {FUNKO_UID}; funkos may not read it");
+            }
+            Ok(())
+        })
+        .map_err(io)
     }
 
     /// Removes a secret; `false` when there was none.
@@ -217,5 +220,46 @@ mod tests {
         assert!(!format!("{keys:?}").contains("new"));
         assert!(store.remove(&funko, &key).unwrap());
         assert!(!store.remove(&funko, &key).unwrap());
+    }
+
+    /// Setting `a.b` leaves a secret named `a.tmp` alone (its temporary file was `a.tmp`), and
+    /// many writes of one key at once each swap in a whole value of their own, none mixed.
+    #[test]
+    fn writes_use_temporary_names_of_their_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SecretStore::new(dir.path().to_owned());
+        let funko = FunkoName::new("hello").unwrap();
+        let other = SecretKey::new("a.tmp").unwrap();
+        store.set(&funko, &other, b"keep me").unwrap();
+        store
+            .set(&funko, &SecretKey::new("a.b").unwrap(), b"x")
+            .unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("hello/a.tmp")).unwrap(),
+            b"keep me"
+        );
+
+        let key = SecretKey::new("shared").unwrap();
+        let values: Vec<Vec<u8>> = (0..8u8).map(|i| vec![b'a' + i; 256 * 1024]).collect();
+        std::thread::scope(|scope| {
+            for value in &values {
+                let (store, funko, key) = (&store, &funko, &key);
+                scope.spawn(move || {
+                    for _ in 0..20 {
+                        store.set(funko, key, value).unwrap();
+                    }
+                });
+            }
+        });
+        let last = std::fs::read(dir.path().join("hello/shared")).unwrap();
+        assert!(values.contains(&last), "a value mixed from several writes");
+        assert_eq!(store.keys()["hello"], ["a.b", "a.tmp", "shared"]);
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("hello"))
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        assert!(left.is_empty(), "temporary files left: {left:?}");
     }
 }

@@ -14,6 +14,7 @@ use faaso_reconciler::swarm::SwarmEngine;
 use faaso_reconciler::{Backend, DockerEngine, Instance, InstanceState, Namespace};
 use faaso_schema::FunkoName;
 use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
@@ -106,6 +107,15 @@ impl DockerDiscovery {
     async fn follow(&self, engine: &impl RouteSource) -> anyhow::Error {
         // Subscribe before listing, so nothing that happens in between is missed.
         let mut changes = engine.changes();
+        let mut joins = if self.swarm {
+            // A Swarm's tasks are all services faaso made: their changes are the engine's.
+            futures_util::stream::pending().boxed()
+        } else {
+            match named_starts(&self.config.namespace.prefix).await {
+                Ok(joins) => joins,
+                Err(err) => return err,
+            }
+        };
         if let Err(err) = self.sync(engine).await {
             return err;
         }
@@ -121,6 +131,14 @@ impl DockerDiscovery {
                     }
                     Some(Err(err)) => return anyhow::Error::new(err).context("reading the engine's changes"),
                     None => return anyhow::anyhow!("the engine's change stream ended"),
+                },
+                join = joins.next() => match join {
+                    Some(Ok(())) => {
+                        debug!("A container named like a funko started; listing again.");
+                        while let Some(Some(Ok(()))) = futures_util::FutureExt::now_or_never(joins.next()) {}
+                    }
+                    Some(Err(err)) => return err.context("reading the network's events"),
+                    None => return anyhow::anyhow!("the network's event stream ended"),
                 },
                 _ = resync.tick() => debug!("Periodic resync."),
             }
@@ -141,6 +159,44 @@ impl DockerDiscovery {
         self.health.sync(funkos);
         Ok(())
     }
+}
+
+/// Every start of a container named `<prefix>-…` from now on. The backend's change stream
+/// carries managed (labelled) containers only, so a zero-magic `<prefix>-<x>` container would
+/// otherwise wait for the periodic resync. Docker's name filter is an unanchored regex, so the
+/// prefix is checked here; a network `connect` event comes too early (the container is only
+/// created then, and a relist does not see it running).
+async fn named_starts(prefix: &str) -> anyhow::Result<BoxStream<'static, anyhow::Result<()>>> {
+    use anyhow::Context as _;
+    let docker = bollard::Docker::connect_with_defaults()
+        .context("connecting to the Docker engine")?
+        .negotiate_version()
+        .await
+        .context("connecting to the Docker engine")?;
+    let filters = HashMap::from([
+        ("type", vec!["container".to_owned()]),
+        ("event", vec!["start".to_owned()]),
+    ]);
+    let options = bollard::query_parameters::EventsOptionsBuilder::new()
+        .filters(&filters)
+        .build();
+    let prefix = format!("{prefix}-");
+    Ok(docker
+        .events(Some(options))
+        .filter_map(move |event| {
+            let named = match &event {
+                Ok(event) => event
+                    .actor
+                    .as_ref()
+                    .and_then(|a| a.attributes.as_ref())
+                    .and_then(|a| a.get("name"))
+                    .is_some_and(|name| name.starts_with(&prefix)),
+                Err(_) => true,
+            };
+            let event = event.map(|_| ()).map_err(anyhow::Error::new);
+            std::future::ready(named.then_some(event))
+        })
+        .boxed())
 }
 
 /// The funkos among `instances` as the proxy's candidates: every running one with an address

@@ -151,7 +151,7 @@ async fn instance_ids(server: &Served, funko: &str) -> BTreeSet<String> {
 
 /// How many instances of `funko` the proxy routes to now (`GET /metrics`).
 async fn routed(server: &Served, funko: &str) -> u32 {
-    let Ok(answer) = http().get(server.url("/metrics")).send().await else {
+    let Ok(answer) = http().get(server.admin_url("/metrics")).send().await else {
         return 0;
     };
     let text = answer.text().await.unwrap_or_default();
@@ -460,7 +460,7 @@ async fn a_failed_build_and_a_never_ready_version_leave_the_old_one_serving() {
     let build_reported = started.elapsed();
     let build_error = server.status("keeper").await.unwrap()["error"].clone();
     let cli = server.cli(
-        &["status", "--server", &server.base()],
+        &["status", "--server", &server.admin_base()],
         &[("FAASO_TOKEN", &server.token)],
         "",
     );

@@ -146,7 +146,7 @@ async fn a_funko_not_ready_for_an_hour_never_delays_another_funkos_healing() {
         served.log()
     );
     // `faaso status` through the server names it, how long and where.
-    let base = served.base();
+    let base = served.admin_base();
     let env = [
         ("FAASO_SERVER", base.as_str()),
         ("FAASO_TOKEN", served.token.as_str()),

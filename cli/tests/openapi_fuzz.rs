@@ -64,7 +64,7 @@ async fn the_admin_api_answers_as_its_openapi_description_says_under_fuzzing() {
     command
         .arg("run")
         .arg(&spec)
-        .args(["--url", &server.base()])
+        .args(["--url", &server.admin_base()])
         .args(["-H", &format!("Authorization: Bearer {}", server.token)])
         .args(["--checks", "all"])
         // A delete is asynchronous (202): `GET /admin/funkos/{name}` answers from the last pass's

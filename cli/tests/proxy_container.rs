@@ -114,9 +114,12 @@ fn proxy_up_routes_discovered_containers_and_down_removes_it() {
     let port = free_port();
     let faaso = |args: &[&str]| run_faaso(&[&isolated(&tag, &network)[..], args].concat());
     let port_arg = port.to_string();
+    // No periodic resync within the test: whatever is routed was found through an event.
     faaso(&[
         "proxy",
         "--no-access-log",
+        "--resync",
+        "1h",
         "up",
         "--port",
         &port_arg,
@@ -169,6 +172,11 @@ fn proxy_up_routes_discovered_containers_and_down_removes_it() {
     // A stopped container leaves the table on its event, not at the next resync.
     docker(&["stop", "-t", "1", &managed]);
     wait_for(port, "/funko/echo/healthz", 404, Duration::from_secs(5));
+
+    // A zero-magic container started alone is routed on its own event too: the managed
+    // containers' events say nothing of it, and the resync is an hour away.
+    funko_container(&format!("{tag}-late"), &[]);
+    wait_for(port, "/funko/late/healthz", 200, Duration::from_secs(5));
 
     faaso(&["proxy", "down"]);
     let left = docker(&["ps", "-aq", "--filter", &format!("label={tag}.role=proxy")]);

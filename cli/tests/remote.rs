@@ -30,7 +30,7 @@ async fn a_funko_deployed_from_the_cli_is_served_scaled_given_a_secret_and_stopp
     // login: checked against the server, kept private.
     server
         .cli(
-            &["login", &server.base(), "--token", &server.token],
+            &["login", &server.admin_base(), "--token", &server.token],
             &[],
             "",
         )
@@ -41,7 +41,7 @@ async fn a_funko_deployed_from_the_cli_is_served_scaled_given_a_secret_and_stopp
     assert_eq!(mode(config.parent().unwrap()), 0o700);
     let saved: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
-    assert_eq!(saved["server"], server.base());
+    assert_eq!(saved["server"], server.admin_base());
 
     // deploy: uploaded, built and rolled out by the server; the CLI waits for it.
     let dir = write_funko(
@@ -205,7 +205,7 @@ async fn every_admin_route_refuses_a_missing_or_wrong_token() {
     for (method, path) in routes {
         for authorization in &wrong {
             let mut request = client
-                .request(method.parse().unwrap(), server.url(path))
+                .request(method.parse().unwrap(), server.admin_url(path))
                 .body("{\"scale\": 1}");
             if let Some(value) = authorization {
                 request = request.header("authorization", value);
@@ -223,14 +223,18 @@ async fn every_admin_route_refuses_a_missing_or_wrong_token() {
         }
     }
     // The web UI's page is public and holds no data.
-    let page = client.get(server.url("/admin/")).send().await.unwrap();
+    let page = client
+        .get(server.admin_url("/admin/"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap().contains("Admin token"));
 
     // The CLI: a wrong token says to log in; a refused login keeps nothing.
     let refused = server
         .cli(
-            &["--server", &server.base(), "status"],
+            &["--server", &server.admin_base(), "status"],
             &[("FAASO_TOKEN", "wrong-token-0123456789abcdef")],
             "",
         )
@@ -238,7 +242,7 @@ async fn every_admin_route_refuses_a_missing_or_wrong_token() {
     assert!(refused.stderr.contains("faaso login"), "{refused}");
     server
         .cli(
-            &["login", &server.base()],
+            &["login", &server.admin_base()],
             &[],
             "wrong-token-0123456789abcdef\n",
         )
@@ -246,7 +250,7 @@ async fn every_admin_route_refuses_a_missing_or_wrong_token() {
     assert!(!server.config_home().join("faaso/config.json").exists());
     let ok = server
         .cli(
-            &["--server", &server.base(), "status"],
+            &["--server", &server.admin_base(), "status"],
             &[("FAASO_TOKEN", &server.token)],
             "",
         )
@@ -254,10 +258,89 @@ async fn every_admin_route_refuses_a_missing_or_wrong_token() {
     assert!(ok.stdout.starts_with("FUNKO"), "{ok}");
 }
 
+/// The admin API, web UI, OpenAPI, event stream and metrics answer on the admin listener and
+/// nowhere else: on the funkos' port `/admin/…` is an unknown path like any other (a funko's
+/// page, served from that origin, cannot reach the admin with the browser's credentials), and a
+/// login to that port says where the admin is.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_answers_on_its_own_listener_only() {
+    let server = Served::start().await;
+    let client = http();
+    let admin_paths = [
+        "/admin",
+        "/admin/",
+        "/admin/funkos",
+        "/admin/openapi.json",
+        "/admin/events",
+        "/admin/ui/app.js",
+        "/metrics",
+    ];
+    for path in admin_paths {
+        let on_funko_port = client
+            .get(server.url(path))
+            .bearer_auth(&server.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(on_funko_port.status(), 404, "{path} on the funko port");
+        let body: serde_json::Value = on_funko_port.json().await.unwrap();
+        assert!(body["error"].is_string(), "{path}: {body}");
+    }
+    for (path, kind) in [
+        ("/admin/funkos", "application/json"),
+        ("/admin/", "text/html"),
+        ("/admin/openapi.json", "application/json"),
+        ("/metrics", "text/plain"),
+        ("/healthz", "application/json"),
+    ] {
+        let answer = client
+            .get(server.admin_url(path))
+            .bearer_auth(&server.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200, "{path} on the admin port");
+        let content_type = answer.headers()["content-type"].to_str().unwrap();
+        assert!(content_type.starts_with(kind), "{path}: {content_type}");
+    }
+    // The event stream answers there (its first bytes are enough).
+    let events = client
+        .get(server.admin_url("/admin/events"))
+        .bearer_auth(&server.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), 200);
+    assert!(
+        events.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    drop(events);
+    // And no funko is served from the admin's origin.
+    let funko = client
+        .get(server.admin_url("/funko/web/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(funko.status(), 404);
+
+    let wrong_port = server
+        .cli(
+            &["login", &server.base(), "--token", &server.token],
+            &[],
+            "",
+        )
+        .failure();
+    assert!(wrong_port.stderr.contains("--admin-listen"), "{wrong_port}");
+    assert!(!server.config_home().join("faaso/config.json").exists());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn version_names_client_and_server_and_a_secret_typed_on_a_terminal_may_span_lines() {
     let server = Served::start().await;
-    let base = server.base();
+    let base = server.admin_base();
     let env = [
         ("FAASO_SERVER", base.as_str()),
         ("FAASO_TOKEN", &server.token),

@@ -131,7 +131,15 @@ async fn an_idle_funko_is_paused_then_stopped_and_each_wake_reuses_its_instance(
     );
     assert_eq!(instances(&served, "sleepy").await.len(), 1);
 
-    let metrics = get(&served, "/metrics").await.1;
+    // On the admin listener, with the rest of what is not a funko's.
+    let metrics = http()
+        .get(served.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for tier in ["created", "paused", "stopped"] {
         assert!(
             metrics.contains(&format!(

@@ -17,6 +17,7 @@ struct Server {
     child: Mutex<Child>,
     id: String,
     port: u16,
+    admin_port: u16,
     dir: tempfile::TempDir,
 }
 
@@ -28,16 +29,20 @@ impl Server {
         );
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("funkos")).unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Self::spawn(&id, port, dir.path());
+        let free_port = || {
+            TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        };
+        let (port, admin_port) = (free_port(), free_port());
+        let child = Self::spawn(&id, (port, admin_port), dir.path());
         Self {
             child: Mutex::new(child),
             id,
             port,
+            admin_port,
             dir,
         }
     }
@@ -47,17 +52,24 @@ impl Server {
         let mut child = self.child.lock().unwrap();
         child.kill().unwrap();
         child.wait().unwrap();
-        *child = Self::spawn(&self.id, self.port, self.dir.path());
+        *child = Self::spawn(&self.id, (self.port, self.admin_port), self.dir.path());
     }
 
-    fn spawn(id: &str, port: u16, dir: &Path) -> Child {
+    /// Starts the server with its funkos on `ports.0` and its admin on `ports.1`.
+    fn spawn(id: &str, ports: (u16, u16), dir: &Path) -> Child {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(dir.join("server.log"))
             .unwrap();
         Command::new(env!("CARGO_BIN_EXE_faaso"))
-            .args(["server", "funkos", "--listen", &format!("127.0.0.1:{port}")])
+            .args([
+                "server",
+                "funkos",
+                "--listen",
+                &format!("127.0.0.1:{}", ports.0),
+            ])
+            .args(["--admin-listen", &format!("127.0.0.1:{}", ports.1)])
             .current_dir(dir)
             .env("FAASO_PREFIX", id)
             .env("FAASO_LABELS", id)
@@ -114,6 +126,10 @@ impl Server {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
+    fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.admin_port)
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
@@ -150,7 +166,7 @@ impl Server {
     /// The admin view of one funko.
     async fn status(&self, client: &reqwest::Client, funko: &str) -> serde_json::Value {
         let response = client
-            .get(self.url(&format!("/admin/funkos/{funko}")))
+            .get(self.admin_url(&format!("/admin/funkos/{funko}")))
             .bearer_auth(TOKEN)
             .send()
             .await;
@@ -314,7 +330,7 @@ async fn redeploy_and_scale_down_under_load_fail_no_request() {
     let load = Load::start(server.url("/funko/steady/"), 100);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let scaled = client
-        .post(server.url("/admin/funkos/steady/scale"))
+        .post(server.admin_url("/admin/funkos/steady/scale"))
         .bearer_auth(TOKEN)
         .json(&serde_json::json!({"scale": 1}))
         .send()
@@ -489,11 +505,21 @@ async fn server_up_serves_from_its_container_and_down_removes_it() {
         "def handle(request):\n    return 'from the container'\n",
     )
     .unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // The example that reads its secret file.
+    let example = common::repo_root().join("funkos/config-python");
+    let config = dir.path().join("funkos/config-python");
+    std::fs::create_dir_all(&config).unwrap();
+    for file in ["funko.yml", "handler.py"] {
+        std::fs::copy(example.join(file), config.join(file)).unwrap();
+    }
+    let free_port = || {
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (port, admin_port) = (free_port(), free_port());
     let faaso = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_faaso"))
             .args(args)
@@ -512,6 +538,8 @@ async fn server_up_serves_from_its_container_and_down_removes_it() {
         "funkos",
         "--token",
         TOKEN,
+        "--admin-listen",
+        &format!("127.0.0.1:{admin_port}"),
         "up",
         "--bind",
         "127.0.0.1",
@@ -540,6 +568,58 @@ async fn server_up_serves_from_its_container_and_down_removes_it() {
         assert!(
             start.elapsed() < Duration::from_secs(180),
             "the containerised server never served"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // The admin is published on its own (loopback) port, and not on the funkos' one.
+    let admin = client
+        .get(format!("http://127.0.0.1:{admin_port}/admin/funkos"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(admin.status(), 200);
+    let not_here = client
+        .get(format!("http://127.0.0.1:{port}/admin/funkos"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_here.status(), 404);
+
+    // A secret set through the containerised server's admin API is handed to the funko's uid
+    // and read back for its version, so the funko reads it through the proxy.
+    let secret = "s3cr3t-from-server-up";
+    let set = client
+        .put(format!(
+            "http://127.0.0.1:{admin_port}/admin/secrets/config-python/api-key"
+        ))
+        .bearer_auth(TOKEN)
+        .body(secret)
+        .send()
+        .await
+        .unwrap();
+    assert!(set.status().is_success(), "{}", set.status());
+    let url = format!("http://127.0.0.1:{port}/funko/config-python/");
+    let start = Instant::now();
+    loop {
+        let answer = match client.get(&url).send().await {
+            Ok(answer) if answer.status() == 200 => answer.text().await.unwrap_or_default(),
+            _ => String::new(),
+        };
+        if answer.contains(&format!("api-key: {secret}")) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "the funko never read its secret; last answer: {answer:?}\n{}",
+            String::from_utf8_lossy(
+                &Command::new("docker")
+                    .args(["logs", "--tail", "30", &format!("{id}-proxy")])
+                    .output()
+                    .unwrap()
+                    .stderr
+            )
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }

@@ -749,15 +749,17 @@ struct Server {
     /// The process, stopped when this is dropped.
     _running: Running,
     port: u16,
+    admin_port: u16,
 }
 
 impl Server {
     const TOKEN: &str = "swarm-server-test-token-0123456789";
 
     fn start(corner: &Corner) -> Self {
-        let port = free_port();
+        let (port, admin_port) = (free_port(), free_port());
         let funkos = corner.funkos();
         let listen = format!("127.0.0.1:{port}");
+        let admin_listen = format!("127.0.0.1:{admin_port}");
         let mut env: Vec<(&str, &str)> = corner
             .env
             .iter()
@@ -766,11 +768,18 @@ impl Server {
         env.push(("FAASO_TOKEN", Self::TOKEN));
         let running = Running::start(
             corner.dir.path(),
-            &["server", arg(&funkos), "--listen", &listen],
+            &[
+                "server",
+                arg(&funkos),
+                "--listen",
+                &listen,
+                "--admin-listen",
+                &admin_listen,
+            ],
             &env,
         );
         let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while std::net::TcpStream::connect(("127.0.0.1", admin_port)).is_err() {
             assert!(
                 started.elapsed() < Duration::from_secs(30),
                 "the server never listened\n{}",
@@ -781,17 +790,19 @@ impl Server {
         Self {
             _running: running,
             port,
+            admin_port,
         }
     }
 
+    /// The admin listener's URL (what `faaso login` takes).
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://127.0.0.1:{}", self.admin_port)
     }
 
-    /// `<method> <path>` with the admin token.
+    /// `<method> <path>` with the admin token, on the admin listener.
     fn admin(&self, request: &str) -> (u16, String) {
         let bearer = format!("Authorization: Bearer {}\r\n", Self::TOKEN);
-        http("127.0.0.1", self.port, request, &bearer)
+        http("127.0.0.1", self.admin_port, request, &bearer)
     }
 }
 
@@ -843,6 +854,10 @@ fn a_server_on_swarm_deploys_shows_logs_and_status_and_removes_a_funko() {
     let (status, answer) = http("127.0.0.1", server.port, "GET /funko/hello-python/", "");
     assert_eq!(status, 421, "the server routes no funko on Swarm: {answer}");
     assert!(answer.contains("8888"), "{answer}");
+    // The admin answers on its own listener only, as on one engine.
+    let bearer = format!("Authorization: Bearer {}\r\n", Server::TOKEN);
+    let (status, _) = http("127.0.0.1", server.port, "GET /admin/funkos", &bearer);
+    assert_eq!(status, 404, "the admin is not on the funko listener");
 
     // logs: through the server and from the manager here, each line by its task.
     let instance = format!("{}.1 | {marker}", corner.service("hello-python"));

@@ -166,6 +166,37 @@ async fn the_proxy_serves_https_reloads_its_certificate_and_redirects_plain_http
         "{answer}"
     );
 
+    // Only to hosts the edge serves (the certificate names localhost too); any other Host is
+    // 400 with no Location: never an open redirect.
+    for (host, expected) in [
+        ("localhost", Some(format!("https://localhost:{port}/x"))),
+        ("evil.example", None),
+        ("127.0.0.1.evil.example:80", None),
+    ] {
+        let mut plain = TcpStream::connect(("127.0.0.1", redirect)).await.unwrap();
+        let request = format!("GET /x HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        plain.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), plain.read_to_end(&mut answer))
+            .await
+            .expect("the redirect listener closes after its answer")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer).to_lowercase();
+        match expected {
+            Some(location) => {
+                assert!(answer.starts_with("http/1.1 308"), "{host}: {answer}");
+                assert!(
+                    answer.contains(&format!("location: {location}\r\n")),
+                    "{answer}"
+                );
+            }
+            None => {
+                assert!(answer.starts_with("http/1.1 400"), "{host}: {answer}");
+                assert!(!answer.contains("location:"), "{host}: {answer}");
+            }
+        }
+    }
+
     // A new pair renamed in is served from then on, without a restart.
     assert_eq!(served_leaf(port, &ca).await, pem_der(&first));
     let (second, second_key) = ca.valid();
@@ -376,6 +407,8 @@ async fn login_over_https_verifies_the_certificate_and_keeps_the_private_ca() {
     replace(&ca_file, &ca.pem);
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
+    let admin_port = free_port();
+    let admin_listen = format!("127.0.0.1:{admin_port}");
     let token = format!("token-{}-0123456789abcdef", unique_id());
     let funkos = dir.path().join("funkos");
     let mut server = Running::start(
@@ -385,6 +418,8 @@ async fn login_over_https_verifies_the_certificate_and_keeps_the_private_ca() {
             common::arg(&funkos),
             "--listen",
             &listen,
+            "--admin-listen",
+            &admin_listen,
             "--tls-cert",
             common::arg(&cert),
             "--tls-key",
@@ -393,7 +428,8 @@ async fn login_over_https_verifies_the_certificate_and_keeps_the_private_ca() {
         &[("FAASO_TOKEN", &token)],
     );
     wait_https(&mut server, port, &ca).await;
-    let base = format!("https://127.0.0.1:{port}");
+    // One certificate serves both listeners: the login below goes to the admin's over it.
+    let base = format!("https://127.0.0.1:{admin_port}");
     let config_home = dir.path().join("config");
     let cli = |args: &[&str], env: &[(&str, &str)]| {
         let mut env = env.to_vec();
@@ -564,6 +600,8 @@ async fn server_up_serves_https_and_the_cli_logs_in_through_it() {
     let _cleanup = Namespace(id.clone());
     let port = free_port();
     let port_arg = port.to_string();
+    let admin_port = free_port();
+    let admin_listen = format!("127.0.0.1:{admin_port}");
     let network = format!("{id}-net");
     let state = dir.path().join("state");
     let config = dir.path().join("config");
@@ -587,6 +625,8 @@ async fn server_up_serves_https_and_the_cli_logs_in_through_it() {
             common::arg(&cert),
             "--tls-key",
             common::arg(&key),
+            "--admin-listen",
+            &admin_listen,
             "up",
             "--port",
             &port_arg,
@@ -600,7 +640,13 @@ async fn server_up_serves_https_and_the_cli_logs_in_through_it() {
 
     // The container serves the host's certificate; the CLI logs in over it with the CA.
     assert_eq!(served_leaf(port, &ca).await, pem_der(&leaf));
-    let base = format!("https://127.0.0.1:{port}");
+    assert_eq!(served_leaf(admin_port, &ca).await, pem_der(&leaf));
+    assert!(
+        up.stdout
+            .contains(&format!("https://{admin_listen}/admin/")),
+        "{up}"
+    );
+    let base = format!("https://{admin_listen}");
     common::faaso_in(
         dir.path(),
         &[

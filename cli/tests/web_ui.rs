@@ -96,6 +96,116 @@ async fn the_web_ui_logs_in_shows_the_funkos_and_scales_one() {
     outcome.unwrap();
 }
 
+/// A funko's page that hunts for the admin token and uses whatever it finds: what it saw and
+/// what each call answered end up in `#result` as JSON. `?admin=<origin>` names the admin's.
+const SPY: &str = r#"
+PAGE = """<!doctype html><html><body><pre id="result"></pre><script>
+(async () => {
+  const admin = new URLSearchParams(location.search).get("admin");
+  const found = {
+    session: Object.keys(sessionStorage).map(k => [k, sessionStorage.getItem(k)]),
+    local: Object.keys(localStorage).map(k => [k, localStorage.getItem(k)]),
+    cookie: document.cookie,
+  };
+  const tokens = found.session.concat(found.local).map(([, v]) => v);
+  const auth = tokens.length ? {authorization: "Bearer " + tokens[0]} : {};
+  const call = async (url, init) => {
+    try {
+      const r = await fetch(url, Object.assign({credentials: "include"}, init));
+      return r.status + " " + (await r.text()).slice(0, 300);
+    } catch (e) {
+      return "failed: " + e;
+    }
+  };
+  const scale = {method: "POST", body: '{"scale": 0}'};
+  found.list = await call("/admin/funkos", {headers: auth});
+  found.scale = await call("/admin/funkos/spy/scale",
+    Object.assign({headers: Object.assign({"content-type": "application/json"}, auth)}, scale));
+  found.cross_list = await call(admin + "/admin/funkos", {headers: auth});
+  found.cross_scale = await call(admin + "/admin/funkos/spy/scale",
+    Object.assign({mode: "no-cors", headers: {"content-type": "text/plain"}}, scale));
+  document.getElementById("result").textContent = JSON.stringify(found);
+})();
+</script></body></html>"""
+
+def handle(request):
+    return (200, {"content-type": "text/html; charset=utf-8"}, PAGE)
+"#;
+
+/// A funko's page opened in the same tab right after logging in to the web UI learns nothing
+/// and changes nothing: the admin has its own origin, so the page sees none of its storage, its
+/// own origin has no `/admin/…`, and the admin's origin neither lets it read an answer nor
+/// acts on a call without the token.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_funko_page_opened_after_logging_in_cannot_reach_the_admin() {
+    let server = Served::start().await;
+    let spy = server.funkos().join("spy");
+    std::fs::create_dir_all(&spy).unwrap();
+    std::fs::write(spy.join("handler.py"), SPY).unwrap();
+    std::fs::write(spy.join("funko.yml"), "name: spy\nruntime: python\n").unwrap();
+    let driver = Driver::start();
+    let browser = driver.session().await;
+    let outcome = spy_on_the_admin(&server, &browser).await;
+    let _ = browser.close().await;
+    let found = outcome.unwrap();
+    let text = found.to_string();
+    assert!(
+        !text.contains(&server.token),
+        "the page found the token: {text}"
+    );
+    assert_eq!(found["session"], serde_json::json!([]), "{text}");
+    assert_eq!(found["local"], serde_json::json!([]), "{text}");
+    assert_eq!(found["cookie"], "", "{text}");
+    for call in ["list", "scale"] {
+        let answer = found[call].as_str().unwrap();
+        assert!(
+            answer.starts_with("404 "),
+            "{call} on the funko's origin: {answer}"
+        );
+    }
+    let cross = found["cross_list"].as_str().unwrap();
+    assert!(
+        cross.starts_with("failed"),
+        "the admin's answer was readable: {cross}"
+    );
+    // The blind call reached the admin without a token: refused, so nothing changed.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let status = server.status("spy").await.unwrap();
+    assert_eq!(status["desired"], 1, "{status}");
+    let spec = std::fs::read_to_string(spy.join("funko.yml")).unwrap();
+    assert_eq!(spec, "name: spy\nruntime: python\n");
+}
+
+/// Logs in to the web UI, then opens the spy's page in the same tab; what the page found.
+async fn spy_on_the_admin(server: &Served, browser: &Client) -> Result<serde_json::Value, String> {
+    let fail = |what: &str, e: fantoccini::error::CmdError| format!("{what}: {e}");
+    browser
+        .goto(&server.admin_url("/admin/"))
+        .await
+        .map_err(|e| fail("loading /admin/", e))?;
+    fill(browser, "#token", &server.token).await?;
+    click(browser, "#login-form button[type=submit]").await?;
+    server
+        .eventually(
+            Duration::from_secs(240),
+            "spy ready on the page",
+            || async { text(browser, "tr[data-funko='spy'] td.ready").await == "1" },
+        )
+        .await;
+    let page = format!("/funko/spy/?admin={}", server.admin_base());
+    browser
+        .goto(&server.url(&page))
+        .await
+        .map_err(|e| fail("loading the spy's page", e))?;
+    let mut result = String::new();
+    let started = Instant::now();
+    while result.is_empty() && started.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        result = text(browser, "#result").await;
+    }
+    serde_json::from_str(&result).map_err(|e| format!("the page's result {result:?}: {e}"))
+}
+
 /// Saves the element `css` as `<FAASO_UI_SCREENSHOTS>/<file>` when that variable is set.
 async fn screenshot(browser: &Client, css: &str, file: &str) -> Result<(), String> {
     let Ok(folder) = std::env::var("FAASO_UI_SCREENSHOTS") else {
@@ -177,7 +287,7 @@ async fn count(browser: &Client, css: &str) -> usize {
 async fn drive(server: &Served, browser: &Client) -> Result<(), String> {
     let fail = |what: &str, e: fantoccini::error::CmdError| format!("{what}: {e}");
     browser
-        .goto(&server.url("/admin/"))
+        .goto(&server.admin_url("/admin/"))
         .await
         .map_err(|e| fail("loading /admin/", e))?;
 

@@ -11,6 +11,8 @@
 //! - `/drop-reused`: the first request on a connection is echoed, a later one has its
 //!   connection closed unanswered (an instance closing a kept-alive connection under a request);
 //! - `/ws`: a websocket that echoes every message;
+//! - `/edge-headers`: 200 with headers the edge owns (`Strict-Transport-Security: max-age=0`,
+//!   `Service-Worker-Allowed: /`), as a funko might try;
 //! - anything else: the method, path-and-query and headers it received, as JSON.
 //!
 //! Every answer carries `x-instance` (`$INSTANCE`) and `x-ready-at` (Unix micros when `/ping`
@@ -141,6 +143,16 @@ async fn answer(state: &State, mut req: Request<Incoming>) -> Response<Body> {
             r
         }
         "/ws" => websocket(&mut req),
+        "/edge-headers" => {
+            let mut r = Response::new(full("mine\n"));
+            let headers = r.headers_mut();
+            headers.insert(
+                header::STRICT_TRANSPORT_SECURITY,
+                HeaderValue::from_static("max-age=0"),
+            );
+            headers.insert("service-worker-allowed", HeaderValue::from_static("/"));
+            r
+        }
         _ => echo(&req),
     };
     let headers = response.headers_mut();

@@ -36,8 +36,25 @@ pub struct ProxyConfig {
     /// by default (at least one): the funkos behind the proxy run on the same cores, and a loop
     /// per core made the proxy's threads and the funkos' wait on each other (docs/PROXY.md).
     pub event_loops: usize,
-    /// TLS on the listener, when set; plain HTTP (and h2c) otherwise.
+    /// Most client connections (and upgraded tunnels) open at once on the funkos' listener; a
+    /// client beyond is closed at once and counted (`faaso_proxy_connections_refused_total`).
+    /// The admin listener has the same cap of its own, so a flood of funko clients never locks
+    /// the admin out.
+    pub max_connections: usize,
+    /// Most requests held at once across every funko (each funko's own queue is bounded too);
+    /// a request beyond is answered 503 with `Retry-After` and counted.
+    pub max_held: usize,
+    /// Most requests (streams) one HTTP/2 client runs at once on one connection.
+    pub h2_max_streams: u32,
+    /// How often an HTTP/2 client is pinged; one that does not answer within as long again is
+    /// closed. `None` sends no pings.
+    pub h2_keep_alive: Option<Duration>,
+    /// TLS on the listeners, when set; plain HTTP (and h2c) otherwise.
     pub tls: Option<TlsSettings>,
+    /// A second listener for the embedding process's own API ([`crate::Proxy::with_admin`]) and
+    /// `/metrics`, when set: then neither is served on `listen`, so a funko's page never shares
+    /// a browser origin with them.
+    pub admin_listen: Option<SocketAddr>,
 }
 
 impl Default for ProxyConfig {
@@ -55,7 +72,12 @@ impl Default for ProxyConfig {
             access_log_format: AccessLogFormat::default(),
             access_log_destination: AccessLogDestination::default(),
             event_loops: default_event_loops(),
+            max_connections: 10_000,
+            max_held: 10_000,
+            h2_max_streams: 250,
+            h2_keep_alive: Some(Duration::from_secs(20)),
             tls: None,
+            admin_listen: None,
         }
     }
 }

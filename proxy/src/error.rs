@@ -29,6 +29,9 @@ pub enum ProxyError {
     /// The TLS certificate pair cannot be served.
     #[error("loading the TLS certificate")]
     Tls(#[from] crate::tls::TlsError),
+    /// An admin handler was given to a proxy configured without an admin listener.
+    #[error("an admin handler needs an admin listener (`admin_listen`)")]
+    NoAdminListener,
     /// An event loop's thread could not be started.
     #[error("starting the proxy's event loop threads")]
     Thread(#[source] std::io::Error),

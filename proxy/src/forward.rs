@@ -158,20 +158,19 @@ impl Forwarder {
             return (with_id(too_large(limit)), None);
         }
         let timeout = route.settings().request_timeout;
-        let (route, first) = match hold::take_or_hold(
-            &self.routes,
-            funko,
-            route,
-            deadline::later(started, timeout),
-        )
-        .await
-        {
-            Ok(taken) => taken,
-            Err(refusal) => {
-                route_refused(&self.routes, funko, &refusal);
-                return (with_id(refused(funko, refusal, timeout)), None);
-            }
+        let cap = hold::HeldCap {
+            held: &self.metrics.held,
+            max: self.config.max_held,
         };
+        let deadline = deadline::later(started, timeout);
+        let (route, first) =
+            match hold::take_or_hold(&self.routes, funko, route, deadline, &cap).await {
+                Ok(taken) => taken,
+                Err(refusal) => {
+                    route_refused(&self.routes, funko, &refusal);
+                    return (with_id(refused(funko, refusal, timeout)), None);
+                }
+            };
         let route = route.as_ref();
         let client_upgrade = req
             .headers()
@@ -351,6 +350,10 @@ impl Forwarder {
     }
 }
 
+/// The response header that lets a service worker control paths above its script's folder.
+const SERVICE_WORKER_ALLOWED: header::HeaderName =
+    header::HeaderName::from_static("service-worker-allowed");
+
 /// Turns the instance's response into the client's: hop-by-hop headers dropped, the body
 /// streamed, an accepted upgrade tunnelled.
 fn relay(
@@ -368,6 +371,9 @@ fn relay(
     }
     let (mut parts, body) = response.into_parts();
     let protocol = hop::strip(&mut parts.headers);
+    // Every funko shares the edge's origin under `/funko/<name>/`: a service worker's scope
+    // must stay inside its own prefix (the browser's default), never widen to another's.
+    parts.headers.remove(SERVICE_WORKER_ALLOWED);
     if let (Some(client), Some(instance), Some(protocol)) =
         (client_upgrade, instance_upgrade, protocol)
     {
@@ -422,6 +428,12 @@ fn refused(funko: &str, refusal: Refusal, timeout: std::time::Duration) -> Respo
         Refusal::QueueFull(capacity) => answer::retry_soon(
             StatusCode::SERVICE_UNAVAILABLE,
             &format!("funko '{funko}' already holds {capacity} waiting requests; try again"),
+        ),
+        Refusal::ProxyFull(capacity) => answer::retry_soon(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!(
+                "the proxy already holds {capacity} waiting requests across funkos; try again"
+            ),
         ),
         Refusal::WakeFailed(reason) => answer::error(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -87,6 +87,33 @@ impl Drop for Held {
     }
 }
 
+/// The bound on requests held across every funko: how many are held now, and the most.
+pub(crate) struct HeldCap<'a> {
+    pub(crate) held: &'a AtomicUsize,
+    pub(crate) max: usize,
+}
+
+impl HeldCap<'_> {
+    /// Takes a place among every funko's held requests; `None` when they are all taken.
+    fn enter(&self) -> Option<GlobalPlace<'_>> {
+        self.held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .ok()?;
+        Some(GlobalPlace(self.held))
+    }
+}
+
+/// A place among every funko's held requests, given back when dropped.
+struct GlobalPlace<'a>(&'a AtomicUsize);
+
+impl Drop for GlobalPlace<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Why a request got no instance.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Refusal {
@@ -94,6 +121,8 @@ pub(crate) enum Refusal {
     NoInstance,
     /// The funko's queue is full.
     QueueFull(usize),
+    /// The proxy holds its most requests across every funko.
+    ProxyFull(usize),
     /// The funko could not wake, for this reason.
     WakeFailed(String),
     /// The funko was removed while the request waited.
@@ -108,6 +137,7 @@ impl Refusal {
         match self {
             Refusal::NoInstance => "no_instance",
             Refusal::QueueFull(_) => "queue_full",
+            Refusal::ProxyFull(_) => "proxy_full",
             Refusal::WakeFailed(_) => "wake_failed",
             Refusal::Gone => "funko_removed",
             Refusal::TimedOut => "timeout",
@@ -117,11 +147,15 @@ impl Refusal {
 
 /// An instance for a request to `funko`, with a slot taken on it: at once when one is free,
 /// else after waiting in the funko's queue until one is, the wake fails or `deadline` passes.
+///
+/// Each funko's queue is bounded, and so is their sum (`cap`): many funkos waking at once
+/// would otherwise hold memory and connections without end.
 pub(crate) async fn take_or_hold(
     routes: &Routes,
     funko: &str,
     route: Arc<FunkoRoute>,
     deadline: Instant,
+    cap: &HeldCap<'_>,
 ) -> Result<(Arc<FunkoRoute>, InFlight), Refusal> {
     if let Some(slot) = route.take(None) {
         return Ok((route, slot));
@@ -132,6 +166,7 @@ pub(crate) async fn take_or_hold(
     }
     let waiting = route.waiting().clone();
     let failures = waiting.failures.load(Ordering::Acquire);
+    let _everywhere = cap.enter().ok_or(Refusal::ProxyFull(cap.max))?;
     let (_held, first) = waiting
         .enter(capacity)
         .ok_or(Refusal::QueueFull(capacity))?;

@@ -141,6 +141,10 @@ pub(crate) struct Metrics {
     pub(crate) unrouted: FunkoStats,
     /// Requests being forwarded right now, over all funkos.
     in_flight: Sharded<AtomicI64>,
+    /// Clients closed on arrival because the listener held its most connections.
+    pub(crate) connections_refused: AtomicU64,
+    /// Requests held now across every funko, against `ProxyConfig::max_held`.
+    pub(crate) held: std::sync::atomic::AtomicUsize,
 }
 
 impl Metrics {
@@ -232,7 +236,7 @@ impl Metrics {
         }
 
         out.push_str(
-            "# HELP faaso_proxy_refused_requests_total Requests that got no instance, by funko and reason (no_instance, queue_full, wake_failed, funko_removed, timeout).\n",
+            "# HELP faaso_proxy_refused_requests_total Requests that got no instance, by funko and reason (no_instance, queue_full, proxy_full, wake_failed, funko_removed, timeout).\n",
         );
         out.push_str("# TYPE faaso_proxy_refused_requests_total counter\n");
         for (name, route) in &funkos {
@@ -252,6 +256,13 @@ impl Metrics {
             let n = route.instances().len();
             let _ = writeln!(out, "faaso_proxy_ready_instances{{funko=\"{name}\"}} {n}");
         }
+
+        out.push_str(
+            "# HELP faaso_proxy_connections_refused_total Clients closed on arrival because the listener held its most connections (--max-connections).\n",
+        );
+        out.push_str("# TYPE faaso_proxy_connections_refused_total counter\n");
+        let refused = self.connections_refused.load(Ordering::Relaxed);
+        let _ = writeln!(out, "faaso_proxy_connections_refused_total {refused}");
 
         out.push_str(
             "# HELP faaso_proxy_access_log_dropped_total Access-log lines dropped because their destination did not keep up.\n",

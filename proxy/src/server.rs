@@ -54,6 +54,17 @@ pub struct Proxy {
     edge: Option<Edge>,
     /// The plain-HTTP listener that redirects to HTTPS.
     redirect: Option<TcpListener>,
+    /// The admin listener, when `config.admin_listen` names one.
+    admin: Option<AdminListener>,
+}
+
+/// The listener of the embedding process's own API and the metrics, apart from the funkos'.
+#[derive(Debug)]
+struct AdminListener {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    /// What answers there besides `/metrics` and `/healthz`.
+    handler: Option<Local>,
 }
 
 /// Requests under a path prefix that the embedding process answers itself (`faaso server`'s
@@ -97,6 +108,20 @@ impl Proxy {
             })
             .transpose()?;
         let edge = config.tls.clone().map(Edge::new).transpose()?;
+        let admin = match config.admin_listen {
+            Some(addr) => {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ProxyError::Bind { addr, source })?;
+                let local_addr = listener.local_addr().map_err(ProxyError::LocalAddr)?;
+                Some(AdminListener {
+                    listener,
+                    local_addr,
+                    handler: None,
+                })
+            }
+            None => None,
+        };
         let redirect = match config.tls.as_ref().and_then(|t| t.redirect_listen) {
             Some(addr) => Some(
                 TcpListener::bind(addr)
@@ -114,6 +139,7 @@ impl Proxy {
             access_log,
             edge,
             redirect,
+            admin,
         })
     }
 
@@ -130,25 +156,43 @@ impl Proxy {
         B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<crate::body::BoxError>,
     {
-        let handler: LocalHandler = Arc::new(move |request| {
-            let mut service = service.clone();
-            Box::pin(async move {
-                match service.call(request).await {
-                    Ok(response) => response.map(|body| body.map_err(Into::into).boxed_unsync()),
-                    Err(never) => match never {},
-                }
-            })
-        });
         self.local = Some(Local {
             prefix: prefix.trim_end_matches('/').into(),
-            handler,
+            handler: local_handler(service),
         });
         self
+    }
+
+    /// Answers every request on the admin listener (`config.admin_listen`) with `service`,
+    /// except `GET /metrics` and `GET /healthz`, which the proxy answers there itself. Without
+    /// an admin listener configured this is an error: the service would never be reached.
+    pub fn with_admin<S, B>(mut self, service: S) -> Result<Self, ProxyError>
+    where
+        S: tower_service::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+        B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<crate::body::BoxError>,
+    {
+        let admin = self.admin.as_mut().ok_or(ProxyError::NoAdminListener)?;
+        admin.handler = Some(Local {
+            prefix: "".into(),
+            handler: local_handler(service),
+        });
+        Ok(self)
     }
 
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The admin listener's address actually bound, when there is one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|a| a.local_addr)
     }
 
     /// Serves until `shutdown` completes, then stops accepting and lets in-flight requests
@@ -167,6 +211,7 @@ impl Proxy {
             access_log,
             edge,
             redirect,
+            admin,
         } = self;
         let metrics = Arc::new(Metrics::default());
         let destination = &config.access_log_destination;
@@ -186,10 +231,11 @@ impl Proxy {
         };
         let reload = edge.clone().map(|edge| tokio::spawn(edge.keep_fresh()));
         let (stop_redirect, redirect_stopped) = oneshot::channel::<()>();
-        let redirecting = match (redirect, &config.tls) {
-            (Some(listener), Some(tls)) => Some(tokio::spawn(crate::redirect::serve(
+        let redirecting = match (redirect, &config.tls, &edge) {
+            (Some(listener), Some(tls), Some(edge)) => Some(tokio::spawn(crate::redirect::serve(
                 listener,
                 tls.https_port,
+                crate::redirect::served_by(edge.clone(), config.listen.ip()),
                 config.header_read_timeout,
                 async {
                     let _ = redirect_stopped.await;
@@ -202,13 +248,10 @@ impl Proxy {
             .as_ref()
             .and_then(|t| t.hsts)
             .and_then(|age| HeaderValue::try_from(format!("max-age={}", age.as_secs())).ok());
-        let mut loops = Vec::new();
-        let mut finished = Vec::new();
-        for index in 0..config.event_loops.max(1) {
-            let (clients, inbox) = mpsc::unbounded_channel();
+        let shared = |role: Role, local: Option<Local>| {
             // A copy per loop: each request clones it, and a count that two cores write
             // moves between them on every request.
-            let shared = Arc::new(Shared {
+            Arc::new(Shared {
                 forwarder: Forwarder::new(
                     routes.clone(),
                     config.clone(),
@@ -216,41 +259,70 @@ impl Proxy {
                     access_log.clone(),
                 ),
                 routes: routes.clone(),
-                local: local.clone(),
+                local,
+                role,
                 http1: http1_builder(&config),
                 http2: http2_builder(&config),
                 caller: tokio::runtime::Handle::current(),
                 config: config.clone(),
                 edge: edge.clone(),
                 hsts: hsts.clone(),
-            });
-            let (done, ended) = oneshot::channel::<()>();
-            std::thread::Builder::new()
-                .name(format!("faaso-proxy-{index}"))
-                .spawn(move || {
-                    let runtime = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build();
-                    match runtime {
-                        Ok(runtime) => {
-                            crate::shard::set_event_loop(index);
-                            runtime.block_on(event_loop(inbox, &shared));
-                        }
-                        Err(err) => warn!(?err, "An event loop's runtime could not start."),
-                    }
-                    drop(done);
-                })
-                .map_err(ProxyError::Thread)?;
-            loops.push(EventLoop {
-                clients,
-                open: Arc::new(AtomicUsize::new(0)),
-            });
+            })
+        };
+        let funkos = Role::Funkos {
+            metrics: admin.is_none(),
+        };
+        let mut loops = Vec::new();
+        let mut finished = Vec::new();
+        for index in 0..config.event_loops.max(1) {
+            let (event_loop, ended) = spawn_event_loop(
+                format!("faaso-proxy-{index}"),
+                index,
+                shared(funkos, local.clone()),
+            )?;
+            loops.push(event_loop);
             finished.push(ended);
         }
+        // The admin listener's few clients get a loop of their own: a busy funko never
+        // delays them, and they never share a connection or an origin with a funko.
+        let stop_admin = tokio_util::sync::CancellationToken::new();
+        let admin_accepting = match admin {
+            Some(AdminListener {
+                listener,
+                local_addr,
+                handler,
+            }) => {
+                let (event_loop, ended) = spawn_event_loop(
+                    "faaso-admin".to_owned(),
+                    loops.len(),
+                    shared(Role::Admin, handler),
+                )?;
+                finished.push(ended);
+                info!(%local_addr, tls = edge.is_some(), "The admin listener is listening.");
+                let stopped = stop_admin.clone().cancelled_owned();
+                let limit = Limit {
+                    max: config.max_connections,
+                    metrics: metrics.clone(),
+                };
+                Some(tokio::spawn(async move {
+                    accept(&listener, &[event_loop], &limit, stopped).await;
+                }))
+            }
+            None => None,
+        };
         let tls = edge.is_some();
         info!(%local_addr, event_loops = loops.len(), tls, "The proxy is listening.");
-        accept(&listener, &loops, shutdown).await;
+        let limit = Limit {
+            max: config.max_connections,
+            metrics: metrics.clone(),
+        };
+        accept(&listener, &loops, &limit, shutdown).await;
         drop(listener);
+        stop_admin.cancel();
+        if let Some(task) = admin_accepting {
+            // Its loop's inbox closes with the task.
+            let _ = task.await;
+        }
         drop(stop_redirect);
         info!("The proxy stopped accepting; waiting for in-flight requests.");
         // Closing their inboxes tells the loops to finish their connections and end.
@@ -273,6 +345,61 @@ impl Proxy {
         }
         Ok(())
     }
+}
+
+/// Starts an event loop's thread, serving what `shared` says; returns where to hand it clients
+/// and what tells that it ended.
+fn spawn_event_loop(
+    name: String,
+    index: usize,
+    shared: Arc<Shared>,
+) -> Result<(EventLoop, oneshot::Receiver<()>), ProxyError> {
+    let (clients, inbox) = mpsc::unbounded_channel();
+    let (done, ended) = oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            match runtime {
+                Ok(runtime) => {
+                    crate::shard::set_event_loop(index);
+                    runtime.block_on(event_loop(inbox, &shared));
+                }
+                Err(err) => warn!(?err, "An event loop's runtime could not start."),
+            }
+            drop(done);
+        })
+        .map_err(ProxyError::Thread)?;
+    let event_loop = EventLoop {
+        clients,
+        open: Arc::new(AtomicUsize::new(0)),
+    };
+    Ok((event_loop, ended))
+}
+
+/// Wraps a tower service (an axum `Router`, say) as a handler of whole requests.
+fn local_handler<S, B>(service: S) -> LocalHandler
+where
+    S: tower_service::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<crate::body::BoxError>,
+{
+    Arc::new(move |request| {
+        let mut service = service.clone();
+        Box::pin(async move {
+            match service.call(request).await {
+                Ok(response) => response.map(|body| body.map_err(Into::into).boxed_unsync()),
+                Err(never) => match never {},
+            }
+        })
+    })
 }
 
 fn access_log_error(destination: &AccessLogDestination, source: std::io::Error) -> ProxyError {
@@ -334,19 +461,43 @@ pub(crate) async fn next_connection(
     }
 }
 
+/// The most connections a listener holds, and where a refusal is counted.
+struct Limit {
+    max: usize,
+    metrics: Arc<Metrics>,
+}
+
 /// Accepts clients until `shutdown` completes and hands each to the event loop with the
 /// fewest open connections and tunnels. Loops that all took from the listening socket
 /// themselves ended up serving twice as many clients as each other (whichever woke first
 /// drained the backlog), and the busier one's clients waited longer; a count balances them.
 ///
 /// It runs on the caller's runtime, beside the local handler: that one must not block.
-async fn accept(listener: &TcpListener, loops: &[EventLoop], shutdown: impl Future<Output = ()>) {
+///
+/// A client beyond `limit.max` open connections is closed at once: past it, every client's
+/// connection costs memory and a file descriptor the ones already served need.
+async fn accept(
+    listener: &TcpListener,
+    loops: &[EventLoop],
+    limit: &Limit,
+    shutdown: impl Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = next_connection(listener) => accepted,
             () = &mut shutdown => return,
         };
+        let open: usize = loops.iter().map(|l| l.open.load(Ordering::Relaxed)).sum();
+        if open >= limit.max {
+            limit
+                .metrics
+                .connections_refused
+                .fetch_add(1, Ordering::Relaxed);
+            debug!(%peer, open, "A client was closed on arrival: the listener holds its most connections.");
+            drop(stream);
+            continue;
+        }
         // A loop whose runtime failed to start, or whose thread panicked, has dropped its
         // inbox: it would look the least busy of all, so it is passed over.
         let target = loops
@@ -373,11 +524,21 @@ async fn accept(listener: &TcpListener, loops: &[EventLoop], shutdown: impl Futu
     }
 }
 
+/// Which listener a loop serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    /// The funkos' listener; `metrics` when no admin listener serves them.
+    Funkos { metrics: bool },
+    /// The admin listener: `/metrics`, `/healthz` and the admin handler, never a funko.
+    Admin,
+}
+
 /// What every event loop shares.
 struct Shared {
     forwarder: Forwarder,
     routes: Routes,
     local: Option<Local>,
+    role: Role,
     /// Connection settings for clients speaking HTTP/1 and h2c.
     http1: http1::Builder,
     http2: http2::Builder<TokioExecutor>,
@@ -518,10 +679,11 @@ async fn serve_tls(
             async move {
                 let mut response = answer.await?;
                 if let Some(hsts) = hsts {
+                    // The edge's value, not a funko's: HSTS covers the whole host, every
+                    // funko and the admin, so one funko's `max-age=0` must not switch it off.
                     response
                         .headers_mut()
-                        .entry(hyper::header::STRICT_TRANSPORT_SECURITY)
-                        .or_insert(hsts);
+                        .insert(hyper::header::STRICT_TRANSPORT_SECURITY, hsts);
                 }
                 Ok::<_, Infallible>(response)
             }
@@ -541,18 +703,23 @@ async fn serve_tls(
 }
 
 impl Shared {
-    /// The local handler's answer for paths under its prefix, the proxy's own endpoints, and
-    /// the forwarder's for the rest. One flat future: every nested one would be copied whole
-    /// on each request.
+    /// On the funkos' listener: the local handler's answer for paths under its prefix, the
+    /// proxy's own endpoints, and the forwarder's for the rest. On the admin listener: the
+    /// proxy's own endpoints and the admin handler's answer for the rest. One flat future:
+    /// every nested one would be copied whole on each request.
     async fn answer(
         self: Arc<Self>,
         req: Request<Incoming>,
         client: Arc<ClientConnection>,
     ) -> Result<Response<ProxyBody>, Infallible> {
+        let own = matches!(
+            (req.method(), req.uri().path(), self.role),
+            (&Method::GET, "/healthz" | "/metrics", Role::Admin)
+        );
         if let Some(local) = self
             .local
             .as_ref()
-            .filter(|l| is_under(req.uri().path(), &l.prefix))
+            .filter(|l| !own && is_under(req.uri().path(), &l.prefix))
         {
             let answer = self.caller.spawn((local.handler)(req)).await;
             return Ok(answer.unwrap_or_else(|err| {
@@ -560,11 +727,11 @@ impl Shared {
                 answer::error(StatusCode::INTERNAL_SERVER_ERROR, "the request failed")
             }));
         }
-        Ok(match (req.method(), req.uri().path()) {
-            (&Method::GET, "/healthz") => {
+        Ok(match (req.method(), req.uri().path(), self.role) {
+            (&Method::GET, "/healthz", _) => {
                 answer::text("application/json", "{\"status\":\"ok\"}\n".into())
             }
-            (&Method::GET, "/metrics") => {
+            (&Method::GET, "/metrics", Role::Admin | Role::Funkos { metrics: true }) => {
                 let mut text = self.forwarder.metrics.render(
                     &self.routes.load(),
                     self.forwarder
@@ -575,6 +742,7 @@ impl Shared {
                 self.routes.render_scale(&mut text);
                 answer::text("text/plain; version=0.0.4", text)
             }
+            (_, _, Role::Admin) => answer::error(StatusCode::NOT_FOUND, "no such path"),
             _ => self.forwarder.forward(req, &client).await,
         })
     }
@@ -639,7 +807,14 @@ fn http2_builder(config: &ProxyConfig) -> http2::Builder<TokioExecutor> {
     let mut builder = http2::Builder::new(TokioExecutor::new());
     builder
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX));
+        .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(config.h2_max_streams.max(1))
+        // Pings find a client that went away without closing (a laptop that slept, a NAT
+        // that forgot the flow), whose connection would otherwise stay open for good.
+        .keep_alive_interval(config.h2_keep_alive);
+    if let Some(every) = config.h2_keep_alive {
+        builder.keep_alive_timeout(every);
+    }
     builder
 }
 
@@ -662,7 +837,11 @@ mod tests {
             .unzip();
         let (stop, stopped) = oneshot::channel::<()>();
         let acceptor = tokio::spawn(async move {
-            accept(&listener, &loops, async {
+            let limit = Limit {
+                max: usize::MAX,
+                metrics: Arc::new(Metrics::default()),
+            };
+            accept(&listener, &loops, &limit, async {
                 let _ = stopped.await;
             })
             .await;

@@ -220,6 +220,45 @@ pub(crate) fn names_all(pair: &CertifiedKey, names: &[String]) -> bool {
     })
 }
 
+/// Whether `pair`'s leaf is valid for `host`: a DNS name its subject alternative names hold
+/// (a wildcard covering one label), or an IP address they hold (bracketed for IPv6 or not).
+pub(crate) fn names_host(pair: &CertifiedKey, host: &str) -> bool {
+    use x509_parser::extensions::GeneralName;
+    let Some(Ok((_, parsed))) = pair
+        .cert
+        .first()
+        .map(|der| x509_parser::parse_x509_certificate(der))
+    else {
+        return false;
+    };
+    let Ok(Some(san)) = parsed.subject_alternative_name() else {
+        return false;
+    };
+    let ip = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<std::net::IpAddr>()
+        .ok();
+    san.value.general_names.iter().any(|general| match general {
+        GeneralName::DNSName(dns) => dns_matches(dns, host),
+        GeneralName::IPAddress(bytes) => ip.is_some_and(|ip| match ip {
+            std::net::IpAddr::V4(v4) => *bytes == v4.octets(),
+            std::net::IpAddr::V6(v6) => *bytes == v6.octets(),
+        }),
+        _ => false,
+    })
+}
+
+/// Whether the certificate name `pattern` (`name` or `*.rest`) covers `host`.
+fn dns_matches(pattern: &str, host: &str) -> bool {
+    match pattern.strip_prefix("*.") {
+        Some(rest) => host
+            .split_once('.')
+            .is_some_and(|(label, parent)| !label.is_empty() && parent.eq_ignore_ascii_case(rest)),
+        None => pattern.eq_ignore_ascii_case(host),
+    }
+}
+
 /// The pair every handshake gets (replaced whole, read without a lock), and the ACME
 /// challenge certificates that validation handshakes get instead.
 pub(crate) struct CurrentPair {
@@ -306,6 +345,14 @@ impl Edge {
             current,
             provider,
         })
+    }
+
+    /// Whether the edge serves `host` over TLS: one of its ACME names, or a name or address
+    /// its current certificate is valid for. Redirects go to such hosts only.
+    pub(crate) fn serves(&self, host: &str) -> bool {
+        let acme = self.settings.acme.as_ref();
+        acme.is_some_and(|a| a.names.iter().any(|n| n.eq_ignore_ascii_case(host)))
+            || names_host(&self.current.served.load(), host)
     }
 
     /// Keeps the served pair fresh: certified over ACME, or else read again when its files
@@ -412,6 +459,38 @@ mod tests {
             &write(dir, "key.pem", key),
             &provider(),
         )
+    }
+
+    /// A redirect may name the certificate's names and addresses (a wildcard one label deep),
+    /// and nothing else.
+    #[test]
+    fn a_certificate_names_its_hosts_and_no_others() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let names = ["faaso.example", "*.apps.example", "127.0.0.1", "::1"];
+        let params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let pair = load(dir.path(), &cert.pem(), &key.serialize_pem()).unwrap();
+        for host in [
+            "faaso.example",
+            "FAASO.example",
+            "a.apps.example",
+            "127.0.0.1",
+            "[::1]",
+        ] {
+            assert!(names_host(&pair, host), "{host}");
+        }
+        for host in [
+            "evil.example",
+            "apps.example",
+            "a.b.apps.example",
+            "127.0.0.2",
+            "faaso",
+        ] {
+            assert!(!names_host(&pair, host), "{host}");
+        }
     }
 
     #[test]

@@ -109,7 +109,8 @@ async fn every_method_passes_with_path_query_and_forwarding_headers() {
 }
 
 /// Over TLS the instance hears `X-Forwarded-Proto: https`, and the client gets HSTS when asked
-/// for; over HTTP/2 as well as HTTP/1.1.
+/// for, the edge's value even where a funko sends its own (`max-age=0` would switch HSTS off
+/// for every funko on the host); over HTTP/2 as well as HTTP/1.1.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_tls_the_instance_hears_https_and_the_client_gets_hsts() {
     use std::sync::Arc;
@@ -137,7 +138,14 @@ async fn over_tls_the_instance_hears_https_and_the_client_gets_hsts() {
     roots
         .add(CertificateDer::from(cert.der().to_vec()))
         .unwrap();
-    for alpn in [&b"http/1.1"[..], &b"h2"[..]] {
+    let (h1, h2) = (&b"http/1.1"[..], &b"h2"[..]);
+    let paths = ["/funko/hello/x", "/funko/hello/edge-headers"];
+    for (alpn, path) in [
+        (h1, paths[0]),
+        (h1, paths[1]),
+        (h2, paths[0]),
+        (h2, paths[1]),
+    ] {
         let mut client = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
@@ -152,7 +160,7 @@ async fn over_tls_the_instance_hears_https_and_the_client_gets_hsts() {
             .await
             .unwrap();
         let io = hyper_util::rt::TokioIo::new(tls);
-        let request = Request::get(format!("https://{}/funko/hello/x", proxy.addr))
+        let request = Request::get(format!("https://{}{path}", proxy.addr))
             .body(empty())
             .unwrap();
         let response = if alpn == b"h2" {
@@ -166,7 +174,7 @@ async fn over_tls_the_instance_hears_https_and_the_client_gets_hsts() {
             let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await.unwrap();
             tokio::spawn(connection);
             let (mut parts, body) = request.into_parts();
-            parts.uri = "/funko/hello/x".parse().unwrap();
+            parts.uri = path.parse().unwrap();
             parts
                 .headers
                 .insert("host", proxy.addr.to_string().parse().unwrap());
@@ -176,13 +184,27 @@ async fn over_tls_the_instance_hears_https_and_the_client_gets_hsts() {
                 .unwrap()
         };
         assert_eq!(response.status(), StatusCode::OK);
-        assert_eq!(
-            response.headers()["strict-transport-security"],
-            "max-age=3600"
-        );
+        let hsts = response.headers().get_all("strict-transport-security");
+        assert_eq!(hsts.iter().collect::<Vec<_>>(), ["max-age=3600"], "{path}");
         let body = response.into_body().collect().await.unwrap().to_bytes();
-        assert_eq!(json(&body)["headers"]["x-forwarded-proto"], "https");
+        if path == paths[0] {
+            assert_eq!(json(&body)["headers"]["x-forwarded-proto"], "https");
+        }
     }
+}
+
+/// A funko cannot widen its service worker's scope beyond its own `/funko/<name>/` prefix to
+/// the other funkos on the same origin: the edge drops its `Service-Worker-Allowed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_funkos_service_worker_allowed_is_dropped() {
+    let (_lab, _backend, proxy) = one_backend("sw", quiet_config()).await;
+    let (status, headers, body) = get(&proxy.url("/funko/hello/edge-headers")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "mine\n");
+    assert!(
+        headers.get("service-worker-allowed").is_none(),
+        "{headers:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -751,5 +773,101 @@ async fn cors_preflights_are_answered_by_the_proxy_and_allowed_origins_marked() 
     assert!(
         metrics.contains("funko=\"asleep\""),
         "preflights are counted like any request: {metrics}"
+    );
+}
+
+/// Beyond `max_connections` open clients a new one is closed on arrival and counted; once one
+/// leaves, clients are served again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_beyond_the_connection_cap_are_closed_and_counted() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = ProxyConfig {
+        max_connections: 2,
+        ..quiet_config()
+    };
+    let (_lab, _backend, proxy) = one_backend("conncap", config).await;
+    let held: Vec<_> =
+        futures_util::future::join_all((0..2).map(|_| tokio::net::TcpStream::connect(proxy.addr)))
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+    // The two are accepted (each counted open) before the third arrives.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut third = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let _ = third
+        .write_all(b"GET /funko/hello/x HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), third.read_to_end(&mut answer)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "the third client was served: {:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    drop(held);
+    // Room again: served, and the refusal is on /metrics.
+    let started = Instant::now();
+    let metrics = loop {
+        let mut client = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+        let request = b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+        let mut answer = Vec::new();
+        if client.write_all(request).await.is_ok()
+            && let Ok(Ok(_)) =
+                tokio::time::timeout(Duration::from_secs(2), client.read_to_end(&mut answer)).await
+            && answer.starts_with(b"HTTP/1.1 200")
+        {
+            break String::from_utf8_lossy(&answer).into_owned();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never served again"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // The third client, and any /metrics attempt made before the first two had closed.
+    let refused: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("faaso_proxy_connections_refused_total "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(refused >= 1, "{metrics}");
+}
+
+/// An HTTP/2 client runs at most `h2_max_streams` requests at once on one connection: with
+/// one, two slow requests sent together are answered one after the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_client_gets_at_most_its_streams_at_once() {
+    let config = ProxyConfig {
+        h2_max_streams: 1,
+        ..quiet_config()
+    };
+    let (_lab, _backend, proxy) = one_backend("h2streams", config).await;
+    let tcp = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let (sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    // Let the server's SETTINGS arrive before the requests go.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    let requests = (0..2).map(|_| {
+        let mut sender = sender.clone();
+        async move {
+            let request = Request::get(format!("http://{}/funko/hello/slow?ms=400", proxy.addr))
+                .body(empty())
+                .unwrap();
+            sender.send_request(request).await.unwrap().status()
+        }
+    });
+    let statuses = futures_util::future::join_all(requests).await;
+    assert_eq!(statuses, [StatusCode::OK, StatusCode::OK]);
+    assert!(
+        started.elapsed() >= Duration::from_millis(800),
+        "both ran at once: {:?}",
+        started.elapsed()
     );
 }

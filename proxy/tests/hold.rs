@@ -184,6 +184,13 @@ async fn a_held_request_times_out_with_504_at_the_funkos_timeout() {
 async fn an_instance_at_its_limit_makes_the_next_request_wait_for_its_slot() {
     let lab = Lab::new("hold-limit");
     let backend = lab.start("a", &[]);
+    // Routed by hand, so it must listen first: on a busy machine it once did not yet, and the
+    // refused connect failed a request that was never held.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(backend.addr).await.is_err() {
+        assert!(Instant::now() < deadline, "the backend never listened");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let (proxy, _) = at_zero(holding(10, Some(1), Duration::from_secs(30))).await;
     proxy
         .routes
@@ -210,4 +217,54 @@ async fn an_instance_at_its_limit_makes_the_next_request_wait_for_its_slot() {
         StatusCode::SERVICE_UNAVAILABLE
     );
     assert_eq!(slow.await.unwrap()[0].0, StatusCode::OK);
+}
+
+/// Requests held across every funko are bounded too: with room for two, two requests held for
+/// `hello` leave none for `other`, whose request is answered 503 with `Retry-After` at once and
+/// counted; once they are gone, `other` holds again.
+#[tokio::test]
+async fn requests_held_across_funkos_are_capped() {
+    let proxy = RunningProxy::start(ProxyConfig {
+        max_held: 2,
+        ..config()
+    })
+    .await;
+    proxy
+        .routes
+        .set_funko("hello", holding(10, None, Duration::from_secs(30)));
+    proxy
+        .routes
+        .set_funko("other", holding(10, None, Duration::from_secs(30)));
+    let waiting = fire(proxy.url("/funko/hello/hello"), 2);
+    held(&proxy, 2).await;
+    let started = Instant::now();
+    let (status, headers, body) = get(&proxy.url("/funko/other/hello")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body:?}");
+    assert!(headers.contains_key("retry-after"));
+    assert!(
+        json(&body)["error"]
+            .as_str()
+            .unwrap()
+            .contains("across funkos")
+    );
+    assert!(started.elapsed() < Duration::from_secs(5), "it waited");
+    let (_, _, metrics) = get(&proxy.url("/metrics")).await;
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(
+        metrics.contains(
+            "faaso_proxy_refused_requests_total{funko=\"other\",reason=\"proxy_full\"} 1"
+        ),
+        "{metrics}"
+    );
+    waiting.abort();
+    held(&proxy, 0).await;
+    let again = fire(proxy.url("/funko/other/hello"), 1);
+    for _ in 0..500 {
+        if proxy.routes.load().get("other").map(|r| r.held()) == Some(1) {
+            again.abort();
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("other never held a request again");
 }

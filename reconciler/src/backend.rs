@@ -33,17 +33,38 @@ use crate::listener::Listener;
 use crate::observe::{Instance, Observed};
 
 /// A failed engine operation; each backend's own error inside, message and source kept.
-pub struct EngineError(Box<dyn std::error::Error + Send + Sync>);
+pub struct EngineError(Box<dyn std::error::Error + Send + Sync>, Vanishing);
+
+/// Whether the engine refused because the object is going away (being removed, or gone).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Vanishing {
+    No,
+    Yes,
+}
 
 impl EngineError {
     /// Wraps a backend's error.
     pub fn new(error: impl std::error::Error + Send + Sync + 'static) -> Self {
-        Self(Box::new(error))
+        Self(Box::new(error), Vanishing::No)
+    }
+
+    /// Wraps a backend's refusal to act on an object that is being removed or is gone: a
+    /// state the caller can name (a 409), not a failure of the engine.
+    pub fn vanishing(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self(Box::new(error), Vanishing::Yes)
     }
 
     /// What this backend cannot do.
     pub fn unsupported(what: &str) -> Self {
-        Self(format!("{what} is not supported by this backend").into())
+        Self(
+            format!("{what} is not supported by this backend").into(),
+            Vanishing::No,
+        )
+    }
+
+    /// Whether the object acted on is being removed or is already gone.
+    pub fn is_vanishing(&self) -> bool {
+        self.1 == Vanishing::Yes
     }
 }
 

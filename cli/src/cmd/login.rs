@@ -12,7 +12,8 @@ use crate::remote::{Login, Refused, Remote, Trust, server_url};
 /// Arguments of `faaso login`.
 #[derive(Debug, Args)]
 pub struct LoginArgs {
-    /// The server's address, for example `https://faaso.example.com` or `myhost:8888`.
+    /// The server's admin address (its `--admin-listen`), for example
+    /// `https://faaso.example.com:8889` or `127.0.0.1:8889`.
     pub url: String,
     /// The admin token (the one `faaso server` printed at first start, or its FAASO_TOKEN);
     /// asked for when absent.

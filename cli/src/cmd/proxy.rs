@@ -113,6 +113,21 @@ pub struct ProxyArgs {
     /// per line, for log collectors).
     #[arg(long, env = "FAASO_ACCESS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub access_log_format: LogFormat,
+    /// Most client connections open at once; a client beyond is closed on arrival and counted
+    /// (`faaso_proxy_connections_refused_total`). The admin listener has a cap of its own.
+    #[arg(long, env = "FAASO_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Most requests held at once across every funko (waking, or at their instances' limit);
+    /// beyond, 503 with `Retry-After`, counted as `reason="proxy_full"`.
+    #[arg(long, env = "FAASO_MAX_HELD", default_value_t = 10_000)]
+    pub max_held: usize,
+    /// Most requests one HTTP/2 client runs at once on one connection.
+    #[arg(long, env = "FAASO_H2_MAX_STREAMS", default_value_t = 250)]
+    pub h2_max_streams: u32,
+    /// How often an HTTP/2 client is pinged; one that does not answer within as long again is
+    /// closed (`0s`: no pings).
+    #[arg(long, env = "FAASO_H2_KEEPALIVE", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub h2_keepalive: Duration,
     /// Threads serving clients, each with its own event loop (default: half the CPUs, at
     /// least one; the funkos use the rest).
     #[arg(long, env = "FAASO_EVENT_LOOPS")]
@@ -284,6 +299,10 @@ impl ProxyArgs {
             event_loops: self
                 .event_loops
                 .unwrap_or(ProxyConfig::default().event_loops),
+            max_connections: self.max_connections,
+            max_held: self.max_held,
+            h2_max_streams: self.h2_max_streams,
+            h2_keep_alive: (!self.h2_keepalive.is_zero()).then_some(self.h2_keepalive),
             tls: self.tls.settings(self.listen, state_dir),
             ..ProxyConfig::default()
         })
@@ -303,6 +322,10 @@ impl ProxyArgs {
             format!("--probe-interval={}", duration(self.probe_interval)),
             format!("--probe-failures={}", self.probe_failures),
             format!("--resync={}", duration(self.resync)),
+            format!("--max-connections={}", self.max_connections),
+            format!("--max-held={}", self.max_held),
+            format!("--h2-max-streams={}", self.h2_max_streams),
+            format!("--h2-keepalive={}", duration(self.h2_keepalive)),
         ];
         if self.no_access_log {
             args.push("--no-access-log".to_owned());
@@ -361,10 +384,10 @@ pub async fn run(global: &Global, args: ProxyArgs) -> anyhow::Result<ExitCode> {
 
 /// Binds the proxy; a port already taken gets a hint, other errors say what they are.
 pub(crate) async fn bind(config: ProxyConfig, routes: Routes) -> anyhow::Result<Proxy> {
-    let listen = config.listen;
     Proxy::bind(config, routes).await.map_err(|err| match err {
-        ProxyError::Bind { .. } => anyhow::Error::new(err).context(format!(
-            "cannot listen on {listen}; is another proxy running?"
+        // The funkos' listener or the admin's: the error names which address.
+        ProxyError::Bind { addr, .. } => anyhow::Error::new(err).context(format!(
+            "cannot listen on {addr}; is another proxy or server running?"
         )),
         other => other.into(),
     })

@@ -37,6 +37,11 @@ pub struct ServerArgs {
     pub funkos: FunkosDir,
     #[command(flatten)]
     pub proxy: ProxyArgs,
+    /// Where the admin API, the web UI and `/metrics` listen: apart from the funkos' port, so a
+    /// funko's page never shares a browser origin with the admin. With `up`, the host address
+    /// the container's admin port is published on.
+    #[arg(long, env = "FAASO_ADMIN_LISTEN", default_value = "127.0.0.1:8889")]
+    pub admin_listen: std::net::SocketAddr,
     /// The admin API's bearer token; without it one is made at first start and kept in the
     /// state directory (0600).
     #[arg(long, env = "FAASO_TOKEN", hide_env_values = true)]
@@ -97,6 +102,8 @@ fn launch(global: &Global, args: &ServerArgs) -> anyhow::Result<Launch> {
         funkos.clone(),
         "--listen".to_owned(),
         format!("0.0.0.0:{}", container::INNER_PORT),
+        "--admin-listen".to_owned(),
+        format!("0.0.0.0:{}", container::INNER_ADMIN_PORT),
     ];
     command.extend(args.proxy.passed_on());
     // A given token goes into the state folder (0600), not the container's environment, where
@@ -112,6 +119,11 @@ fn launch(global: &Global, args: &ServerArgs) -> anyhow::Result<Launch> {
         what: "faaso server",
         tls: false,
         redirect: None,
+        admin: Some(args.admin_listen),
+        // A secret file is handed to the funkos' uid (CHOWN), after which the server, root
+        // without DAC_OVERRIDE, reads it back for its version only through DAC_READ_SEARCH;
+        // with neither, funkos got no secrets under `server up`.
+        caps: vec!["CHOWN".to_owned(), "DAC_READ_SEARCH".to_owned()],
     })
 }
 
@@ -160,9 +172,9 @@ pub async fn run(global: &Global, args: ServerArgs) -> anyhow::Result<ExitCode> 
         passes: triggers.sender(),
         scaling: scaling.clone(),
     };
-    let proxy = super::proxy::bind(args.proxy.proxy_config(&global.state_dir)?, routes)
+    let proxy = super::proxy::bind(proxy_config(global, &args)?, routes)
         .await?
-        .with_local("/admin", faaso_admin::router(admin));
+        .with_admin(faaso_admin::router(admin))?;
     let listener = ServerListener {
         health,
         board,
@@ -181,6 +193,14 @@ pub async fn run(global: &Global, args: ServerArgs) -> anyhow::Result<ExitCode> 
     let reconciling = async { tokio::join!(watched, scaling).0 };
     serve_until_signal(proxy, reconciling, stop, "the funko containers").await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The proxy's settings: the funkos' listener from the proxy flags, the admin one beside it.
+fn proxy_config(global: &Global, args: &ServerArgs) -> anyhow::Result<faaso_proxy::ProxyConfig> {
+    Ok(faaso_proxy::ProxyConfig {
+        admin_listen: Some(args.admin_listen),
+        ..args.proxy.proxy_config(&global.state_dir)?
+    })
 }
 
 /// Serves `proxy` and runs `reconciling` (which ends once `stop` is cancelled) until SIGINT or

@@ -220,6 +220,14 @@ impl Remote {
             .ok()
             .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
             .unwrap_or_else(|| body.trim().chars().take(500).collect());
+        if status == StatusCode::NOT_FOUND && message.starts_with("no funko at this path") {
+            // The proxy's own 404: this address is the funkos' port, not the admin's.
+            return Err(anyhow!(
+                "{} is a faaso proxy's funko port, which serves no admin API; log in to the \
+                 server's admin address instead (its --admin-listen, 127.0.0.1:8889 by default)",
+                self.server
+            ));
+        }
         Err(anyhow!("the server answered {status}: {message}"))
     }
 

@@ -12,9 +12,11 @@ use bollard::query_parameters::{
 /// prints what could not be removed. Runs on a thread of its own with its own runtime, since
 /// callers are `Drop`s that may run inside a test's runtime or while it unwinds; never panics.
 pub fn remove_namespace(namespace: &str) {
+    // The server's container first: running, it would start instances after their sweep
+    // (a failed `server up` test left one, found in issue 25).
     let labels = [
-        format!("{namespace}.managed=true"),
         format!("{namespace}.role=proxy"),
+        format!("{namespace}.managed=true"),
     ];
     let cleanup = std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()

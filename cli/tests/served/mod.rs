@@ -24,8 +24,10 @@ pub struct Served {
     pub id: String,
     /// The admin token.
     pub token: String,
-    /// The port it listens on, on 127.0.0.1.
+    /// The port it serves funkos on, on 127.0.0.1.
     pub port: u16,
+    /// The port of its admin API and web UI, on 127.0.0.1.
+    pub admin_port: u16,
     /// Scratch space: `funkos/`, `state/`, `config/` (the CLI's XDG_CONFIG_HOME), `server.log`.
     pub tmp: tempfile::TempDir,
     /// The engine, for checks.
@@ -81,11 +83,13 @@ impl Served {
         }
         let token = format!("token-{id}-0123456789abcdef");
         let port = free_port();
-        let child = spawn(&id, &token, port, tmp.path(), env);
+        let admin_port = free_port();
+        let child = spawn(&id, &token, (port, admin_port), tmp.path(), env);
         let mut served = Self {
             id,
             token,
             port,
+            admin_port,
             tmp,
             docker,
             child,
@@ -99,7 +103,8 @@ impl Served {
     pub async fn kill_and_restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        self.child = spawn(&self.id, &self.token, self.port, self.tmp.path(), &[]);
+        let ports = (self.port, self.admin_port);
+        self.child = spawn(&self.id, &self.token, ports, self.tmp.path(), &[]);
         self.wait_until_listening().await;
     }
 
@@ -111,7 +116,7 @@ impl Served {
                 panic!("faaso server exited with {status}\n{}", self.log());
             }
             let answer = client
-                .get(self.url("/admin/funkos"))
+                .get(self.admin_url("/admin/funkos"))
                 .bearer_auth(&self.token)
                 .send()
                 .await;
@@ -132,9 +137,19 @@ impl Served {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// `path` on the server.
+    /// `path` on the server's funko listener.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base())
+    }
+
+    /// The admin listener's base URL (what `faaso login` takes).
+    pub fn admin_base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.admin_port)
+    }
+
+    /// `path` on the server's admin listener.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("{}{path}", self.admin_base())
     }
 
     /// The funkos folder the server watches.
@@ -189,7 +204,7 @@ impl Served {
     /// `GET /admin/funkos` with the token.
     pub async fn board(&self) -> serde_json::Value {
         http()
-            .get(self.url("/admin/funkos"))
+            .get(self.admin_url("/admin/funkos"))
             .bearer_auth(&self.token)
             .send()
             .await
@@ -282,8 +297,9 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Starts `faaso server` on `<tmp>/funkos` in namespace `id`, logging to `<tmp>/server.log`.
-fn spawn(id: &str, token: &str, port: u16, tmp: &Path, env: &[(&str, &str)]) -> Child {
+/// Starts `faaso server` on `<tmp>/funkos` in namespace `id`, funkos and admin on `ports`,
+/// logging to `<tmp>/server.log`.
+fn spawn(id: &str, token: &str, ports: (u16, u16), tmp: &Path, env: &[(&str, &str)]) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -292,7 +308,8 @@ fn spawn(id: &str, token: &str, port: u16, tmp: &Path, env: &[(&str, &str)]) -> 
     let mut command = Command::new(env!("CARGO_BIN_EXE_faaso"));
     clear_faaso_env(&mut command);
     command
-        .args(["server", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["server", "--listen", &format!("127.0.0.1:{}", ports.0)])
+        .args(["--admin-listen", &format!("127.0.0.1:{}", ports.1)])
         .arg(tmp.join("funkos"))
         .env("FAASO_PREFIX", id)
         .env("FAASO_LABELS", id)

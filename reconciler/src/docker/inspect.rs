@@ -6,9 +6,9 @@ use std::time::UNIX_EPOCH;
 use bollard::query_parameters::RestartContainerOptionsBuilder;
 
 use super::container::STOP_GRACE_SECS;
-use super::error::is_not_found;
+use super::error::{is_conflict, is_not_found};
 use super::{DockerEngine, DockerError};
-use crate::backend::InstanceDetails;
+use crate::backend::{EngineError, InstanceDetails};
 
 /// Every instance faaso created for `funko`, inspected one by one.
 pub(super) async fn inspect(
@@ -50,8 +50,10 @@ pub(super) async fn inspect(
     Ok(details)
 }
 
-/// Restarts a container with faaso's grace period.
-pub(super) async fn restart(engine: &DockerEngine, id: &str) -> Result<(), DockerError> {
+/// Restarts a container with faaso's grace period. A container the engine is removing (409:
+/// marked for removal) or has removed (404) is a vanishing one, not an engine failure: the
+/// reconciler's removal raced the restart.
+pub(super) async fn restart(engine: &DockerEngine, id: &str) -> Result<(), EngineError> {
     let options = RestartContainerOptionsBuilder::new()
         .t(STOP_GRACE_SECS as i32)
         .build();
@@ -59,9 +61,17 @@ pub(super) async fn restart(engine: &DockerEngine, id: &str) -> Result<(), Docke
         .docker
         .restart_container(id, Some(options))
         .await
-        .map_err(|source| DockerError::Restart {
-            id: id.to_owned(),
-            source: source.into(),
+        .map_err(|source| {
+            let vanishing = is_conflict(&source) || is_not_found(&source);
+            let error = DockerError::Restart {
+                id: id.to_owned(),
+                source: source.into(),
+            };
+            if vanishing {
+                EngineError::vanishing(error)
+            } else {
+                EngineError::new(error)
+            }
         })
 }
 

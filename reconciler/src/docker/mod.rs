@@ -314,7 +314,7 @@ impl Backend for DockerEngine {
     }
 
     async fn restart(&self, id: &str) -> Result<(), EngineError> {
-        Ok(inspect::restart(self, id).await?)
+        inspect::restart(self, id).await
     }
 
     async fn pause(&self, id: &str) -> Result<(), EngineError> {

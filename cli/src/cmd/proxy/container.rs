@@ -27,6 +27,8 @@ use crate::cmd::Global;
 
 /// Port the proxy listens on inside its container.
 pub(crate) const INNER_PORT: u16 = 8888;
+/// Port the server's admin listener listens on inside its container.
+pub(crate) const INNER_ADMIN_PORT: u16 = 8889;
 /// Port of the plain-HTTP redirect listener inside the container, when there is one.
 const INNER_REDIRECT_PORT: u16 = 8080;
 /// Where the engine's socket is mounted, for discovery.
@@ -47,6 +49,11 @@ pub struct Launch {
     pub tls: bool,
     /// The redirect listener's host address, published from [`INNER_REDIRECT_PORT`].
     pub redirect: Option<SocketAddr>,
+    /// The admin listener's host address (`faaso server` only), published from
+    /// [`INNER_ADMIN_PORT`].
+    pub admin: Option<SocketAddr>,
+    /// The capabilities it keeps (all others are dropped).
+    pub caps: Vec<String>,
 }
 
 impl Launch {
@@ -75,6 +82,8 @@ impl Launch {
             what: "faaso proxy",
             tls: false,
             redirect: None,
+            admin: None,
+            caps: Vec::new(),
         })
     }
 
@@ -220,6 +229,15 @@ pub async fn up_with(
         "{} is up: {scheme}://{probe_host}:{port}/funko/<name>/ (container {name}, image {image})",
         launch.what
     );
+    if let Some(admin) = launch.admin {
+        let host = if admin.ip().is_unspecified() {
+            IpAddr::from([127, 0, 0, 1])
+        } else {
+            admin.ip()
+        };
+        let admin = SocketAddr::new(host, admin.port());
+        println!("the admin API and web UI: {scheme}://{admin}/admin/");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -282,6 +300,15 @@ fn container_config(
             host_port: Some(port.to_string()),
         }]),
     )]);
+    if let Some(admin) = launch.admin {
+        published.insert(
+            format!("{INNER_ADMIN_PORT}/tcp"),
+            Some(vec![PortBinding {
+                host_ip: Some(admin.ip().to_string()),
+                host_port: Some(admin.port().to_string()),
+            }]),
+        );
+    }
     if let Some(redirect) = launch.redirect {
         published.insert(
             format!("{INNER_REDIRECT_PORT}/tcp"),
@@ -307,9 +334,10 @@ fn container_config(
                 name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
                 maximum_retry_count: None,
             }),
-            // The socket is all it needs: no capabilities, no privilege gain, nothing written
-            // outside its mounts and a tmpfs /tmp.
+            // The socket is nearly all it needs: no privilege gain, nothing written outside its
+            // mounts and a tmpfs /tmp, and no capability but what `launch.caps` names.
             cap_drop: Some(vec!["ALL".to_owned()]),
+            cap_add: (!launch.caps.is_empty()).then(|| launch.caps.clone()),
             security_opt: Some(vec!["no-new-privileges".to_owned()]),
             readonly_rootfs: Some(true),
             tmpfs: Some(HashMap::from([(

@@ -1,6 +1,6 @@
 //! `faaso server --backend swarm`: the control plane of a Swarm. It reconciles the funkos folder
 //! onto the Swarm (a `Reconciler<SwarmEngine>` watching, as on one engine) and serves the admin
-//! API. The data plane is the global proxy service (`faaso proxy up --backend swarm`) on port
+//! API on its own listener (`--admin-listen`, as on one engine). The data plane is the global proxy service (`faaso proxy up --backend swarm`) on port
 //! 8888 of every node: the funkos' tasks sit on an overlay network that a process outside the
 //! Swarm's containers cannot reach, so this server routes no funko and answers `/funko/…` with
 //! 421 and where to send it instead.
@@ -16,7 +16,7 @@ use faaso_admin::{StatusBoard, Traffic};
 use faaso_reconciler::{Listener, PassReport, StepInfo, Triggers, WatchTiming};
 use tokio_util::sync::CancellationToken;
 
-use super::{ServerArgs, admin_state, log_step, serve_until_signal};
+use super::{ServerArgs, admin_state, log_step, proxy_config, serve_until_signal};
 use crate::cmd::Global;
 
 /// Why a funko request reached the wrong place, and where it belongs.
@@ -39,8 +39,9 @@ pub async fn run(global: &Global, args: ServerArgs) -> anyhow::Result<ExitCode> 
         engine.builder().clone(),
         Traffic::none(),
     )?;
-    // Everything is answered here: the proxy in front only brings TLS and its limits.
-    let front = faaso_admin::router(admin)
+    // Everything is answered here: the proxy in front only brings TLS and its limits. The
+    // admin has its own listener; this one only points funko requests elsewhere.
+    let front = axum::Router::new()
         .route("/funko", any(elsewhere))
         .route("/funko/{*rest}", any(elsewhere))
         .route(
@@ -48,10 +49,11 @@ pub async fn run(global: &Global, args: ServerArgs) -> anyhow::Result<ExitCode> 
             get(|| async { Json(serde_json::json!({"status": "ok"})) }),
         )
         .fallback(|| async { answer(StatusCode::NOT_FOUND, "no such path") });
-    let config = args.proxy.proxy_config(&global.state_dir)?;
+    let config = proxy_config(global, &args)?;
     let proxy = crate::cmd::proxy::bind(config, faaso_proxy::Routes::new())
         .await?
-        .with_local("/", front);
+        .with_local("/", front)
+        .with_admin(faaso_admin::router(admin))?;
     let listener = BoardListener { board };
     let stop = CancellationToken::new();
     let reconciling = faaso_reconciler::watch(
