@@ -563,7 +563,7 @@ mod through_the_engine {
             &[("funko.yml", INJECTED), ("app", "x")],
         );
         let answer = client
-            .put(served.url("/admin/funkos/inject"))
+            .put(served.admin_url("/admin/funkos/inject"))
             .bearer_auth(&served.token)
             .body(archive(&dir))
             .send()
