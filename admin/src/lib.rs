@@ -8,6 +8,7 @@ mod board;
 mod build;
 mod engine;
 mod funkos;
+mod guesses;
 mod images;
 mod instances;
 mod secrets;
