@@ -20,7 +20,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::sign::CertifiedKey;
 use tracing::{info, warn};
 
-use crate::tls::{CurrentPair, error_chain, load_pair};
+use crate::tls::{CurrentPair, error_chain};
 
 /// The ALPN protocol of TLS-ALPN-01 validation handshakes (RFC 8737).
 pub(crate) const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
