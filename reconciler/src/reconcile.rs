@@ -123,6 +123,11 @@ impl<B: Backend> Reconciler<B> {
         &self.deaths
     }
 
+    /// Which funkos are at work now, at which step (for a live status between passes).
+    pub fn in_flight(&self) -> crate::in_flight::InFlight {
+        self.shared.in_flight.clone()
+    }
+
     /// The backend it acts through.
     pub fn backend(&self) -> &B {
         &self.backend

@@ -139,7 +139,10 @@ pub async fn run(global: &Global, args: ServerArgs) -> anyhow::Result<ExitCode> 
     let mut reconciler = global.reconciler(funkos_dir).await?;
     let routes = faaso_proxy::Routes::new();
     let health = HealthChecker::new(routes.clone(), args.proxy.probe_config());
-    let board = StatusBoard::default();
+    let board = StatusBoard::with_progress({
+        let in_flight = reconciler.in_flight();
+        Arc::new(move |funko: &str| in_flight.get(funko))
+    });
     let triggers = Triggers::new();
     let traffic = {
         let routes = routes.clone();
