@@ -1,8 +1,10 @@
 //! The admin token: from `FAASO_TOKEN`, or made once and kept (0600) in the state directory;
 //! compared in constant time on every admin request.
 
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -11,13 +13,28 @@ use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
 
 use crate::AdminState;
+use crate::guesses::Guesses;
 
 /// Tokens shorter than this are refused: they could be guessed.
 const MIN_TOKEN_LEN: usize = 16;
 
-/// The admin bearer token.
+/// The admin bearer token, and the record of wrong guesses at it.
 #[derive(Clone)]
-pub struct Token(Arc<str>);
+pub struct Token(Arc<Kept>);
+
+struct Kept {
+    text: Box<str>,
+    guesses: Guesses,
+}
+
+impl Token {
+    fn from_text(text: &str) -> Self {
+        Self(Arc::new(Kept {
+            text: text.into(),
+            guesses: Guesses::default(),
+        }))
+    }
+}
 
 impl std::fmt::Debug for Token {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -48,7 +65,7 @@ impl Token {
         if token.len() < MIN_TOKEN_LEN {
             return Err(TokenError::TooShort);
         }
-        Ok(Self(token.into()))
+        Ok(Self::from_text(token))
     }
 
     /// The token kept in `<state_dir>/token`, made (random, 0600) at first start. The bool says
@@ -65,7 +82,7 @@ impl Token {
                 std::fs::create_dir_all(state_dir).map_err(io)?;
                 let token = random_token().map_err(io)?;
                 write_private(&path, token.as_bytes()).map_err(io)?;
-                Ok((Self(token.into()), true))
+                Ok((Self::from_text(&token), true))
             }
             Err(e) => Err(io(e)),
         }
@@ -75,7 +92,7 @@ impl Token {
     pub fn store(&self, state_dir: &Path) -> Result<(), TokenError> {
         let path = state_dir.join("token");
         std::fs::create_dir_all(state_dir)
-            .and_then(|()| write_private(&path, self.0.as_bytes()))
+            .and_then(|()| write_private(&path, self.0.text.as_bytes()))
             .map_err(|source| TokenError::Io {
                 path: path.display().to_string(),
                 source,
@@ -84,12 +101,12 @@ impl Token {
 
     /// The token text.
     pub fn reveal(&self) -> &str {
-        &self.0
+        &self.0.text
     }
 
     /// Whether `candidate` is the token, in time independent of where they differ.
     pub fn matches(&self, candidate: &str) -> bool {
-        self.0.as_bytes().ct_eq(candidate.as_bytes()).into()
+        self.0.text.as_bytes().ct_eq(candidate.as_bytes()).into()
     }
 }
 
@@ -148,20 +165,48 @@ fn temporary_beside(path: &Path) -> std::path::PathBuf {
 }
 
 /// Lets a request through only with `Authorization: Bearer <token>`; else 401 with
-/// `WWW-Authenticate`.
+/// `WWW-Authenticate`. A client (by the address the listener gives as an `IpAddr` extension)
+/// that sent too many wrong tokens gets 429 with `Retry-After` until its wait is over, whatever
+/// it sends: its guesses are not even looked at.
 pub(crate) async fn require_token(
     State(state): State<Arc<AdminState>>,
     request: Request,
     next: Next,
 ) -> Response {
+    let client = request.extensions().get::<IpAddr>().copied();
+    let guesses = &state.token.0.guesses;
+    let now = Instant::now();
+    if let Some(wait) = client.and_then(|c| guesses.must_wait(c, now)) {
+        let seconds = wait.as_secs().max(1);
+        let mut response = (
+            StatusCode::TOO_MANY_REQUESTS,
+            axum::Json(serde_json::json!({
+                "error": format!("too many wrong tokens from this address; try again in {seconds} s")
+            })),
+        )
+            .into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        return response;
+    }
     let given = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match given {
-        Some(token) if state.token.matches(token) => next.run(request).await,
+        Some(token) if state.token.matches(token) => {
+            if let Some(client) = client {
+                guesses.right(client);
+            }
+            next.run(request).await
+        }
         _ => {
+            // A request with no token is no guess (a browser before login, a probe).
+            if let (Some(client), Some(_)) = (client, given) {
+                guesses.wrong(client, now);
+            }
             let mut response = (
                 StatusCode::UNAUTHORIZED,
                 axum::Json(serde_json::json!({"error": "a valid bearer token is required"})),

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use faaso_reconciler::FunkoStatus;
+use faaso_reconciler::{Converging, FunkoStatus};
 use serde::Serialize;
 use tokio::sync::{broadcast, watch};
 
@@ -74,11 +74,21 @@ pub enum AdminEvent {
     },
 }
 
+/// Where a funko's work stands right now (the reconciler's record of work in flight).
+pub type Progress = Arc<dyn Fn(&str) -> Option<Converging> + Send + Sync>;
+
 /// The latest [`Board`] plus the event fan-out.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StatusBoard {
     board: watch::Sender<Arc<Board>>,
     events: broadcast::Sender<AdminEvent>,
+    progress: Option<Progress>,
+}
+
+impl std::fmt::Debug for StatusBoard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatusBoard").finish_non_exhaustive()
+    }
 }
 
 impl Default for StatusBoard {
@@ -86,14 +96,33 @@ impl Default for StatusBoard {
         Self {
             board: watch::Sender::new(Arc::new(Board::default())),
             events: broadcast::Sender::new(256),
+            progress: None,
         }
     }
 }
 
 impl StatusBoard {
-    /// The latest board.
+    /// A board whose funkos' `converging` is read live from `progress` when asked for, not as
+    /// of the last pass: a funko's work moves on between passes (from waiting for a build slot
+    /// to building, say) and may run for an hour with no pass in between.
+    pub fn with_progress(progress: Progress) -> Self {
+        Self {
+            progress: Some(progress),
+            ..Self::default()
+        }
+    }
+
+    /// The latest board, with each funko's work as it stands now.
     pub fn current(&self) -> Arc<Board> {
-        self.board.borrow().clone()
+        let board = self.board.borrow().clone();
+        let Some(progress) = &self.progress else {
+            return board;
+        };
+        let mut live = board.as_ref().clone();
+        for funko in &mut live.funkos {
+            funko.converging = progress(&funko.name);
+        }
+        Arc::new(live)
     }
 
     /// Waits for the next board.
@@ -132,5 +161,52 @@ impl StatusBoard {
     /// Subscribes to events.
     pub fn subscribe(&self) -> broadcast::Receiver<AdminEvent> {
         self.events.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(name: &str) -> FunkoStatus {
+        FunkoStatus {
+            name: name.into(),
+            desired: Some(1),
+            ready: 0,
+            outdated: 0,
+            paused: 0,
+            stopped: 0,
+            autoscaled: None,
+            last_decision: None,
+            image: None,
+            image_created: None,
+            error: None,
+            converging: None,
+            config_hash: None,
+        }
+    }
+
+    #[test]
+    fn a_funkos_work_is_shown_as_it_stands_now_not_as_of_the_last_pass() {
+        let step = Arc::new(std::sync::Mutex::new("waiting for a build slot".to_owned()));
+        let board = StatusBoard::with_progress({
+            let step = step.clone();
+            Arc::new(move |funko: &str| {
+                (funko == "slow").then(|| Converging {
+                    since: 1,
+                    seconds: 2,
+                    step: step.lock().unwrap().clone(),
+                })
+            })
+        });
+        board.pass_finished(vec![status("slow"), status("quick")], 1);
+        *step.lock().unwrap() = "build faaso-slow:1".into();
+        let now = board.current();
+        assert_eq!(now.pass, 1);
+        assert_eq!(
+            now.funkos[0].converging.as_ref().unwrap().step,
+            "build faaso-slow:1"
+        );
+        assert_eq!(now.funkos[1].converging, None);
     }
 }

@@ -8,6 +8,7 @@ mod board;
 mod build;
 mod engine;
 mod funkos;
+mod guesses;
 mod images;
 mod instances;
 mod secrets;
@@ -24,7 +25,7 @@ use faaso_reconciler::{BasePolicy, DockerEngine, Namespace, Trigger};
 use tokio::sync::{broadcast, mpsc};
 
 pub use auth::{Token, TokenError};
-pub use board::{AdminEvent, Board, StatusBoard};
+pub use board::{AdminEvent, Board, Progress, StatusBoard};
 pub use engine::Engine;
 pub use secrets::{SecretError, SecretStore};
 pub use traffic::{ReadTraffic, Sample, Traffic, TrafficReading};

@@ -290,7 +290,8 @@ async fn a_certificate_is_obtained_over_acme_kept_private_renewed_and_served_aft
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let acme = dir.path().join("state/acme");
-    for file in ["account.json", "cert.pem", "key.pem"] {
+    // The key and the chain are one file, replaced as one: no crash leaves a mixed pair.
+    for file in ["account.json", "certificate.pem"] {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(acme.join(file))
             .unwrap()
@@ -315,7 +316,7 @@ async fn a_certificate_is_obtained_over_acme_kept_private_renewed_and_served_aft
     // Restarted with the ACME server gone, faaso serves the certificate it kept.
     drop(proxy);
     drop(pebble);
-    let kept = std::fs::read_to_string(acme.join("cert.pem")).unwrap();
+    let kept = std::fs::read_to_string(acme.join("certificate.pem")).unwrap();
     let restarted = start_faaso(dir.path(), port, &setup, &tls_ca_file);
     wait_until(
         Duration::from_secs(60),
@@ -328,4 +329,44 @@ async fn a_certificate_is_obtained_over_acme_kept_private_renewed_and_served_aft
     use rustls::pki_types::{CertificateDer, pem::PemObject};
     let kept_leaf = CertificateDer::from_pem_slice(kept.as_bytes()).unwrap();
     assert_eq!(served, kept_leaf.to_vec());
+    // Its renewal fails (the ACME server is gone): said in /metrics beside the expiry, while
+    // the kept certificate goes on serving.
+    wait_until(
+        Duration::from_secs(60),
+        "the failed renewal in /metrics",
+        || restarted.log(),
+        || async {
+            let metrics = https_text(port, "/metrics").await.unwrap_or_default();
+            let value = |name: &str| {
+                metrics
+                    .lines()
+                    .find_map(|l| l.strip_prefix(&format!("{name} ")))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+            };
+            value("faaso_acme_failed_orders").is_some_and(|n| n >= 1)
+                && value("faaso_acme_last_failure_seconds").is_some_and(|t| t > 0)
+                && value("faaso_tls_certificate_expiry_seconds").is_some_and(|t| t > 0)
+        },
+    )
+    .await;
+    assert_eq!(
+        verified_leaf(port, &root).await.unwrap(),
+        kept_leaf.to_vec()
+    );
+}
+
+/// The body of `https://127.0.0.1:port<path>`, whatever certificate is served.
+async fn https_text(port: u16, path: &str) -> Option<String> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .tls_danger_accept_invalid_certs(true)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .ok()?;
+    let response = client
+        .get(format!("https://127.0.0.1:{port}{path}"))
+        .send()
+        .await
+        .ok()?;
+    response.text().await.ok()
 }

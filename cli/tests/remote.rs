@@ -178,6 +178,37 @@ async fn a_funko_deployed_from_the_cli_is_served_scaled_given_a_secret_and_stopp
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn wrong_tokens_from_one_client_are_slowed_and_its_guesses_not_looked_at() {
+    let server = Served::start().await;
+    let client = http();
+    let ask = |token: String| {
+        client
+            .get(server.admin_url("/admin/funkos"))
+            .bearer_auth(token)
+            .send()
+    };
+    for guess in 0..5 {
+        let answer = ask(format!("wrong-token-{guess:020}")).await.unwrap();
+        assert_eq!(answer.status(), 401, "free guess {guess}");
+    }
+    assert_eq!(ask("wrong-token-sixth".into()).await.unwrap().status(), 401);
+    // Now even the right token waits: no request of this client is looked at.
+    let held = ask(server.token.clone()).await.unwrap();
+    assert_eq!(held.status(), 429);
+    let wait: u64 = held.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(wait, 1);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // After the wait the right token is let in, and the client starts afresh.
+    assert_eq!(ask(server.token.clone()).await.unwrap().status(), 200);
+    assert_eq!(ask("wrong-token-again".into()).await.unwrap().status(), 401);
+    assert_eq!(ask(server.token.clone()).await.unwrap().status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn every_admin_route_refuses_a_missing_or_wrong_token() {
     let server = Served::start().await;
     let routes = [
@@ -211,15 +242,18 @@ async fn every_admin_route_refuses_a_missing_or_wrong_token() {
                 request = request.header("authorization", value);
             }
             let answer = request.send().await.unwrap();
-            assert_eq!(
-                answer.status(),
-                401,
-                "{method} {path} with {authorization:?}"
-            );
-            assert!(
-                answer.headers().contains_key("www-authenticate"),
-                "{method} {path}: no WWW-Authenticate"
-            );
+            // Refused: 401, or 429 once this client has sent too many wrong tokens.
+            match answer.status().as_u16() {
+                401 => assert!(
+                    answer.headers().contains_key("www-authenticate"),
+                    "{method} {path}: no WWW-Authenticate"
+                ),
+                429 => assert!(
+                    answer.headers().contains_key("retry-after"),
+                    "{method} {path}: no Retry-After"
+                ),
+                status => panic!("{method} {path} with {authorization:?}: {status}"),
+            }
         }
     }
     // The web UI's page is public and holds no data.

@@ -20,7 +20,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::sign::CertifiedKey;
 use tracing::{info, warn};
 
-use crate::tls::{CurrentPair, error_chain, load_pair};
+use crate::tls::{CurrentPair, error_chain};
 
 /// The ALPN protocol of TLS-ALPN-01 validation handshakes (RFC 8737).
 pub(crate) const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
@@ -44,14 +44,16 @@ pub struct AcmeSettings {
 }
 
 impl AcmeSettings {
-    /// Where the issued certificate chain is kept.
-    pub fn cert_file(&self) -> PathBuf {
-        self.dir.join("cert.pem")
+    /// Where the issued certificate is kept: its key and chain in one file, replaced as one,
+    /// so that no crash can leave a key beside a certificate it does not belong to.
+    pub fn pair_file(&self) -> PathBuf {
+        self.dir.join("certificate.pem")
     }
 
-    /// Where the issued certificate's key is kept.
-    pub fn key_file(&self) -> PathBuf {
-        self.dir.join("key.pem")
+    /// Where an earlier faaso kept the chain and the key, as two files: read when there is no
+    /// pair file yet.
+    pub(crate) fn legacy_files(&self) -> (PathBuf, PathBuf) {
+        (self.dir.join("cert.pem"), self.dir.join("key.pem"))
     }
 
     fn account_file(&self) -> PathBuf {
@@ -147,13 +149,15 @@ impl Certifier {
                     Ok(expires) => {
                         failures = 0;
                         self.expires = Some(expires);
+                        self.current.renewed(expires);
                         info!(names = ?self.settings.names, "An ACME certificate was issued and is served from now on.");
                         self.settings.check_every
                     }
                     Err(err) => {
                         failures = failures.saturating_add(1);
                         let wait = backoff(failures);
-                        warn!(err = %error_chain(&err), retry_in = ?wait, "Obtaining a certificate over ACME failed; the current one keeps serving.");
+                        self.current.renewal_failed();
+                        warn!(err = %error_chain(&err), retry_in = ?wait, expires = ?self.expires, "Obtaining a certificate over ACME failed; the current one keeps serving.");
                         wait
                     }
                 }
@@ -188,11 +192,12 @@ impl Certifier {
         let result = self.validate_and_finalize(&mut order).await;
         self.current.challenges.clear();
         let (key_pem, chain_pem) = result?;
-        let (cert, key) = (self.settings.cert_file(), self.settings.key_file());
-        write_private(&key, key_pem.as_bytes())?;
-        write_private(&cert, chain_pem.as_bytes())?;
-        let pair = load_pair(&cert, &key, &self.provider)
-            .map_err(|err| AcmeError::Certificate(error_chain(&err)))?;
+        // Checked before it is kept: what is on disk always loads.
+        let pair =
+            crate::tls::pair_from_pem(chain_pem.as_bytes(), key_pem.as_bytes(), &self.provider)
+                .map_err(|err| AcmeError::Certificate(error_chain(&err)))?;
+        let file = self.settings.pair_file();
+        write_private(&file, format!("{key_pem}\n{chain_pem}").as_bytes())?;
         let expires = crate::tls::expiry(&pair)
             .ok_or_else(|| AcmeError::Certificate("the issued certificate has no expiry".into()))?;
         self.current.store(pair);
@@ -356,7 +361,8 @@ pub(crate) fn ensure_dir(dir: &Path) -> std::io::Result<()> {
         .create(dir)
 }
 
-/// Writes `bytes` to `path` readable by its owner only, replacing it atomically.
+/// Writes `bytes` to `path` readable by its owner only, replacing it atomically (the folder
+/// synced too, so the rename survives a crash).
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), AcmeError> {
     let tmp = path.with_extension("tmp");
     let write = || -> std::io::Result<()> {
@@ -368,7 +374,11 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), AcmeError> {
             .open(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
-        std::fs::rename(&tmp, path)
+        std::fs::rename(&tmp, path)?;
+        if let Some(dir) = path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
     };
     write().map_err(|source| AcmeError::Store {
         path: path.to_owned(),

@@ -35,6 +35,8 @@ impl Drop for OpenConnection {
 pub(crate) struct ClientConnection {
     /// The client's address as an `X-Forwarded-For` value, made once per connection.
     pub(crate) peer_ip: HeaderValue,
+    /// The client's address, handed to the local handler as a request extension.
+    pub(crate) peer: std::net::IpAddr,
     /// Whether the client came over TLS (`X-Forwarded-Proto: https`).
     pub(crate) tls: bool,
     /// The connection's place in its loop's count.

@@ -164,7 +164,8 @@ impl Proxy {
     }
 
     /// Answers every request on the admin listener (`config.admin_listen`) with `service`,
-    /// except `GET /metrics` and `GET /healthz`, which the proxy answers there itself. Without
+    /// except `GET /metrics` and `GET /healthz`, which the proxy answers there itself. Each
+    /// request carries the client's address as a `std::net::IpAddr` extension. Without
     /// an admin listener configured this is an error: the service would never be reached.
     pub fn with_admin<S, B>(mut self, service: S) -> Result<Self, ProxyError>
     where
@@ -569,6 +570,7 @@ async fn event_loop(mut inbox: mpsc::UnboundedReceiver<Client>, shared: &Arc<Sha
         let client = Arc::new(ClientConnection {
             peer_ip: HeaderValue::from_str(&peer.ip().to_string())
                 .unwrap_or(HeaderValue::from_static("unknown")),
+            peer: peer.ip(),
             open,
             tls: shared.edge.is_some(),
         });
@@ -709,7 +711,7 @@ impl Shared {
     /// every nested one would be copied whole on each request.
     async fn answer(
         self: Arc<Self>,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         client: Arc<ClientConnection>,
     ) -> Result<Response<ProxyBody>, Infallible> {
         let own = matches!(
@@ -721,6 +723,8 @@ impl Shared {
             .as_ref()
             .filter(|l| !own && is_under(req.uri().path(), &l.prefix))
         {
+            // The local handler (the admin) learns who asks: it slows a client's guesses.
+            req.extensions_mut().insert(client.peer);
             let answer = self.caller.spawn((local.handler)(req)).await;
             return Ok(answer.unwrap_or_else(|err| {
                 warn!(?err, "The local handler failed.");
@@ -740,6 +744,9 @@ impl Shared {
                         .map_or(0, AccessLog::dropped),
                 );
                 self.routes.render_scale(&mut text);
+                if let Some(edge) = &self.edge {
+                    edge.render_metrics(&mut text);
+                }
                 answer::text("text/plain; version=0.0.4", text)
             }
             (_, _, Role::Admin) => answer::error(StatusCode::NOT_FOUND, "no such path"),

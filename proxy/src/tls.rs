@@ -127,9 +127,28 @@ pub fn load_pair(
             source,
         })
     };
-    let cert_pem = read(cert)?;
-    let key_pem = read(key)?;
-    let chain = CertificateDer::pem_slice_iter(&cert_pem)
+    parse_pair(&read(cert)?, &read(key)?, cert, key, provider)
+}
+
+/// A freshly issued pair from its PEM text, checked as [`load_pair`] checks files.
+pub(crate) fn pair_from_pem(
+    chain: &[u8],
+    key: &[u8],
+    provider: &CryptoProvider,
+) -> Result<CertifiedKey, TlsError> {
+    let issued = Path::new("the issued certificate");
+    parse_pair(chain, key, issued, issued, provider)
+}
+
+/// The pair in `cert_pem` and `key_pem` (read from `cert` and `key`, named in errors).
+fn parse_pair(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    cert: &Path,
+    key: &Path,
+    provider: &CryptoProvider,
+) -> Result<CertifiedKey, TlsError> {
+    let chain = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|err| TlsError::BadCertificate {
             path: cert.to_owned(),
@@ -145,7 +164,7 @@ pub fn load_pair(
         path: key.to_owned(),
         source,
     };
-    let private = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| no_key(e.into()))?;
+    let private = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| no_key(e.into()))?;
     let signing = provider
         .key_provider
         .load_private_key(private)
@@ -198,6 +217,27 @@ pub(crate) fn expiry(pair: &CertifiedKey) -> Option<SystemTime> {
     let (_, parsed) = x509_parser::parse_x509_certificate(pair.cert.first()?).ok()?;
     let secs = u64::try_from(parsed.validity().not_after.timestamp()).ok()?;
     Some(UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+/// The certificate an earlier run kept, if one loads: the pair file, else the two files an
+/// earlier faaso wrote. One that does not load is said, not silently replaced by the placeholder.
+fn kept_pair(acme: &AcmeSettings, provider: &Arc<CryptoProvider>) -> Option<CertifiedKey> {
+    let file = acme.pair_file();
+    let (cert, key) = if file.exists() {
+        (file.clone(), file)
+    } else {
+        acme.legacy_files()
+    };
+    if !cert.exists() {
+        return None;
+    }
+    match load_pair(&cert, &key, provider) {
+        Ok(pair) => Some(pair),
+        Err(err) => {
+            tracing::error!(file = %cert.display(), err = %error_chain(&err), "The kept ACME certificate cannot be served; a placeholder serves until a new one is issued.");
+            None
+        }
+    }
 }
 
 /// Whether `pair`'s leaf names every one of `names` (DNS subject alternative names).
@@ -264,12 +304,54 @@ fn dns_matches(pattern: &str, host: &str) -> bool {
 pub(crate) struct CurrentPair {
     served: ArcSwap<CertifiedKey>,
     pub(crate) challenges: Challenges,
+    /// Failed ACME orders since the last one that succeeded, for `/metrics`.
+    failures: std::sync::atomic::AtomicU64,
+    /// When the last ACME order failed (seconds since the Unix epoch; 0: none since start).
+    failed_at: std::sync::atomic::AtomicU64,
 }
 
 impl CurrentPair {
     /// Serves `pair` to every handshake from now on.
     pub(crate) fn store(&self, pair: CertifiedKey) {
         self.served.store(Arc::new(pair));
+    }
+
+    /// An ACME order failed: counted, and when.
+    pub(crate) fn renewal_failed(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.failures.fetch_add(1, Relaxed);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.failed_at.store(now, Relaxed);
+    }
+
+    /// A certificate expiring at `expires` was issued: the failures are over.
+    pub(crate) fn renewed(&self, expires: SystemTime) {
+        let _ = expires;
+        self.failures.store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The served certificate's expiry and the ACME failures, as Prometheus lines: an operator
+    /// alerts on a certificate that keeps being served while its renewal fails.
+    pub(crate) fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        use std::sync::atomic::Ordering::Relaxed;
+        if let Some(expires) = expiry(&self.served.load()) {
+            let secs = expires
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let _ = writeln!(
+                out,
+                "# HELP faaso_tls_certificate_expiry_seconds When the served certificate expires (Unix time).\n# TYPE faaso_tls_certificate_expiry_seconds gauge\nfaaso_tls_certificate_expiry_seconds {secs}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP faaso_acme_failed_orders ACME orders failed in a row since the last certificate was issued.\n# TYPE faaso_acme_failed_orders gauge\nfaaso_acme_failed_orders {}\n# HELP faaso_acme_last_failure_seconds When the last ACME order failed (Unix time; 0: none since start).\n# TYPE faaso_acme_last_failure_seconds gauge\nfaaso_acme_last_failure_seconds {}",
+            self.failures.load(Relaxed),
+            self.failed_at.load(Relaxed)
+        );
     }
 }
 
@@ -319,9 +401,9 @@ impl Edge {
             None => load_pair(&settings.cert, &settings.key, &provider)?,
             Some(acme) => {
                 acme::ensure_dir(&acme.dir).map_err(|err| TlsError::Acme(err.into()))?;
-                match load_pair(&acme.cert_file(), &acme.key_file(), &provider) {
-                    Ok(pair) => pair,
-                    Err(_) => acme::placeholder(&acme.names, &provider)
+                match kept_pair(acme, &provider) {
+                    Some(pair) => pair,
+                    None => acme::placeholder(&acme.names, &provider)
                         .map_err(|err| TlsError::Acme(err.into()))?,
                 }
             }
@@ -329,6 +411,8 @@ impl Edge {
         let current = Arc::new(CurrentPair {
             served: ArcSwap::from_pointee(pair),
             challenges: Challenges::default(),
+            failures: Default::default(),
+            failed_at: Default::default(),
         });
         let mut config = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
@@ -355,6 +439,11 @@ impl Edge {
             || names_host(&self.current.served.load(), host)
     }
 
+    /// The served certificate's expiry and, with ACME, its renewal failures, for `/metrics`.
+    pub(crate) fn render_metrics(&self, out: &mut String) {
+        self.current.render_metrics(out);
+    }
+
     /// Keeps the served pair fresh: certified over ACME, or else read again when its files
     /// change.
     pub(crate) async fn keep_fresh(self) {
@@ -364,7 +453,7 @@ impl Edge {
                 let expires = expiry(&served);
                 // A kept certificate that names every configured host is renewed when due; a
                 // placeholder, or one for other names, is replaced at once.
-                let kept = settings.cert_file().exists()
+                let kept = kept_pair(&settings, &self.provider).is_some()
                     && expires.is_some()
                     && names_all(&served, &settings.names);
                 Certifier {

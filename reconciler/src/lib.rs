@@ -42,6 +42,7 @@ pub use desired::{
 pub use docker::{BuildOutcome, DockerEngine, DockerError};
 pub use execute::Containers;
 pub use failures::{Failure, Failures};
+pub use in_flight::InFlight;
 pub use listener::{Listener, Quiet};
 pub use namespace::Namespace;
 pub use observe::{

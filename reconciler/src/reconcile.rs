@@ -123,6 +123,11 @@ impl<B: Backend> Reconciler<B> {
         &self.deaths
     }
 
+    /// Which funkos are at work now, at which step (for a live status between passes).
+    pub fn in_flight(&self) -> crate::in_flight::InFlight {
+        self.shared.in_flight.clone()
+    }
+
     /// The backend it acts through.
     pub fn backend(&self) -> &B {
         &self.backend
@@ -242,8 +247,17 @@ impl<B: Backend> Reconciler<B> {
     {
         let backend = self.backend.clone();
         let shared = self.shared.clone();
+        let working = shared.in_flight.begin(&work.funko);
         async move {
-            let outcome = worker::run(&backend, &work, listener.as_ref(), &shared, &cancel).await;
+            let outcome = worker::run(
+                &backend,
+                &work,
+                listener.as_ref(),
+                &shared,
+                &cancel,
+                working,
+            )
+            .await;
             (work.funko, outcome.ok())
         }
     }
@@ -317,8 +331,9 @@ impl<B: Backend> Reconciler<B> {
         let (backend, shared) = (&self.backend, &self.shared);
         let running = work.iter().map(|work| {
             let never = &never;
+            let working = shared.in_flight.begin(&work.funko);
             async move {
-                let outcome = worker::run(backend, work, listener, shared, never).await;
+                let outcome = worker::run(backend, work, listener, shared, never, working).await;
                 if let Ok(result) = &outcome {
                     listener.funko_finished(
                         &work.funko,

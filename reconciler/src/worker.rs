@@ -60,15 +60,17 @@ impl Shared {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Cancelled;
 
-/// Runs `work` until it ends or `cancel` fires.
+/// Runs `work` until it ends or `cancel` fires; `working` (from [`InFlight::begin`], taken
+/// when the work is handed out, so a status made right after already shows it) tells where
+/// it is, and ends with it.
 pub(crate) async fn run<B: Backend>(
     backend: &B,
     work: &FunkoWork<B::Step>,
     listener: &dyn Listener<B::Step>,
     shared: &Shared,
     cancel: &CancellationToken,
+    working: Working,
 ) -> Result<Result<(), StepFailure>, Cancelled> {
-    let working = shared.in_flight.begin(&work.funko);
     let steps = run_steps(backend, work, listener, shared, cancel, &working);
     match AssertUnwindSafe(steps).catch_unwind().await {
         Ok(outcome) => outcome,

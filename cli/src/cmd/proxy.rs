@@ -220,7 +220,7 @@ impl TlsArgs {
             check_every: self.acme_check_every,
         });
         let (cert, key) = match (&acme, &self.tls_cert, &self.tls_key) {
-            (Some(acme), _, _) => (acme.cert_file(), acme.key_file()),
+            (Some(acme), _, _) => (acme.pair_file(), acme.pair_file()),
             (None, Some(cert), Some(key)) => (cert.clone(), key.clone()),
             _ => return None,
         };

@@ -139,7 +139,10 @@ pub async fn run(global: &Global, args: ServerArgs) -> anyhow::Result<ExitCode> 
     let mut reconciler = global.reconciler(funkos_dir).await?;
     let routes = faaso_proxy::Routes::new();
     let health = HealthChecker::new(routes.clone(), args.proxy.probe_config());
-    let board = StatusBoard::default();
+    let board = StatusBoard::with_progress({
+        let in_flight = reconciler.in_flight();
+        Arc::new(move |funko: &str| in_flight.get(funko))
+    });
     let triggers = Triggers::new();
     let traffic = {
         let routes = routes.clone();
@@ -401,10 +404,17 @@ impl<S: StepInfo> Listener<S> for ServerListener {
                 .or_insert_with(|| (self.settings(&funko.name, timeout, None), Vec::new()));
         }
         // A funko at work may have moved on from what this pass saw (an instance it routed or
-        // took out since): its work keeps its routes, not this view.
-        self.health
-            .sync_except(funkos, |name| report.busy.contains(name));
+        // took out since): its work keeps its instances' routes, not this view. It is known all
+        // the same (its requests are held or get 503, not 404); one whose folder went is not.
+        let at_work =
+            |name: &str| report.busy.contains(name) && report.desired.funkos.contains_key(name);
         let routes = self.health.routes();
+        for (name, (settings, _)) in funkos.iter().filter(|(name, _)| at_work(name)) {
+            if routes.load().get(name).is_none() {
+                routes.set_funko(name, settings.clone());
+            }
+        }
+        self.health.sync_except(funkos, at_work);
         routes.retain_scaled(|name| self.scaling.holding(name).is_some());
         // A funko that cannot start answers its held requests now, with the reason.
         for funko in &report.funkos {

@@ -128,7 +128,7 @@ pub(super) async fn build_image(
             // cached layer this build was stacking on: the classic builder shares them across
             // images. Nothing is wrong with the funko; the next try builds that layer afresh.
             Err(DockerError::Build { message, .. })
-                if message.contains("unknown parent image") && attempt < BUILD_ATTEMPTS =>
+                if layer_vanished(&message) && attempt < BUILD_ATTEMPTS =>
             {
                 tracing::info!(%image, %message, "a cached layer vanished mid-build; building again");
                 remove_orphans(docker).await;
@@ -137,6 +137,14 @@ pub(super) async fn build_image(
             result => return result,
         }
     }
+}
+
+/// Whether a build failed because a cached layer it stacked on was removed under it: the
+/// classic builder says "unknown parent image", or fails to read the layer's config ("failed to
+/// get digest …: no such file or directory").
+fn layer_vanished(message: &str) -> bool {
+    message.contains("unknown parent image")
+        || (message.contains("failed to get digest") && message.contains("no such file"))
 }
 
 /// Tries for a build that loses cached layers to concurrent clean-ups.
@@ -201,5 +209,21 @@ async fn run_build(
         Err(build_error(
             "the build ended without producing the image".to_owned(),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::layer_vanished;
+
+    #[test]
+    fn a_cached_layer_removed_under_a_build_is_told_from_a_broken_build() {
+        assert!(layer_vanished("unknown parent image ID sha256:0123"));
+        assert!(layer_vanished(
+            "failed to get digest sha256:a49e: open /var/lib/docker/image/fuse-overlayfs/imagedb/content/sha256/a49e: no such file or directory"
+        ));
+        assert!(!layer_vanished(
+            "The command '/bin/sh -c false' returned a non-zero code: 1"
+        ));
     }
 }

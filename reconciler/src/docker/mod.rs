@@ -46,12 +46,30 @@ pub(crate) use inspect::unix_seconds;
 
 /// Probes this often while waiting for a new instance: every 10 ms for its first two seconds
 /// (most funkos, and every instance started again to serve held requests, are ready by then),
-/// every 50 ms after.
+/// every 50 ms after, and less often the longer it waits ([`probe_pause`]).
 const PROBE_EVERY: Duration = Duration::from_millis(50);
 const PROBE_EARLY: Duration = Duration::from_millis(10);
 const EARLY: Duration = Duration::from_secs(2);
 /// The container's state is checked this often while waiting, to fail fast when it exits.
 const STATE_EVERY: Duration = Duration::from_millis(500);
+/// The longest pause between probes of an instance that is slow to get ready: a funko whose
+/// model loads for minutes costs a probe a second, not twenty, and is routed within a second
+/// of answering.
+const PROBE_SLOWEST: Duration = Duration::from_secs(1);
+/// How many containers are created and started at once on one engine: a hundred funkos
+/// rolling out together take turns at the engine (their readiness waits take no turn), so the
+/// first are served as soon as they would be alone.
+const STARTS_AT_ONCE: usize = 8;
+
+/// The pause before the next readiness probe, `waited` into the wait: 10 ms for the first
+/// 2 s, then 50 ms, then a twentieth of the wait so far, at most [`PROBE_SLOWEST`].
+fn probe_pause(waited: Duration) -> Duration {
+    if waited < EARLY {
+        PROBE_EARLY
+    } else {
+        (waited / 20).clamp(PROBE_EVERY, PROBE_SLOWEST)
+    }
+}
 
 /// The reconciler's engine on Docker.
 #[derive(Debug, Clone)]
@@ -60,6 +78,8 @@ pub struct DockerEngine {
     namespace: Namespace,
     /// The builds running now, for clearing one cut short.
     builds: failed_build::Builds,
+    /// Turns at creating and starting a container (see [`STARTS_AT_ONCE`]).
+    starts: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl DockerEngine {
@@ -70,6 +90,7 @@ impl DockerEngine {
             docker: error::connect().await?,
             namespace,
             builds: failed_build::Builds::default(),
+            starts: std::sync::Arc::new(tokio::sync::Semaphore::new(STARTS_AT_ONCE)),
         })
     }
 
@@ -82,6 +103,7 @@ impl DockerEngine {
             docker: error::connect_at(socket).await?,
             namespace,
             builds: failed_build::Builds::default(),
+            starts: std::sync::Arc::new(tokio::sync::Semaphore::new(STARTS_AT_ONCE)),
         })
     }
 
@@ -418,6 +440,8 @@ impl DockerEngine {
             number,
             &prepared.config_hash,
         );
+        // A turn at the engine for the create and start; the readiness wait after takes none.
+        let _turn = self.starts.acquire().await;
         let options = CreateContainerOptionsBuilder::new().name(&name).build();
         let config = container_config(&self.namespace, prepared, number);
         let expected = config.labels.clone().unwrap_or_default();
@@ -508,8 +532,7 @@ impl DockerEngine {
                     healthcheck.path, limit
                 )));
             }
-            let early = begun.elapsed() < EARLY;
-            tokio::time::sleep(if early { PROBE_EARLY } else { PROBE_EVERY }).await;
+            tokio::time::sleep(probe_pause(begun.elapsed())).await;
         }
     }
 
@@ -649,5 +672,21 @@ impl Containers for DockerEngine {
             }
             .into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slow_instance_is_probed_less_often_up_to_once_a_second() {
+        assert_eq!(probe_pause(Duration::ZERO), PROBE_EARLY);
+        assert_eq!(probe_pause(Duration::from_secs(3)), PROBE_EVERY);
+        assert_eq!(
+            probe_pause(Duration::from_secs(10)),
+            Duration::from_millis(500)
+        );
+        assert_eq!(probe_pause(Duration::from_secs(3600)), PROBE_SLOWEST);
     }
 }

@@ -27,7 +27,10 @@ const ELSEWHERE: &str = "this faaso server runs a Docker Swarm and routes no fun
 /// Runs until SIGINT or SIGTERM; the services keep running after it stops.
 pub async fn run(global: &Global, args: ServerArgs) -> anyhow::Result<ExitCode> {
     let mut reconciler = crate::backend::swarm_reconciler(global, &args.funkos.dir).await?;
-    let board = StatusBoard::default();
+    let board = StatusBoard::with_progress({
+        let in_flight = reconciler.in_flight();
+        Arc::new(move |funko: &str| in_flight.get(funko))
+    });
     let triggers = Triggers::new();
     let engine = reconciler.backend();
     let admin = admin_state(
