@@ -162,12 +162,19 @@ impl HealthChecker {
         unsettled: impl Fn(&str) -> bool,
     ) {
         funkos.retain(|name, _| !unsettled(name));
-        let gone: Vec<String> = self
-            .lock()
-            .keys()
-            .filter(|name| !funkos.contains_key(*name) && !unsettled(name))
-            .cloned()
-            .collect();
+        // Gone: what this checker probes, and what the table routes (a feeder may have made a
+        // funko known there directly), that is neither declared nor unsettled.
+        let mut gone: Vec<String> = self.lock().keys().cloned().collect();
+        gone.extend(
+            self.inner
+                .routes
+                .load()
+                .iter()
+                .map(|(name, _)| name.to_owned()),
+        );
+        gone.sort_unstable();
+        gone.dedup();
+        gone.retain(|name| !funkos.contains_key(name) && !unsettled(name));
         for name in gone {
             self.remove_funko(&name);
         }

@@ -107,7 +107,7 @@ pub async fn watch<B: Backend + Clone + 'static>(
     let mut backoff = Duration::from_millis(250);
     // Work ended since images were last pruned: prune once no build runs.
     let mut prune_due = false;
-    loop {
+    while !stop.is_cancelled() {
         let mut next = timing.resync;
         match pass(reconciler, &listener, &mut runner, &stop).await {
             Ok(report) => {
@@ -146,6 +146,8 @@ pub async fn watch<B: Backend + Clone + 'static>(
             }
         }
         tokio::select! {
+            // Stopping comes first: cancelled work ends at once and would always be ready too.
+            biased;
             () = stop.cancelled() => break,
             () = tokio::time::sleep(next) => tracing::debug!("periodic resync or requeue"),
             Some(trigger) = rx.recv() => {

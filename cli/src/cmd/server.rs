@@ -358,10 +358,10 @@ impl<S: StepInfo> Listener<S> for ServerListener {
 
     fn instance_ready(&self, funko: &str, instance: &Started) {
         let routes = self.health.routes();
-        if routes.load().get(funko).is_none() {
-            let settings = self.settings(funko, instance.request_timeout, instance.cors.as_ref());
-            routes.set_funko(funko, settings);
-        }
+        // The ready instance carries its funko's current settings (timeout, CORS): a funko made
+        // known while at work had only defaults.
+        let settings = self.settings(funko, instance.request_timeout, instance.cors.as_ref());
+        routes.set_funko(funko, settings);
         routes.insert_ready(funko, InstanceId::new(instance.id.as_str()), instance.addr);
         self.scaling.instance_ready(funko, routes);
         tracing::info!(%funko, instance = %instance.name, "routed");

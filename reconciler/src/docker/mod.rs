@@ -62,12 +62,13 @@ const PROBE_SLOWEST: Duration = Duration::from_secs(1);
 const STARTS_AT_ONCE: usize = 8;
 
 /// The pause before the next readiness probe, `waited` into the wait: 10 ms for the first
-/// 2 s, then 50 ms, then a twentieth of the wait so far, at most [`PROBE_SLOWEST`].
+/// 2 s, then 50 ms, then a hundredth of the wait so far (from 5 s on), at most
+/// [`PROBE_SLOWEST`] (from 100 s on).
 fn probe_pause(waited: Duration) -> Duration {
     if waited < EARLY {
         PROBE_EARLY
     } else {
-        (waited / 20).clamp(PROBE_EVERY, PROBE_SLOWEST)
+        (waited / 100).clamp(PROBE_EVERY, PROBE_SLOWEST)
     }
 }
 
