@@ -684,9 +684,10 @@ mod tests {
     fn a_slow_instance_is_probed_less_often_up_to_once_a_second() {
         assert_eq!(probe_pause(Duration::ZERO), PROBE_EARLY);
         assert_eq!(probe_pause(Duration::from_secs(3)), PROBE_EVERY);
+        assert_eq!(probe_pause(Duration::from_secs(5)), PROBE_EVERY);
         assert_eq!(
-            probe_pause(Duration::from_secs(10)),
-            Duration::from_millis(500)
+            probe_pause(Duration::from_secs(30)),
+            Duration::from_millis(300)
         );
         assert_eq!(probe_pause(Duration::from_secs(3600)), PROBE_SLOWEST);
     }
