@@ -4,7 +4,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -29,13 +28,7 @@ impl Server {
         );
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("funkos")).unwrap();
-        let free_port = || {
-            TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
-        };
+        let free_port = common::process::free_port;
         let (port, admin_port) = (free_port(), free_port());
         let child = Self::spawn(&id, (port, admin_port), dir.path());
         Self {
@@ -512,13 +505,7 @@ async fn server_up_serves_from_its_container_and_down_removes_it() {
     for file in ["funko.yml", "handler.py"] {
         std::fs::copy(example.join(file), config.join(file)).unwrap();
     }
-    let free_port = || {
-        TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
+    let free_port = common::process::free_port;
     let (port, admin_port) = (free_port(), free_port());
     let faaso = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_faaso"))

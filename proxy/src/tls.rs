@@ -242,6 +242,22 @@ fn kept_pair(acme: &AcmeSettings, provider: &Arc<CryptoProvider>) -> Option<Cert
 
 /// Whether `pair`'s leaf names every one of `names` (DNS subject alternative names).
 pub(crate) fn names_all(pair: &CertifiedKey, names: &[String]) -> bool {
+    leaf_names(pair, |general_names| {
+        names.iter().all(|name| {
+            general_names.iter().any(|general| {
+                matches!(general, x509_parser::extensions::GeneralName::DNSName(dns)
+                    if dns.eq_ignore_ascii_case(name))
+            })
+        })
+    })
+}
+
+/// `check` of the subject alternative names of `pair`'s leaf; false when it has none or does
+/// not parse.
+fn leaf_names(
+    pair: &CertifiedKey,
+    check: impl FnOnce(&[x509_parser::extensions::GeneralName<'_>]) -> bool,
+) -> bool {
     let Some(Ok((_, parsed))) = pair
         .cert
         .first()
@@ -252,40 +268,27 @@ pub(crate) fn names_all(pair: &CertifiedKey, names: &[String]) -> bool {
     let Ok(Some(san)) = parsed.subject_alternative_name() else {
         return false;
     };
-    names.iter().all(|name| {
-        san.value.general_names.iter().any(|general| {
-            matches!(general, x509_parser::extensions::GeneralName::DNSName(dns)
-                if dns.eq_ignore_ascii_case(name))
-        })
-    })
+    check(&san.value.general_names)
 }
 
 /// Whether `pair`'s leaf is valid for `host`: a DNS name its subject alternative names hold
 /// (a wildcard covering one label), or an IP address they hold (bracketed for IPv6 or not).
 pub(crate) fn names_host(pair: &CertifiedKey, host: &str) -> bool {
     use x509_parser::extensions::GeneralName;
-    let Some(Ok((_, parsed))) = pair
-        .cert
-        .first()
-        .map(|der| x509_parser::parse_x509_certificate(der))
-    else {
-        return false;
-    };
-    let Ok(Some(san)) = parsed.subject_alternative_name() else {
-        return false;
-    };
     let ip = host
         .trim_start_matches('[')
         .trim_end_matches(']')
         .parse::<std::net::IpAddr>()
         .ok();
-    san.value.general_names.iter().any(|general| match general {
-        GeneralName::DNSName(dns) => dns_matches(dns, host),
-        GeneralName::IPAddress(bytes) => ip.is_some_and(|ip| match ip {
-            std::net::IpAddr::V4(v4) => *bytes == v4.octets(),
-            std::net::IpAddr::V6(v6) => *bytes == v6.octets(),
-        }),
-        _ => false,
+    leaf_names(pair, |general_names| {
+        general_names.iter().any(|general| match general {
+            GeneralName::DNSName(dns) => dns_matches(dns, host),
+            GeneralName::IPAddress(bytes) => ip.is_some_and(|ip| match ip {
+                std::net::IpAddr::V4(v4) => *bytes == v4.octets(),
+                std::net::IpAddr::V6(v6) => *bytes == v6.octets(),
+            }),
+            _ => false,
+        })
     })
 }
 

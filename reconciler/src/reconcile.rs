@@ -212,18 +212,16 @@ impl<B: Backend> Reconciler<B> {
         if !steps.is_empty() {
             self.backend.prepare(&steps).await?;
         }
+        // Grouped by funko, each funko's steps in plan order.
         let mut work: Vec<FunkoWork<B::Step>> = Vec::new();
         for step in &steps {
-            match work.last_mut() {
-                Some(last) if last.funko == step.funko() => last.steps.push(step.clone()),
-                _ => match work.iter_mut().find(|w| w.funko == step.funko()) {
-                    Some(group) => group.steps.push(step.clone()),
-                    None => work.push(FunkoWork {
-                        funko: step.funko().to_owned(),
-                        steps: vec![step.clone()],
-                        prepared: state.prepared.get(step.funko()).cloned(),
-                    }),
-                },
+            match work.iter_mut().find(|w| w.funko == step.funko()) {
+                Some(group) => group.steps.push(step.clone()),
+                None => work.push(FunkoWork {
+                    funko: step.funko().to_owned(),
+                    steps: vec![step.clone()],
+                    prepared: state.prepared.get(step.funko()).cloned(),
+                }),
             }
         }
         Ok(Planned {
